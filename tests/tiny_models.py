@@ -55,6 +55,6 @@ def make(arch: str = "bert", num_labels: int = 2, seed: int = 0):
   # gradients and attributions are not vanishingly small.
   with torch.no_grad():
     for name, p in model.named_parameters():
-      if "classifier" in name and p.dim() == 2:
+      if name in ("classifier.weight", "classifier.out_proj.weight"):
         p.mul_(20.0)
   return model.eval(), tok

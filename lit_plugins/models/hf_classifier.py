@@ -372,7 +372,9 @@ def _text(ex: JsonDict, field: str) -> str:
   if not isinstance(value, str):
     raise ValueError(f"Text field {field!r} must be a string, got "
                      f"{type(value).__name__}.")
-  return value
+  # Empty or whitespace-only text is classified from the special tokens alone
+  # (byte-level tokenizers would otherwise turn blanks into tokens).
+  return value if value.strip() else ""
 
 
 def _model_max_length(model, tokenizer) -> int:

@@ -1,0 +1,71 @@
+"""TX-Ray neuron-shift analysis (Rethmeier, Saxena & Augenstein, UAI 2020).
+
+LIT-free core: aggregate per-neuron activation mass over discrete input
+features, compare two models neuron by neuron (Hellinger distance / length,
+length shift, mass activation) and write an overview report.
+
+    from lit_plugins.txray import FeatureVocab, NeuronFeatureAggregator, compute_shift, write_report
+
+    vocab = FeatureVocab()                      # shared by both models
+    agg_a = NeuronFeatureAggregator(hidden_size, mode="max1")
+    agg_b = NeuronFeatureAggregator(hidden_size, mode="max1")
+    for acts_a, acts_b, tokens in batches:      # acts: [T, H], tokens: [T] strings
+        ids = vocab.encode(tokens)
+        agg_a.update(acts_a, ids); agg_b.update(acts_b, ids)
+    result = compute_shift(agg_a, agg_b, feature_names=vocab)
+    result.rank_shifts(k=10)
+    write_report(result, "out/txray")
+
+See :mod:`lit_plugins.txray.shift` for the exact definitions and how they
+differ from the paper and from the original code.
+"""
+
+from lit_plugins.txray.aggregate import (
+    MODES,
+    FeatureScore,
+    FeatureVocab,
+    NeuronDistributions,
+    NeuronFeatureAggregator,
+    merge_subwords,
+)
+from lit_plugins.txray.shift import (
+    WEIGHTINGS,
+    NeuronShift,
+    RankedShifts,
+    ShiftResult,
+    compute_shift,
+    hellinger,
+    hellinger_rows,
+    rank_shifts,
+)
+from lit_plugins.txray.synthetic import SyntheticTXRay
+
+__all__ = [
+    "MODES",
+    "WEIGHTINGS",
+    "FeatureScore",
+    "FeatureVocab",
+    "NeuronDistributions",
+    "NeuronFeatureAggregator",
+    "NeuronShift",
+    "RankedShifts",
+    "ShiftResult",
+    "SyntheticTXRay",
+    "compute_shift",
+    "hellinger",
+    "hellinger_rows",
+    "load_pair",
+    "merge_subwords",
+    "rank_shifts",
+    "write_report",
+]
+
+
+def __getattr__(name):
+    # Lazy: keeps `python -m lit_plugins.txray.report` free of the runpy
+    # double-import warning and avoids importing the report module eagerly.
+    if name in ("write_report", "load_pair"):
+        from lit_plugins.txray import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

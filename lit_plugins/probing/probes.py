@@ -1,0 +1,649 @@
+"""Linear probes (multinomial logistic / linear regression) with elastic net.
+
+This is the probe of Dalvi et al. (AAAI 2019, "What is one grain of sand in
+the desert?") and of NeuroX's `neurox.interpretation.linear_probe`, re-written
+for speed: NeuroX trains with mini-batch Adam (lr 1e-3, batch 32, 10 epochs),
+which spends almost all of its time in per-batch Python/autograd overhead.
+A probe is a small *convex* problem, so we solve it full batch with a proper
+deterministic optimiser instead.
+
+Objective (same scaling as NeuroX: penalties are added to the *mean* loss and
+apply to the weight matrix only, never to the bias)::
+
+    mean_i loss(W x_i + b, y_i) + lambda_l1 * sum|W| + lambda_l2 * R2(W)
+
+where loss is cross-entropy (classification) or squared error (regression,
+torch's `MSELoss`, i.e. mean over examples), and
+
+  * ``l2_form="squared"`` (default): R2(W) = sum W**2 (ridge; smooth, and makes
+    a regression probe equal to sklearn's `Ridge(alpha=N * lambda_l2)`).
+  * ``l2_form="norm"``: R2(W) = sqrt(sum W**2), the Frobenius norm *without*
+    the square.  This is what NeuroX's `l2_penalty` literally computes
+    (`torch.sqrt(torch.pow(var, 2).sum())`); use it for like-for-like lambdas.
+
+Optimiser choice (``solver="auto"``):
+
+  * ``lambda_l1 == 0`` -> L-BFGS (torch.optim.LBFGS, strong-Wolfe line search)
+    on the smooth objective.  Quasi-Newton converges in tens of full-batch
+    iterations where first-order methods need hundreds.
+  * ``lambda_l1 > 0`` -> OWL-QN (orthant-wise L-BFGS, Andrew & Gao 2007).
+    L1 is not differentiable at 0, so plain L-BFGS neither converges properly
+    nor produces exact zeros.  OWL-QN keeps the quasi-Newton speed and, by
+    confining each step to an orthant and clipping sign changes to 0, gives
+    *exactly* sparse weights - what neuron ranking wants.  Measured on a
+    768-neuron, 12-class probe it needs ~30 iterations (2 matmuls each) where
+    FISTA needs ~55 to a looser optimum.
+  * ``solver="fista"`` (accelerated proximal gradient with soft-thresholding,
+    backtracking and adaptive restart) is kept as a simple, provably
+    convergent alternative for L1/elastic net; tests check both agree.
+
+Both run on a preconditioned copy of the problem: features are centred and
+divided by their standard deviation internally, and the penalty is re-weighted
+so that the optimum is *exactly* the optimum of the problem as stated above
+(a change of variables, not a change of model).  Transformer activations have
+a few huge-magnitude "outlier" dimensions; without this, the problem is badly
+conditioned and every first-order step is tiny.  ``standardize=True`` instead
+changes the model: the probe is defined on standardised features, so the
+penalty and `weight_` are in standardised units (neuron weights become
+comparable across neurons of different scale).
+
+Determinism: weights start at zero and the bias at the log class prior (or
+the target mean), every step is full batch, and there is no sampling - two
+fits on the same data/device/thread count give bit-identical weights.  No seed
+is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from lit_plugins.probing import _validation as val
+
+DeviceLike = Union[str, torch.device, None]
+SOLVERS = ("auto", "lbfgs", "owlqn", "fista")
+_STALL = 1.0  # L-BFGS/OWL-QN stop when the objective changes < tol * _STALL
+
+
+def _pick_device(device: DeviceLike) -> torch.device:
+  """None/'auto' -> CUDA when available (probes are tiny; GPU wins on big N)."""
+  if device is None or device == "auto":
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+  return torch.device(device)
+
+
+class _Problem:
+  """The preconditioned objective, its gradient and proximal operator.
+
+  Variables are V (= W * scale, per neuron) and c (the bias for centred
+  features); the centred/scaled features Z = (X - mean) / scale are never
+  materialised (that copy costs more than several solver iterations):
+  Z V^T = X (V/scale)^T - mean.(V/scale).  Logits are kept transposed,
+  [C, N], because the softmax over a short contiguous axis is ~10x faster.
+  Gradients are written by hand, which avoids autograd graph construction on
+  every line-search evaluation.
+  """
+
+  def __init__(self, X: torch.Tensor, targets: torch.Tensor, task_type: str,
+               mean: torch.Tensor, scale: torch.Tensor, omega: torch.Tensor,
+               lambda_l1: float, lambda_l2: float, l2_form: str):
+    self.X = X
+    self.n = X.shape[0]
+    self.task_type = task_type
+    self.targets = targets  # classification: labels [N]; regression: [1, N]
+    self.mean = mean
+    self.inv_scale = 1.0 / scale
+    self.omega = omega  # per-neuron penalty weight, [H]
+    self.omega2 = omega * omega
+    self.lambda_l1 = float(lambda_l1)
+    self.lambda_l2 = float(lambda_l2)
+    self.l2_form = l2_form
+
+  def logits_t(self, V, c):
+    """Model outputs, transposed: [C, N].  Linear in (V, c)."""
+    W = V * self.inv_scale
+    b = c - W @ self.mean
+    return (self.X @ W.T).T + b[:, None]
+
+  def data_loss(self, LT, need_grad: bool):
+    """Mean loss from transposed logits; with need_grad also dLoss/dLT."""
+    if self.task_type == val.CLASSIFICATION:
+      m = LT.amax(0, keepdim=True)
+      e = torch.exp(LT - m)
+      se = e.sum(0, keepdim=True)
+      picked = LT.gather(0, self.targets[None, :])
+      loss = (torch.log(se) + m - picked).sum() / self.n
+      if not need_grad:
+        return loss, None
+      GT = e.div_(se)
+      GT.scatter_add_(0, self.targets[None, :],
+                      torch.full_like(picked, -1.0))
+      GT.mul_(1.0 / self.n)
+      return loss, GT
+    r = LT - self.targets
+    loss = (r * r).sum() / self.n
+    return loss, (r.mul_(2.0 / self.n) if need_grad else None)
+
+  def param_grad(self, GT):
+    """Chain rule from dLoss/dLT to (dV, dc)."""
+    gc = GT.sum(1)
+    gV = (GT @ self.X - gc[:, None] * self.mean[None, :]) * self.inv_scale
+    return gV, gc
+
+  def smooth_penalty(self, V, need_grad: bool):
+    """The L2 term (squared or plain norm) and its gradient."""
+    if self.lambda_l2 <= 0:
+      return 0.0, None
+    sq = (V * V * self.omega2).sum()
+    if self.l2_form == "squared":
+      pen = self.lambda_l2 * sq
+      grad = (2.0 * self.lambda_l2) * V * self.omega2 if need_grad else None
+    else:
+      norm = torch.sqrt(sq)
+      pen = self.lambda_l2 * norm
+      grad = None
+      if need_grad:  # 0 is a valid subgradient at W = 0
+        grad = (self.lambda_l2 / norm if norm > 0 else 0.0) * V * self.omega2
+    return pen, grad
+
+  def l1(self, V):
+    return self.lambda_l1 * (V.abs() * self.omega).sum()
+
+  def prox_l1(self, V, step: float):
+    """Soft-thresholding: the exact minimiser of the L1 part plus a quadratic."""
+    thr = (step * self.lambda_l1) * self.omega
+    return torch.sign(V) * torch.clamp(V.abs() - thr, min=0.0)
+
+  def lipschitz_estimate(self, num_iter: int = 10,
+                         max_rows: int = 2048) -> float:
+    """Estimate of the smooth part's curvature bound, by power iteration.
+
+    Cross-entropy's Hessian is bounded by 1/2 * Z^T Z / N (softmax
+    covariances have eigenvalues <= 1/2); squared error's is 2 * Z^T Z / N.
+    Z is centred, so the bias block decouples.  A fixed strided row subsample
+    and a fixed start vector keep it cheap and deterministic; an estimate is
+    enough because FISTA backtracks when it is too optimistic.
+    """
+    stride = max(1, self.n // max_rows)
+    Zs = (self.X[::stride] - self.mean) * self.inv_scale
+    h = Zs.shape[1]
+    v = torch.ones(h, dtype=Zs.dtype, device=Zs.device) / math.sqrt(h)
+    lam = 0.0
+    for _ in range(num_iter):
+      w = Zs.T @ (Zs @ v) / Zs.shape[0]
+      lam = float(torch.linalg.vector_norm(w))
+      if lam == 0.0:
+        break
+      v = w / lam
+    factor = 0.5 if self.task_type == val.CLASSIFICATION else 2.0
+    L = factor * max(lam, 1.0)
+    if self.lambda_l2 > 0 and self.l2_form == "squared":
+      L += 2.0 * self.lambda_l2 * float(self.omega2.max())
+    return L
+
+
+def _solve_lbfgs(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
+                 max_iter: int, tol: float, history_size: int) -> int:
+  """Full-batch L-BFGS with a strong-Wolfe line search; returns #iterations.
+
+  Used for the smooth objective (lambda_l1 == 0).  If forced with L1 it adds
+  the L1 subgradient, which converges only approximately and gives no exact
+  zeros.
+  """
+  optimizer = torch.optim.LBFGS(
+      [V, c], lr=1.0, max_iter=max_iter, max_eval=int(max_iter * 1.25) + 5,
+      tolerance_grad=tol, tolerance_change=tol * _STALL,
+      history_size=history_size, line_search_fn="strong_wolfe")
+
+  def closure():
+    loss, GT = problem.data_loss(problem.logits_t(V, c), need_grad=True)
+    gV, gc = problem.param_grad(GT)
+    pen, gpen = problem.smooth_penalty(V, need_grad=True)
+    if gpen is not None:
+      loss = loss + pen
+      gV = gV + gpen
+    if problem.lambda_l1 > 0:
+      loss = loss + problem.l1(V)
+      gV = gV + problem.lambda_l1 * torch.sign(V) * problem.omega
+    V.grad = gV
+    c.grad = gc
+    return loss
+
+  optimizer.step(closure)
+  state = optimizer.state[optimizer._params[0]]  # pylint: disable=protected-access
+  return int(state.get("n_iter", 0))
+
+
+def _two_loop(q: torch.Tensor, S: list, Y: list) -> torch.Tensor:
+  """L-BFGS two-loop recursion: approximately H^-1 q from (s, y) pairs."""
+  q = q.clone()
+  alphas = []
+  for s, y in zip(reversed(S), reversed(Y)):
+    a = float(s @ q) / float(y @ s)
+    alphas.append(a)
+    q.sub_(y, alpha=a)
+  if S:
+    q.mul_(float(S[-1] @ Y[-1]) / float(Y[-1] @ Y[-1]))
+  for (s, y), a in zip(zip(S, Y), reversed(alphas)):
+    b = float(y @ q) / float(y @ s)
+    q.add_(s, alpha=a - b)
+  return q
+
+
+def _solve_owlqn(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
+                 max_iter: int, tol: float, history_size: int) -> int:
+  """OWL-QN (Andrew & Gao 2007): L-BFGS for smooth + L1; returns #iterations.
+
+  Quasi-Newton directions from the smooth part's curvature, computed on the
+  L1 *pseudo-gradient*; each step is confined to the current orthant and
+  coordinates that would change sign are set to exactly zero, so the
+  solution is exactly sparse like a proximal method's, in far fewer
+  iterations than FISTA (tens instead of ~100 on probe problems).  The line
+  search is backtracking Armijo on the full objective.  Stops when the
+  pseudo-gradient's max-norm is below `tol` or the objective stalls.
+  """
+  C, H = V.shape
+  n_w = C * H
+  lam = torch.cat([(problem.lambda_l1 * problem.omega).repeat(C),
+                   torch.zeros(C, dtype=V.dtype, device=V.device)])
+
+  def unpack(x):
+    return x[:n_w].view(C, H), x[n_w:]
+
+  def value(x):
+    """Smooth value and dLoss/dLogits at x (one forward matmul)."""
+    Vx, cx = unpack(x)
+    loss, GT = problem.data_loss(problem.logits_t(Vx, cx), need_grad=True)
+    pen, _ = problem.smooth_penalty(Vx, need_grad=False)
+    return float(loss + pen), GT
+
+  def gradient(x, GT):
+    """Smooth gradient at x given its dLoss/dLogits (one matmul)."""
+    Vx, _ = unpack(x)
+    gV, gc = problem.param_grad(GT)
+    _, gpen = problem.smooth_penalty(Vx, need_grad=True)
+    if gpen is not None:
+      gV = gV + gpen
+    return torch.cat([gV.reshape(-1), gc])
+
+  def pseudo_gradient(x, g):
+    right = g + lam
+    left = g - lam
+    at_zero = torch.where(right < 0, right,
+                          torch.where(left > 0, left, torch.zeros_like(g)))
+    return torch.where(x != 0, g + lam * torch.sign(x), at_zero)
+
+  x = torch.cat([V.detach().reshape(-1), c.detach()])
+  f, GT = value(x)
+  g = gradient(x, GT)
+  F = f + float((lam * x.abs()).sum())
+  S, Y = [], []
+  it = 0
+  for it in range(1, max_iter + 1):
+    pg = pseudo_gradient(x, g)
+    if float(pg.abs().max()) <= tol:
+      it -= 1
+      break
+    d = -_two_loop(pg, S, Y)
+    d = torch.where(d * pg < 0, d, torch.zeros_like(d))  # keep descent part
+    orthant = torch.where(x != 0, torch.sign(x), -torch.sign(pg))
+    step = 1.0 if S else min(1.0, 1.0 / float(torch.linalg.vector_norm(pg)))
+    accepted = False
+    for _ in range(40):
+      x_new = x + step * d
+      x_new = torch.where(torch.sign(x_new) == orthant, x_new,
+                          torch.zeros_like(x_new))
+      f_new, GT_new = value(x_new)
+      F_new = f_new + float((lam * x_new.abs()).sum())
+      if F_new <= F + 1e-4 * float(pg @ (x_new - x)):
+        accepted = True
+        break
+      step *= 0.5
+    if not accepted:  # no decrease representable in this precision
+      break
+    g_new = gradient(x_new, GT_new)
+    s_vec = x_new - x
+    y_vec = g_new - g
+    if float(s_vec @ y_vec) > 1e-10 * float(y_vec @ y_vec):
+      S.append(s_vec)
+      Y.append(y_vec)
+      if len(S) > history_size:
+        S.pop(0)
+        Y.pop(0)
+    stalled = abs(F - F_new) <= tol * _STALL * max(1.0, abs(F_new))
+    x, g, F = x_new, g_new, F_new
+    if stalled:
+      break
+  Vx, cx = unpack(x)
+  with torch.no_grad():
+    V.copy_(Vx)
+    c.copy_(cx)
+  return it
+
+
+def _solve_fista(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
+                 max_iter: int, tol: float) -> int:
+  """FISTA with backtracking and adaptive restart; returns #iterations.
+
+  Beck & Teboulle (2009) accelerated proximal gradient on
+  smooth(V, c) + L1(V).  The step starts at 1/L from `lipschitz_estimate`,
+  is halved whenever the quadratic upper bound fails, and may grow by 10% per
+  iteration because the global bound is pessimistic once the softmax
+  saturates.  Momentum is reset when it points against the last step
+  (O'Donoghue & Candes 2015 gradient restart).  Because the logits are linear
+  in the parameters, the extrapolated point's logits are extrapolated too, so
+  an iteration costs one forward and one gradient matmul.  Stops when the
+  objective changes by less than `tol` (relative) 3 iterations in a row.
+  """
+  step = 1.0 / problem.lipschitz_estimate()
+  x_V, x_c = V.detach().clone(), c.detach().clone()
+  x_LT = problem.logits_t(x_V, x_c)
+  y_V, y_c, y_LT = x_V, x_c, x_LT
+  t = 1.0
+  prev_obj = float("inf")
+  n_small = 0
+  it = 0
+  for it in range(1, max_iter + 1):
+    f_y, GT = problem.data_loss(y_LT, need_grad=True)
+    gV, gc = problem.param_grad(GT)
+    pen_y, gpen = problem.smooth_penalty(y_V, need_grad=True)
+    if gpen is not None:
+      gV = gV + gpen
+    f_y = float(f_y + pen_y)
+    step *= 1.1
+    for _ in range(60):
+      new_V = problem.prox_l1(y_V - step * gV, step)
+      new_c = y_c - step * gc
+      new_LT = problem.logits_t(new_V, new_c)
+      f_new, _ = problem.data_loss(new_LT, need_grad=False)
+      f_new = float(f_new + problem.smooth_penalty(new_V, False)[0])
+      dV = new_V - y_V
+      dc = new_c - y_c
+      lin = float((gV * dV).sum() + (gc * dc).sum())
+      quad = float((dV * dV).sum() + (dc * dc).sum()) / (2.0 * step)
+      if f_new <= f_y + lin + quad + 1e-7 * abs(f_y):
+        break
+      step *= 0.5
+    obj = f_new + float(problem.l1(new_V))
+    # Gradient-based restart: momentum direction disagrees with progress.
+    if float((dV * (new_V - x_V)).sum() + (dc * (new_c - x_c)).sum()) < 0:
+      t = 1.0
+    t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+    beta = (t - 1.0) / t_next
+    y_V = new_V + beta * (new_V - x_V)
+    y_c = new_c + beta * (new_c - x_c)
+    y_LT = new_LT + beta * (new_LT - x_LT)
+    x_V, x_c, x_LT, t = new_V, new_c, new_LT, t_next
+    if abs(prev_obj - obj) <= tol * max(1.0, abs(obj)):
+      n_small += 1
+      if n_small >= 3:
+        break
+    else:
+      n_small = 0
+    prev_obj = obj
+  with torch.no_grad():
+    V.copy_(x_V)
+    c.copy_(x_c)
+  return it
+
+
+def _feature_stats(X: torch.Tensor, exact: bool, max_rows: int = 2048):
+  """Per-neuron mean and std (constant neurons get scale 1).
+
+  With exact=False they only precondition the solver (any positive scale
+  gives the same optimum), so a fixed strided subsample is used: a full
+  column-wise variance over a large activation matrix costs more than
+  several solver iterations.  exact=True (standardize=True) defines the
+  model, so the full data is used.
+  """
+  if not exact and X.shape[0] > max_rows:
+    X = X[::X.shape[0] // max_rows]
+  var, mean = torch.var_mean(X, dim=0, correction=0)
+  scale = torch.sqrt(var)
+  scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+  return mean, scale
+
+
+class LinearProbe:
+  """Linear probe: multinomial logistic (classification) or linear regression.
+
+  sklearn-like: `fit(X, y)`, `predict(X)`, `predict_proba(X)`, `score(X, y)`.
+  See the module docstring for the exact objective and optimiser.
+
+  Attributes (after `fit`):
+    weight_: np.ndarray [num_classes, num_neurons] (float32 by default).
+      Binary classification keeps 2 rows (one per class), like NeuroX's probe
+      with 2 outputs, so per-class neuron selection works unchanged.
+      Regression: [1, num_neurons].  With `standardize=True` these weights act
+      on standardised features.
+    bias_: np.ndarray [num_classes].
+    classes_: np.ndarray of the sorted unique class labels (classification),
+      row i of `weight_` belongs to `classes_[i]`.  None for regression.
+    class_to_idx_: {class label: row index}, the mapping NeuroX-style neuron
+      selection functions take.
+    n_iter_: optimiser iterations used.
+    mean_, scale_: per-neuron feature statistics (used by predict only when
+      `standardize=True`).
+  """
+
+  def __init__(self,
+               task_type: str = "classification",
+               lambda_l1: float = 0.0,
+               lambda_l2: float = 0.0,
+               *,
+               l2_form: str = "squared",
+               standardize: bool = False,
+               solver: str = "auto",
+               max_iter: Optional[int] = None,
+               tol: float = 1e-4,
+               history_size: int = 10,
+               device: DeviceLike = None,
+               dtype: torch.dtype = torch.float32):
+    """Args:
+      task_type: "classification" or "regression".
+      lambda_l1, lambda_l2: penalty weights on the mean loss (NeuroX scale).
+      l2_form: "squared" (ridge) or "norm" (NeuroX's literal unsquared norm).
+      standardize: define the probe on standardised features (see module doc).
+      solver: "auto", "lbfgs", "owlqn" or "fista".  "lbfgs" with
+        lambda_l1 > 0 uses the L1 subgradient: no exact zeros, approximate.
+      max_iter: iteration cap; default 100 for L-BFGS/OWL-QN, 300 for FISTA.
+        With any penalty the tol rule stops first (~15-35 iterations on
+        tests/benchmarks/bench_probe_training.py, where dev accuracy has
+        plateaued).  Without penalties the cap is usually what stops: an
+        unregularised probe on separable or high-dimensional data has no
+        (or an overfitting) optimum - prefer lambda_l2 > 0.
+      tol: L-BFGS/OWL-QN: stop when max |(pseudo-)gradient| < tol or the
+        objective changes by less than tol * max(1, |objective|) in one
+        iteration; FISTA: when the relative objective change is below tol
+        for 3 iterations.  Use e.g. 1e-10 with float64 for exact optima.
+      history_size: L-BFGS memory.
+      device: None/"auto" (CUDA when available, else CPU) or a torch device.
+      dtype: torch dtype for training (float64 for tight numerical tests).
+    """
+    self.task_type = task_type
+    self.lambda_l1 = lambda_l1
+    self.lambda_l2 = lambda_l2
+    self.l2_form = l2_form
+    self.standardize = standardize
+    self.solver = solver
+    self.max_iter = max_iter
+    self.tol = tol
+    self.history_size = history_size
+    self.device = device
+    self.dtype = dtype
+
+  # ---------------------------------------------------------------- checks
+  def _check_params(self):
+    val.check_task_type(self.task_type)
+    for name in ("lambda_l1", "lambda_l2"):
+      v = getattr(self, name)
+      if v is None or not np.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}.")
+    if self.l2_form not in ("squared", "norm"):
+      raise ValueError(
+          f"l2_form must be 'squared' or 'norm', got {self.l2_form!r}.")
+    if self.solver not in SOLVERS:
+      raise ValueError(
+          f"solver must be one of {SOLVERS}, got {self.solver!r}.")
+    if self.max_iter is not None and self.max_iter < 1:
+      raise ValueError(f"max_iter must be >= 1, got {self.max_iter}.")
+
+  def _check_fitted(self):
+    if not hasattr(self, "weight_"):
+      raise ValueError("This LinearProbe is not fitted yet; call fit(X, y).")
+
+  # ------------------------------------------------------------------- fit
+  def fit(self, X: Any, y: Any) -> "LinearProbe":
+    """Trains the probe on activations X [N, H] and labels y [N]."""
+    self._check_params()
+    X = val.check_features(X)
+    y = val.check_labels(y, X.shape[0], self.task_type)
+    device = _pick_device(self.device)
+
+    if self.task_type == val.CLASSIFICATION:
+      classes, y_idx = np.unique(y, return_inverse=True)
+      if classes.shape[0] < 2:
+        raise ValueError(
+            "Classification probe needs at least two classes, but y contains "
+            f"only one ({classes[0]!r}).")
+      self.classes_ = classes
+      num_out = classes.shape[0]
+    else:
+      self.classes_ = None
+      num_out = 1
+
+    Xt = torch.as_tensor(X, device=device).to(self.dtype)
+    mean, scale = _feature_stats(Xt, exact=self.standardize)
+
+    if self.task_type == val.CLASSIFICATION:
+      targets = torch.as_tensor(y_idx, device=device, dtype=torch.long)
+      prior = torch.bincount(targets, minlength=num_out).to(self.dtype)
+      prior = prior / prior.sum()
+      c0 = torch.log(prior) - torch.log(prior).mean()
+    else:
+      targets = torch.as_tensor(y, device=device).to(self.dtype)[None, :]
+      c0 = targets.mean(1)
+
+    # Penalty weights per neuron.  standardize=False: the penalty is on the
+    # raw weights W = V / scale, so omega = 1 / scale keeps the optimum of the
+    # stated problem; standardize=True: the penalty is on V itself.
+    omega = torch.ones_like(scale) if self.standardize else 1.0 / scale
+    problem = _Problem(Xt, targets, self.task_type, mean, scale, omega,
+                       self.lambda_l1, self.lambda_l2, self.l2_form)
+
+    V = torch.zeros(num_out, X.shape[1], dtype=self.dtype, device=device)
+    c = c0.clone().to(self.dtype)
+    solver = self.solver
+    if solver == "auto":
+      solver = "owlqn" if self.lambda_l1 > 0 else "lbfgs"
+    if solver == "lbfgs":
+      max_iter = self.max_iter or 100
+      self.n_iter_ = _solve_lbfgs(problem, V, c, max_iter, self.tol,
+                                  self.history_size)
+    elif solver == "owlqn":
+      max_iter = self.max_iter or 100
+      self.n_iter_ = _solve_owlqn(problem, V, c, max_iter, self.tol,
+                                  self.history_size)
+    else:
+      max_iter = self.max_iter or 300
+      self.n_iter_ = _solve_fista(problem, V, c, max_iter, self.tol)
+    self.solver_ = solver
+
+    with torch.no_grad():
+      if self.standardize:
+        W, b = V, c
+      else:
+        W = V / scale
+        b = c - W @ mean
+    self.weight_ = W.detach().cpu().numpy()
+    self.bias_ = b.detach().cpu().numpy()
+    self.mean_ = mean.detach().cpu().numpy()
+    self.scale_ = scale.detach().cpu().numpy()
+    self.n_features_in_ = X.shape[1]
+    if not np.all(np.isfinite(self.weight_)):
+      raise FloatingPointError(
+          "Probe training diverged (non-finite weights); try "
+          "standardize=True, dtype=torch.float64 or a larger lambda_l2.")
+    return self
+
+  # --------------------------------------------------------------- predict
+  @property
+  def class_to_idx_(self) -> dict:
+    """{label: weight row}; for regression {0: 0} (one output row)."""
+    self._check_fitted()
+    if self.classes_ is None:
+      return {0: 0}
+    return {c.item() if hasattr(c, "item") else c: i
+            for i, c in enumerate(self.classes_)}
+
+  def decision_function(self, X: Any) -> np.ndarray:
+    """Raw outputs (logits, or the regression value) [N, num_outputs]."""
+    self._check_fitted()
+    X = val.check_features(X)
+    if X.shape[1] != self.n_features_in_:
+      raise ValueError(f"X has {X.shape[1]} neurons but the probe was "
+                       f"trained on {self.n_features_in_}.")
+    X = X.astype(self.weight_.dtype, copy=False)
+    if self.standardize:
+      X = (X - self.mean_) / self.scale_
+    return X @ self.weight_.T + self.bias_
+
+  def predict(self, X: Any) -> np.ndarray:
+    """Class labels (classification) or real values (regression) [N]."""
+    out = self.decision_function(X)
+    if self.classes_ is None:
+      return out[:, 0]
+    return self.classes_[np.argmax(out, axis=1)]
+
+  def predict_proba(self, X: Any) -> np.ndarray:
+    """Softmax class probabilities [N, num_classes], columns = `classes_`."""
+    self._check_fitted()
+    if self.classes_ is None:
+      raise ValueError("predict_proba is only defined for classification "
+                       "probes.")
+    out = self.decision_function(X).astype(np.float64)
+    out -= out.max(axis=1, keepdims=True)
+    p = np.exp(out)
+    return p / p.sum(axis=1, keepdims=True)
+
+  def score(self, X: Any, y: Any) -> float:
+    """Accuracy (classification) or R^2 (regression), as in sklearn."""
+    self._check_fitted()
+    pred = self.predict(X)
+    y = val.check_labels(y, pred.shape[0], self.task_type)
+    if self.classes_ is None:
+      ss_res = float(np.sum((y - pred) ** 2))
+      ss_tot = float(np.sum((y - y.mean()) ** 2))
+      return 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
+    return float(np.mean(pred == y))
+
+
+def train_logistic_regression_probe(X_train: Any,
+                                    y_train: Any,
+                                    lambda_l1: float = 0.0,
+                                    lambda_l2: float = 0.0,
+                                    **kwargs) -> LinearProbe:
+  """NeuroX-named helper: a fitted classification `LinearProbe`.
+
+  NeuroX's `num_epochs`, `batch_size` and `learning_rate` are accepted and
+  ignored (full-batch solver); other kwargs go to `LinearProbe`.
+  """
+  for ignored in ("num_epochs", "batch_size", "learning_rate"):
+    kwargs.pop(ignored, None)
+  return LinearProbe("classification", lambda_l1, lambda_l2,
+                     **kwargs).fit(X_train, y_train)
+
+
+def train_linear_regression_probe(X_train: Any,
+                                  y_train: Any,
+                                  lambda_l1: float = 0.0,
+                                  lambda_l2: float = 0.0,
+                                  **kwargs) -> LinearProbe:
+  """NeuroX-named helper: a fitted regression `LinearProbe` (see above)."""
+  for ignored in ("num_epochs", "batch_size", "learning_rate"):
+    kwargs.pop(ignored, None)
+  return LinearProbe("regression", lambda_l1, lambda_l2,
+                     **kwargs).fit(X_train, y_train)

@@ -1,0 +1,97 @@
+"""Tests for lit_plugins.txray.report (files written, CLI, offline HTML)."""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lit_plugins.txray import NeuronFeatureAggregator, SyntheticTXRay, compute_shift, write_report
+from lit_plugins.txray.report import load_pair, main
+
+PLOTS = ["hellinger_length", "length_shift", "mass_activation", "top_shifted", "least_shifted"]
+
+
+@pytest.fixture(scope="module")
+def small_result():
+    gen = SyntheticTXRay(num_neurons=48, vocab_size=300, seed=1)
+    b = gen.batch(3000)
+    a_ = NeuronFeatureAggregator(48).update(b.acts_a, b.feature_ids)
+    b_ = NeuronFeatureAggregator(48).update(b.acts_b, b.feature_ids)
+    names = [f"tok${i}" if i % 7 == 0 else f"w{i}" for i in range(300)]  # '$' must not break mathtext
+    return compute_shift(a_, b_, feature_names=names, labels=("pre", "fine"))
+
+
+def _assert_png(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_write_report_files(tmp_path, small_result):
+    written = write_report(small_result, tmp_path / "rep", k=10, n_features=6)
+    out = tmp_path / "rep"
+    for name in PLOTS:
+        _assert_png(out / f"{name}.png")
+        page = (out / f"{name}.html").read_text(encoding="utf-8")
+        assert len(page) > 2000 and "Plotly.newPlot" in page
+        # offline: the library is loaded from the local copy, nothing from a CDN
+        srcs = re.findall(r'<script[^>]*src="([^"]+)"', page)
+        assert srcs == ["plotly.min.js"]
+    js = out / "plotly.min.js"
+    assert js.stat().st_size > 1_000_000
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert index.count("Plotly.newPlot") == len(PLOTS)
+    assert re.findall(r'<script[^>]*src="([^"]+)"', index) == ["plotly.min.js"]
+    csv_lines = (out / "shift_table.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("neuron,distance") and len(csv_lines) == small_result.num_shared + 1
+    assert set(written) >= {f"{n}.png" for n in PLOTS} | {f"{n}.html" for n in PLOTS} | {"summary.json"}
+    assert all(p.stat().st_size > 0 for p in written.values())
+
+
+def test_write_report_inline_html_only(tmp_path, small_result):
+    written = write_report(small_result, tmp_path, k=3, png=False, plotlyjs="inline")
+    assert not list(tmp_path.glob("*.png")) and not (tmp_path / "plotly.min.js").exists()
+    page = (tmp_path / "length_shift.html").read_text(encoding="utf-8")
+    assert len(page) > 1_000_000 and not re.findall(r'<script[^>]*src="', page)
+    assert "index.html" in written
+    with pytest.raises(ValueError):
+        write_report(small_result, tmp_path, plotlyjs="cdn")
+
+
+def test_cli_synthetic_then_npz(tmp_path, capsys):
+    d1, d2 = tmp_path / "syn", tmp_path / "npz"
+    rc = main(["--synthetic", "--out", str(d1), "--neurons", "48", "--vocab", "300",
+               "--tokens", "3000", "--save-aggregations", "--no-html", "--k", "4"])
+    assert rc == 0
+    assert "most shifted" in capsys.readouterr().out
+    _assert_png(d1 / "top_shifted.png")
+    rc = main(["--a", str(d1 / "a.npz"), "--b", str(d1 / "b.npz"), "--out", str(d2),
+               "--normalize-by-length", "--weighting", "mean", "--no-png", "--k", "4"])
+    assert rc == 0
+    assert (d2 / "hellinger_length.html").stat().st_size > 0
+    a, b, names = load_pair(d1 / "a.npz", d1 / "b.npz")
+    assert names[:2] == ["w0", "w1"] and a.num_neurons == 48
+    assert main(["--a", str(tmp_path / "missing.npz"), "--b", str(d1 / "b.npz"), "--out", str(d2)]) == 2
+
+
+def test_load_pair_remaps_differing_vocabularies(tmp_path):
+    a = NeuronFeatureAggregator(2).update(np.array([[1.0, 0], [0, 2.0]]), [0, 1])
+    b = NeuronFeatureAggregator(2).update(np.array([[1.0, 0], [0, 2.0]]), [1, 0])
+    a.save(tmp_path / "a.npz", feature_names=["cat", "dog"])
+    b.save(tmp_path / "b.npz", feature_names=["dog", "cat"])  # same tokens, other ids
+    a2, b2, names = load_pair(tmp_path / "a.npz", tmp_path / "b.npz")
+    assert names == ["cat", "dog"]
+    r = compute_shift(a2, b2)
+    np.testing.assert_array_equal(r.distance, [0.0, 0.0])
+
+
+def test_module_entry_point(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lit_plugins.txray.report", "--synthetic", "--out", str(tmp_path),
+         "--neurons", "32", "--vocab", "200", "--tokens", "2000", "--no-png"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "RuntimeWarning" not in proc.stderr
+    assert (tmp_path / "index.html").exists()
