@@ -88,8 +88,8 @@ class _GradientSalience(lit_components.Interpreter):
 
   def config_spec(self) -> lit_types.Spec:
     return {
-        common.TARGET_INFO_KEY: lit_types.SalienceTargetInfo(),
-        common.EXCLUDE_SPECIAL_KEY: lit_types.Boolean(default=False),
+        common.TARGET_INFO_KEY: lit_types.SalienceTargetInfo(required=False),
+        common.EXCLUDE_SPECIAL_KEY: lit_types.Boolean(required=False, default=False),
     }
 
   def meta_spec(self) -> lit_types.Spec:

@@ -76,23 +76,23 @@ class IntegratedGradients(lit_components.Interpreter):
 
   def config_spec(self) -> lit_types.Spec:
     return {
-        common.CLASS_KEY: lit_types.TextSegment(default=""),
-        common.NORMALIZATION_KEY: lit_types.Boolean(default=self._normalize),
-        common.INTERPOLATION_KEY: lit_types.Scalar(
+        common.CLASS_KEY: lit_types.TextSegment(required=False, default=""),
+        common.NORMALIZATION_KEY: lit_types.Boolean(required=False, default=self._normalize),
+        common.INTERPOLATION_KEY: lit_types.Scalar(required=False, 
             min_val=1, max_val=ig_lib.MAX_STEPS, default=self._steps, step=1),
-        RULE_KEY: lit_types.CategoryLabel(vocab=list(quadrature.RULES),
+        RULE_KEY: lit_types.CategoryLabel(required=False, vocab=list(quadrature.RULES),
                                           default=self._rule),
-        BASELINE_KEY: lit_types.CategoryLabel(
+        BASELINE_KEY: lit_types.CategoryLabel(required=False, 
             vocab=list(baselines_lib.BASELINES), default=self._baseline),
-        KEEP_SPECIAL_KEY: lit_types.Boolean(default=False),
-        TOLERANCE_KEY: lit_types.Scalar(min_val=0, max_val=0.5, default=0,
+        KEEP_SPECIAL_KEY: lit_types.Boolean(required=False, default=False),
+        TOLERANCE_KEY: lit_types.Scalar(required=False, min_val=0, max_val=0.5, default=0,
                                         step=0.001),
-        MAX_STEPS_KEY: lit_types.Scalar(min_val=2, max_val=ig_lib.MAX_STEPS,
+        MAX_STEPS_KEY: lit_types.Scalar(required=False, min_val=2, max_val=ig_lib.MAX_STEPS,
                                         default=256, step=1),
-        BATCH_KEY: lit_types.Scalar(min_val=1, max_val=4096,
+        BATCH_KEY: lit_types.Scalar(required=False, min_val=1, max_val=4096,
                                     default=self._batch_size, step=1),
-        TARGET_LAYER_KEY: lit_types.TextSegment(default=INPUT_TARGET),
-        common.TARGET_INFO_KEY: lit_types.SalienceTargetInfo(),
+        TARGET_LAYER_KEY: lit_types.TextSegment(required=False, default=INPUT_TARGET),
+        common.TARGET_INFO_KEY: lit_types.SalienceTargetInfo(required=False),
     }
 
   def meta_spec(self) -> lit_types.Spec:
