@@ -114,8 +114,9 @@ def main(argv: Sequence[str]) -> Optional[dev_server.LitServerType]:
   datasets = load_dataset(models)
   for name, ds in datasets.items():
     logging.info("Dataset %r: %d examples", name, len(ds))
-  interpreters = registration.plugin_interpreters(models,
-                                                  include_lit_defaults=True)
+  interpreters = registration.plugin_interpreters(
+      models, include_lit_defaults=True,
+      reference_model="minilm-pretrained" if not _MODELS.value else None)
   from lit_plugins.models import finetune  # pylint: disable=g-import-not-at-top
   roots = _ALLOWED_MODEL_DIRS.value or [finetune.cache_root()] + [
       os.path.dirname(os.path.abspath(p.split(":", 1)[-1]))

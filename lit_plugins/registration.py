@@ -16,25 +16,33 @@ from lit_plugins.models.hf_classifier import HFSequenceClassifier
 GRADIENT_NORM = "lit-plugins: Gradient Norm"
 GRADIENT_DOT_INPUT = "lit-plugins: Gradient · Input"
 INTEGRATED_GRADIENTS = "lit-plugins: Integrated Gradients"
+TXRAY_SHIFT = "lit-plugins: TX-Ray Neuron Shift"
 
 
 def plugin_interpreters(
     models: Optional[Mapping[str, lit_model.Model]] = None,
     include_lit_defaults: bool = False,
+    reference_model: Optional[str] = None,
 ) -> dict[str, lit_components.Interpreter]:
   """Our interpreters, ready for `dev_server.Server(..., interpreters=...)`.
 
   Args:
-    models: the app's models (dataset-level interpreters that compare models
-      choose among them).
+    models: the app's models, the same objects given to the Server (TX-Ray
+      compares the selected model against one of them; without models it is
+      left out).
     include_lit_defaults: also include LIT's default interpreters (what a
       Server gets when no `interpreters` argument is given).
+    reference_model: TX-Ray's default reference (e.g. the pre-trained model
+      when comparing it with a fine-tuned one); default: the first model.
   """
   found = {
       GRADIENT_NORM: ours.GradientNorm(),
       GRADIENT_DOT_INPUT: ours.GradientDotInput(),
       INTEGRATED_GRADIENTS: ours.IntegratedGradients(),
   }
+  if models:  # model-comparison interpreters need the app's models
+    found[TXRAY_SHIFT] = ours.TXRayNeuronShift(
+        models, default_reference=reference_model)
   if include_lit_defaults:
     return {**lit_core.default_interpreters(dict(models or {})), **found}
   return found

@@ -1,0 +1,271 @@
+"""LinearProbe: planted signals, closed forms, independent optimisers.
+
+Expected values come from numpy lstsq, sklearn (Ridge, ElasticNet,
+LogisticRegression) and scipy.optimize, or from how the data was built.
+"""
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+from sklearn.linear_model import ElasticNet, LogisticRegression, Ridge
+
+from lit_plugins.probing import (LinearProbe, get_neuron_ordering,
+                                 train_linear_regression_probe,
+                                 train_logistic_regression_probe)
+
+
+def planted(n=3000, h=64, seed=0):
+  """Binary label carried by neurons 3 and 17 only."""
+  rng = np.random.default_rng(seed)
+  X = rng.normal(size=(n, h)).astype(np.float32)
+  y = (X[:, 3] - 0.8 * X[:, 17] + 0.1 * rng.normal(size=n) > 0).astype(int)
+  return X, y
+
+
+def manual_predict(probe, X):
+  return probe.classes_[np.argmax(X @ probe.weight_.T + probe.bias_, axis=1)]
+
+
+@pytest.mark.parametrize("l1, l2", [(0, 0), (0, 1e-3), (1e-3, 0),
+                                    (1e-3, 1e-3)])
+def test_planted_signal_recovered(l1, l2):
+  X, y = planted()
+  Xte, yte = planted(seed=1)
+  probe = LinearProbe(lambda_l1=l1, lambda_l2=l2).fit(X, y)
+  assert probe.weight_.shape == (2, 64)  # binary keeps two rows
+  assert np.mean(manual_predict(probe, Xte) == yte) >= 0.95
+  np.testing.assert_array_equal(probe.predict(Xte), manual_predict(probe, Xte))
+  ordering, _ = get_neuron_ordering(probe, probe.class_to_idx_)
+  assert set(ordering[:2]) == {3, 17}
+
+
+def test_multiclass_string_labels():
+  rng = np.random.default_rng(3)
+  X = rng.normal(size=(1500, 20))
+  scores = np.stack([X[:, 0], X[:, 5], -X[:, 0] - X[:, 5]], axis=1)
+  names = np.array(["noun", "verb", "adj"])
+  y = names[np.argmax(scores, axis=1)]
+  probe = LinearProbe().fit(X, y)
+  assert list(probe.classes_) == ["adj", "noun", "verb"]
+  assert probe.class_to_idx_ == {"adj": 0, "noun": 1, "verb": 2}
+  assert np.mean(manual_predict(probe, X) == y) > 0.97
+  p = probe.predict_proba(X[:10])
+  logits = X[:10] @ probe.weight_.T.astype(np.float64) + probe.bias_
+  e = np.exp(logits - logits.max(1, keepdims=True))
+  np.testing.assert_allclose(p, e / e.sum(1, keepdims=True), atol=1e-6)
+
+
+def _regression_data(seed=0, n=500, h=12):
+  rng = np.random.default_rng(seed)
+  X = rng.normal(size=(n, h)) * rng.uniform(0.1, 5, size=h) + rng.normal(
+      size=h)
+  w = rng.normal(size=h)
+  y = X @ w + 0.7 + 0.1 * rng.normal(size=n)
+  return X, y, w
+
+
+def test_regression_matches_lstsq():
+  X, y, w_true = _regression_data()
+  A = np.c_[X, np.ones(len(X))]
+  sol = np.linalg.lstsq(A, y, rcond=None)[0]
+  probe = LinearProbe("regression", dtype=torch.float64, tol=1e-10,
+                      max_iter=500).fit(X, y)
+  assert probe.weight_.shape == (1, X.shape[1])
+  np.testing.assert_allclose(probe.weight_[0], sol[:-1], atol=1e-6)
+  np.testing.assert_allclose(probe.bias_[0], sol[-1], atol=1e-6)
+  np.testing.assert_allclose(probe.weight_[0], w_true, atol=0.05)
+  # float32 with the default (fast) stopping rule is still close.
+  p32 = train_linear_regression_probe(X, y)
+  np.testing.assert_allclose(p32.weight_[0], sol[:-1], rtol=5e-3, atol=5e-3)
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_ridge_matches_sklearn(standardize):
+  X, y, _ = _regression_data(seed=1)
+  lam = 0.05
+  probe = LinearProbe("regression", 0.0, lam, standardize=standardize,
+                      dtype=torch.float64, tol=1e-12, max_iter=500).fit(X, y)
+  Xs = (X - X.mean(0)) / X.std(0) if standardize else X
+  # mean squared error + lam * ||w||^2  ==  Ridge(alpha = N * lam).
+  ridge = Ridge(alpha=len(X) * lam).fit(Xs, y)
+  np.testing.assert_allclose(probe.weight_[0], ridge.coef_, atol=1e-6)
+  np.testing.assert_allclose(probe.bias_[0], ridge.intercept_, atol=1e-6)
+  np.testing.assert_allclose(probe.predict(X), ridge.predict(Xs), atol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["owlqn", "fista"])
+def test_elastic_net_matches_sklearn_and_is_sparse(solver):
+  rng = np.random.default_rng(2)
+  X = rng.normal(size=(400, 30)) * rng.uniform(0.2, 3, size=30)
+  w_true = np.where(rng.random(30) < 0.2, rng.normal(size=30) * 2, 0.0)
+  y = X @ w_true - 1.0 + 0.3 * rng.normal(size=400)
+  l1, l2 = 0.2, 0.01
+  probe = LinearProbe("regression", l1, l2, solver=solver,
+                      dtype=torch.float64, tol=1e-12, max_iter=5000).fit(X, y)
+  # Ours / 2 = 1/(2N)||r||^2 + (l1/2)|w|_1 + (l2/2)||w||^2, i.e. sklearn's
+  # ElasticNet with alpha * l1_ratio = l1/2 and alpha * (1 - l1_ratio) = l2.
+  alpha = l1 / 2 + l2
+  enet = ElasticNet(alpha=alpha, l1_ratio=(l1 / 2) / alpha, tol=1e-12,
+                    max_iter=100000).fit(X, y)
+  np.testing.assert_allclose(probe.weight_[0], enet.coef_, atol=1e-4)
+  np.testing.assert_array_equal(probe.weight_[0] == 0, enet.coef_ == 0)
+  assert np.mean(probe.weight_ == 0) > 0.2
+
+
+def test_l2_classification_matches_sklearn_logistic():
+  rng = np.random.default_rng(4)
+  X = rng.normal(size=(600, 8))
+  y = np.argmax(X[:, :3] + 0.5 * rng.normal(size=(600, 3)), axis=1)
+  lam = 0.01
+  probe = LinearProbe(lambda_l2=lam, dtype=torch.float64, tol=1e-10,
+                      max_iter=1000).fit(X, y)
+  # mean CE + lam ||W||^2  ==  C * sum CE + 1/2 ||W||^2 with C = 1/(2 N lam).
+  ref = LogisticRegression(C=1 / (2 * len(X) * lam), tol=1e-12,
+                           max_iter=10000).fit(X, y)
+  np.testing.assert_allclose(probe.weight_, ref.coef_, atol=1e-5)
+  np.testing.assert_allclose(probe.bias_, ref.intercept_, atol=1e-5)
+
+
+def _np_objective(params, X, y, C, l1, l2, l2_form):
+  H = X.shape[1]
+  W = params[:C * H].reshape(C, H)
+  b = params[C * H:]
+  z = X @ W.T + b
+  z = z - z.max(1, keepdims=True)
+  ce = -np.mean(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1)))
+  sq = np.sum(W * W)
+  pen = l2 * (sq if l2_form == "squared" else np.sqrt(sq))
+  return ce + l1 * np.abs(W).sum() + pen
+
+
+def test_neurox_norm_form_matches_scipy():
+  rng = np.random.default_rng(5)
+  X = rng.normal(size=(300, 5))
+  y = np.argmax(X[:, :3] + 0.3 * rng.normal(size=(300, 3)), axis=1)
+  lam = 0.05
+  probe = LinearProbe(lambda_l2=lam, l2_form="norm", dtype=torch.float64,
+                      tol=1e-10, max_iter=1000).fit(X, y)
+  x0 = np.full(3 * 5 + 3, 0.01)
+  ref = scipy.optimize.minimize(_np_objective, x0,
+                                args=(X, y, 3, 0.0, lam, "norm"),
+                                method="BFGS", options={"gtol": 1e-9})
+  ours = np.concatenate([probe.weight_.ravel(), probe.bias_])
+  f_ours = _np_objective(ours, X, y, 3, 0.0, lam, "norm")
+  assert f_ours <= ref.fun + 1e-8
+  np.testing.assert_allclose(probe.weight_, ref.x[:15].reshape(3, 5),
+                             atol=1e-3)
+
+
+@pytest.mark.parametrize("solver", ["owlqn", "fista"])
+def test_l1_classification_reaches_optimum_and_sparsity(solver):
+  X, y = planted(n=1000, h=20)
+  X = X.astype(np.float64)
+  l1 = 0.01
+  probe = LinearProbe(lambda_l1=l1, solver=solver, dtype=torch.float64,
+                      tol=1e-12, max_iter=5000).fit(X, y)
+  W = probe.weight_
+  assert np.mean(W == 0) > 0.5
+  assert np.all(W[:, [3, 17]] != 0)
+  # Optimality vs a generic derivative-free check: no random perturbation
+  # of the parameters lowers the objective.
+  p0 = np.concatenate([W.ravel(), probe.bias_])
+  f0 = _np_objective(p0, X, y, 2, l1, 0.0, "squared")
+  rng = np.random.default_rng(0)
+  for _ in range(50):
+    d = rng.normal(size=p0.shape) * 1e-3
+    assert _np_objective(p0 + d, X, y, 2, l1, 0.0, "squared") >= f0 - 1e-9
+
+
+def test_l1_solvers_agree_on_classification():
+  X, y = planted(n=1500, h=30)
+  kw = dict(lambda_l1=3e-3, lambda_l2=1e-3, dtype=torch.float64, tol=1e-10,
+            max_iter=3000)
+  a = LinearProbe(solver="owlqn", **kw).fit(X, y)
+  b = LinearProbe(solver="fista", **kw).fit(X, y)
+  np.testing.assert_allclose(a.weight_, b.weight_, atol=1e-4)
+  np.testing.assert_array_equal(a.weight_ == 0, b.weight_ == 0)
+
+
+def test_more_l1_more_zeros():
+  X, y = planted(n=1000)
+  zeros = [np.mean(LinearProbe(lambda_l1=l1).fit(X, y).weight_ == 0)
+           for l1 in (0.0, 1e-3, 1e-2)]
+  assert zeros[0] == 0.0 and zeros[1] < zeros[2]
+  assert zeros[2] > 0.8
+
+
+@pytest.mark.parametrize("l1, solver", [(0.0, "auto"), (1e-3, "owlqn"),
+                                        (1e-3, "fista")])
+def test_deterministic(l1, solver):
+  X, y = planted(n=800)
+  a = LinearProbe(lambda_l1=l1, lambda_l2=1e-3, solver=solver).fit(X, y)
+  b = LinearProbe(lambda_l1=l1, lambda_l2=1e-3, solver=solver).fit(X, y)
+  np.testing.assert_array_equal(a.weight_, b.weight_)
+  np.testing.assert_array_equal(a.bias_, b.bias_)
+
+
+def test_standardize_equals_fit_on_standardized_features():
+  rng = np.random.default_rng(6)
+  X = rng.normal(size=(400, 6)) * np.array([1, 10, 0.1, 3, 1, 50]) + 4
+  y = ((X[:, 1] - 4) / 10 + (X[:, 2] - 4) * 10 > 0.3).astype(int)
+  Xs = (X - X.mean(0)) / X.std(0)
+  a = LinearProbe(lambda_l2=1e-2, standardize=True,
+                  dtype=torch.float64, tol=1e-10).fit(X, y)
+  b = LinearProbe(lambda_l2=1e-2, dtype=torch.float64, tol=1e-10).fit(Xs, y)
+  np.testing.assert_allclose(a.weight_, b.weight_, atol=1e-6)
+  np.testing.assert_array_equal(a.predict(X), b.predict(Xs))
+
+
+def test_neurox_helper_ignores_sgd_args():
+  X, y = planted(n=500)
+  p = train_logistic_regression_probe(X, y, 0.0, 1e-3, num_epochs=10,
+                                      batch_size=32, learning_rate=1e-3)
+  assert isinstance(p, LinearProbe) and p.task_type == "classification"
+  assert 0.9 < p.score(X, y) <= 1.0
+
+
+def test_constant_neuron_gets_negligible_weight():
+  X, y = planted(n=500, h=20)
+  X[:, 5] = 3.0
+  p = LinearProbe(lambda_l2=1e-3).fit(X, y)
+  # Its optimal weight is 0 (the bias absorbs it); only round-off remains.
+  assert np.all(np.abs(p.weight_[:, 5]) < 1e-4)
+  assert np.all(np.abs(p.weight_[:, [3, 17]]) > 0.1)
+
+
+@pytest.mark.parametrize("X, y, task, match", [
+    (np.ones((4, 3)), [1, 1, 1, 1], "classification", "only one"),
+    (np.array([[1.0, np.nan], [0, 1]]), [0, 1], "classification", "NaN"),
+    (np.array([[1.0, np.inf], [0, 1]]), [0, 1], "classification", "NaN"),
+    (np.ones((4, 3)), [0, 1, 0], "classification", "Mismatched lengths"),
+    (np.ones((0, 3)), [], "classification", "empty"),
+    (np.ones((3, 0)), [0, 1, 0], "classification", "no neurons"),
+    (np.ones(3), [0, 1, 0], "classification", "2-D"),
+    (np.array([["a", "b"], ["c", "d"]]), [0, 1], "classification", "numeric"),
+    (np.ones((3, 2)), ["a", "b", "c"], "regression", "numeric"),
+    (np.ones((3, 2)), [0.5, 1.5, 0.2], "classification", "non-integral"),
+    (np.ones((3, 2)), [None, 1, 0], "classification", "integers or"),
+    (np.ones((3, 2)), [{"a": 1}, 1, 0], "classification", "integers or"),
+    (np.ones((3, 2)), [0, np.nan, 1], "regression", "NaN"),
+])
+def test_bad_inputs(X, y, task, match):
+  with pytest.raises(ValueError, match=match):
+    LinearProbe(task).fit(X, y)
+
+
+def test_bad_params_and_unfitted():
+  X, y = planted(n=50, h=20)
+  with pytest.raises(ValueError, match="lambda_l1"):
+    LinearProbe(lambda_l1=-1).fit(X, y)
+  with pytest.raises(ValueError, match="task_type"):
+    LinearProbe("ranking").fit(X, y)
+  with pytest.raises(ValueError, match="solver"):
+    LinearProbe(solver="sgd").fit(X, y)
+  with pytest.raises(ValueError, match="not fitted"):
+    LinearProbe().predict(X)
+  p = LinearProbe().fit(X, y)
+  with pytest.raises(ValueError, match="neurons"):
+    p.predict(X[:, :3])
+  with pytest.raises(ValueError, match="classification"):
+    LinearProbe("regression").fit(X, y.astype(float)).predict_proba(X)
