@@ -135,10 +135,12 @@ def load_hf_dataset(name_or_dir: str, split: str,
       raise ValueError(f"Split {split!r} not in {list(data)}.")
     data = data[split]
   feature = data.features.get(label_column) if label_column else None
+  records = data.to_list()
   if isinstance(feature, datasets.ClassLabel):
     kw.setdefault("labels", feature.names)
-    data = data.map(lambda r: {label_column: feature.int2str(r[label_column])})
-  return RecordsDataset(data.to_list(), text_fields, label_column,
+    for r in records:
+      r[label_column] = feature.int2str(r[label_column])
+  return RecordsDataset(records, text_fields, label_column,
                         description=f"{name_or_dir}:{split}", **kw)
 
 

@@ -49,9 +49,8 @@ _LAYER_RE = re.compile(r"^\s*layer\s+(\d+)\s*$", re.IGNORECASE)
 
 class IntegratedGradients(lit_components.Interpreter):
   """Integrated gradients (Sundararajan et al., 2017) with reported
-  completeness. Results: one TokenSalience per gradient field, plus a
-  FeatureSalience 'completeness' with the relative completeness error,
-  F(input) − F(baseline), Σ attributions and the path points used."""
+  completeness. Results: one TokenSalience per gradient field, plus
+  'completeness' (see `completeness_salience`)."""
 
   def __init__(self, autorun: bool = False, steps: int = 32,
                rule: str = "gausslegendre", baseline: str = "zero",
@@ -99,8 +98,8 @@ class IntegratedGradients(lit_components.Interpreter):
     return {
         "saliency": lit_types.TokenSalience(autorun=self._autorun,
                                             signed=True),
-        COMPLETENESS_KEY: lit_types.FeatureSalience(autorun=self._autorun,
-                                                    signed=True),
+        COMPLETENESS_KEY: lit_types.TokenSalience(autorun=self._autorun,
+                                                  signed=True),
     }
 
   def run(self, inputs: list[JsonDict], model: lit_model.Model,
@@ -147,14 +146,7 @@ class IntegratedGradients(lit_components.Interpreter):
         out[fields.gradients] = dtypes.TokenSalience(
             list(field_tokens), scores[start:start + length].astype(np.float32))
         start += length
-      out[COMPLETENESS_KEY] = dtypes.FeatureSalience({
-          "relative completeness error": res.completeness_error,
-          "F(input) - F(baseline)": res.delta_f,
-          "sum of attributions": float(np.sum(res.attributions)),
-          "path points": float(res.evaluations),
-          "quadrature nodes": float(res.steps),
-          "converged": float(res.converged),
-      })
+      out[COMPLETENESS_KEY] = completeness_salience(res)
       results.append(out)
     return results
 
@@ -192,6 +184,36 @@ class IntegratedGradients(lit_components.Interpreter):
                                        self._normalize),
         "layer": layer,
     }
+
+
+COMPLETENESS_ITEMS = ("relative completeness error", "F(input) - F(baseline)",
+                      "sum of attributions", "path points", "quadrature nodes",
+                      "converged")
+
+
+def completeness_salience(res: ig_lib.IGResult) -> dtypes.TokenSalience:
+  """The completeness report as labelled chips next to the salience map.
+
+  A TokenSalience rather than a FeatureSalience because LIT's Salience Maps
+  module labels FeatureSalience keys with the datapoint's field of that name
+  ("key: undefined" for ours). `salience[i]` is the number for
+  COMPLETENESS_ITEMS[i]; the chip text shows it too.
+  """
+  values = (res.completeness_error, res.delta_f,
+            float(np.sum(res.attributions)), float(res.evaluations),
+            float(res.steps), float(res.converged))
+  labels = (f"completeness error {res.completeness_error:.3%}",
+            f"F(input) - F(baseline) = {res.delta_f:.4g}",
+            f"sum of attributions = {values[2]:.4g}",
+            f"{res.evaluations} path points",
+            f"{res.steps} quadrature nodes",
+            "converged" if res.converged else "tolerance not met")
+  return dtypes.TokenSalience(list(labels), np.asarray(values))
+
+
+def completeness_dict(salience: dtypes.TokenSalience) -> dict[str, float]:
+  """{item: value} from a result's 'completeness' entry."""
+  return dict(zip(COMPLETENESS_ITEMS, map(float, salience.salience)))
 
 
 def _lit_path_fn(model: lit_model.Model, inputs: list[JsonDict],

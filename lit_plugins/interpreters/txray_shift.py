@@ -136,17 +136,17 @@ class TXRayNeuronShift(lit_components.Interpreter):
     ref_layers = self._layers(self._models[self._default_reference])
     max_layer = max(ref_layers) if ref_layers else 0
     return {
-        REFERENCE_KEY: lit_types.CategoryLabel(
+        REFERENCE_KEY: lit_types.CategoryLabel(required=False, 
             vocab=list(self._models), default=self._default_reference),
-        LAYER_KEY: lit_types.Scalar(min_val=0, max_val=max_layer,
+        LAYER_KEY: lit_types.Scalar(required=False, min_val=0, max_val=max_layer,
                                     default=max_layer, step=1),
-        MODE_KEY: lit_types.CategoryLabel(vocab=list(txray.MODES),
+        MODE_KEY: lit_types.CategoryLabel(required=False, vocab=list(txray.MODES),
                                           default="max1"),
-        FEATURES_KEY: lit_types.CategoryLabel(vocab=list(FEATURE_CHOICES),
+        FEATURES_KEY: lit_types.CategoryLabel(required=False, vocab=list(FEATURE_CHOICES),
                                               default="tokens"),
-        TOP_K_KEY: lit_types.Scalar(min_val=1, max_val=100,
+        TOP_K_KEY: lit_types.Scalar(required=False, min_val=1, max_val=100,
                                     default=_DEFAULT_TOP_K, step=1),
-        NORMALIZE_KEY: lit_types.Boolean(default=False),
+        NORMALIZE_KEY: lit_types.Boolean(required=False, default=False),
     }
 
   def meta_spec(self) -> lit_types.Spec:
