@@ -17,6 +17,7 @@ GRADIENT_NORM = "lit-plugins: Gradient Norm"
 GRADIENT_DOT_INPUT = "lit-plugins: Gradient · Input"
 INTEGRATED_GRADIENTS = "lit-plugins: Integrated Gradients"
 TXRAY_SHIFT = "lit-plugins: TX-Ray Neuron Shift"
+LINEAR_PROBE = "lit-plugins: Linear Probe"
 
 
 def plugin_interpreters(
@@ -39,6 +40,7 @@ def plugin_interpreters(
       GRADIENT_NORM: ours.GradientNorm(),
       GRADIENT_DOT_INPUT: ours.GradientDotInput(),
       INTEGRATED_GRADIENTS: ours.IntegratedGradients(),
+      LINEAR_PROBE: ours.LinearProbeInterpreter(),
   }
   if models:  # model-comparison interpreters need the app's models
     found[TXRAY_SHIFT] = ours.TXRayNeuronShift(

@@ -2,7 +2,8 @@
 from lit_plugins.interpreters.gradient_salience import GradientDotInput
 from lit_plugins.interpreters.gradient_salience import GradientNorm
 from lit_plugins.interpreters.integrated_gradients import IntegratedGradients
+from lit_plugins.interpreters.linear_probe import LinearProbeInterpreter
 from lit_plugins.interpreters.txray_shift import TXRayNeuronShift
 
 __all__ = ["GradientNorm", "GradientDotInput", "IntegratedGradients",
-           "TXRayNeuronShift"]
+           "TXRayNeuronShift", "LinearProbeInterpreter"]

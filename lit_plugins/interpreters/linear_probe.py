@@ -77,6 +77,7 @@ from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 
 from lit_plugins import probing
+from lit_plugins.probing import representations
 from lit_plugins import specs
 from lit_plugins.interpreters import common
 from lit_plugins.interpreters.txray_shift import dataset_fingerprint
@@ -240,16 +241,10 @@ def _word_piece_weights(raw: lit_model.Model, example: JsonDict,
       if hits.size:
         wid = int(hits[0])
     word_ids.append(wid)
-  W, kept = _piece_weights(word_ids, len(words), pooling)
+  # The core's matrix is what word_level_activations applies: the two never
+  # disagree.
+  W, kept = representations.piece_weights(word_ids, len(words), pooling)
   return words, W, kept
-
-
-def _piece_weights(word_ids, num_words, pooling):
-  # The core's private helper builds exactly the matrix its
-  # word_level_activations applies; reuse it so the two never disagree.
-  from lit_plugins.probing import representations  # pylint: disable=g-import-not-at-top
-  wid = representations._word_id_array(word_ids)  # pylint: disable=protected-access
-  return representations._piece_weights(wid, num_words, pooling)  # pylint: disable=protected-access
 
 
 def _sentence_weights(num_tokens: int, pooling: str) -> np.ndarray:

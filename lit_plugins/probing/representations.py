@@ -71,6 +71,12 @@ def _word_id_array(word_ids: Sequence[Optional[int]]) -> np.ndarray:
   return out
 
 
+def piece_weights(word_ids: Sequence[Optional[int]], num_words: Optional[int],
+                  strategy: str):
+  """Public form of the piece-weight matrix (HF word_ids, None = special)."""
+  return _piece_weights(_word_id_array(word_ids), num_words, strategy)
+
+
 def _piece_weights(wid: np.ndarray, num_words: Optional[int],
                    strategy: str):
   """[num_kept_words, T] matrix picking/averaging each word's pieces.
