@@ -268,3 +268,28 @@ def test_through_caching_model_wrapper(models):
   result = interp.fit(wrapped, ds, _config(
       **{txray_shift.REFERENCE_KEY: "bert_b"}))
   np.testing.assert_allclose(result.distance, 0.0, atol=1e-12)
+
+
+def test_minilm_pretrained_vs_finetuned_gives_a_real_ranking(
+    minilm_finetuned, dev_examples):
+  """The demo's setting: fine-tuning moves some neurons a lot, others not."""
+  from lit_plugins import demo_models
+  models = {"pre": demo_models.pretrained_minilm(batch_size=32),
+            "fine": minilm_finetuned}
+  interp = txray_shift.TXRayNeuronShift(models, default_reference="pre")
+  dataset = lit_dataset.Dataset(spec=SPEC, examples=[
+      {"sentence": ex["sentence"], "label": LABELS[int(ex["label"])]}
+      for ex in dev_examples[:60]])
+  config = {txray_shift.LAYER_KEY: 6, txray_shift.FEATURES_KEY: "words"}
+  result = interp.fit(minilm_finetuned, dataset, config)
+  distances = result.distance
+  assert result.shared.sum() >= 50  # many neurons active in both models
+  assert distances.max() > 0.9 and distances.min() < 0.5
+  assert np.std(distances) > 0.05
+  out = interp.run(dataset.examples[:1], minilm_finetuned, dataset,
+                   config=config)[0]
+  labels = list(out[txray_shift.SHIFTED_NEURONS].salience)
+  assert len(labels) == 10 and all(l.startswith("L6 n") and " → " in l
+                                   for l in labels)
+  tokens = out[txray_shift.TOKEN_SALIENCE]
+  assert tokens.tokens[0] == "[CLS]" and np.max(tokens.salience) == 1.0
