@@ -265,7 +265,12 @@ class ShiftResult:
         # _top_of_row computed "mass" from probs; restore the raw masses.
         ta = tuple(dataclasses.replace(s, mass=s.prob * float(self.mass_a[n])) for s in ta)
         tb = tuple(dataclasses.replace(s, mass=s.prob * float(self.mass_b[n])) for s in tb)
-        return NeuronShift(
+        return NeuronShift(**self._scalars(i), top_features_a=ta, top_features_b=tb)
+
+    def _scalars(self, i: int) -> dict:
+        """The per-neuron numbers of shared neuron ``i`` (JSON-friendly)."""
+        n = int(self.shared[i])
+        return dict(
             neuron=n,
             distance=float(self.distance[i]),
             hellinger_length=int(self.hellinger_length[i]),
@@ -274,8 +279,6 @@ class ShiftResult:
             length_shift=int(self.length_shift[i]),
             mass_activation_a=float(self.mass_activation_a[n]),
             mass_activation_b=float(self.mass_activation_b[n]),
-            top_features_a=ta,
-            top_features_b=tb,
         )
 
     def rank_shifts(self, k: int = 10, n_features: int = 5) -> RankedShifts:
@@ -288,22 +291,7 @@ class ShiftResult:
 
     def to_records(self) -> list[dict]:
         """One JSON-friendly dict per shared neuron (sorted by distance, largest first)."""
-        out = []
-        for i in self._order(True):
-            n = int(self.shared[i])
-            out.append(
-                dict(
-                    neuron=n,
-                    distance=float(self.distance[i]),
-                    hellinger_length=int(self.hellinger_length[i]),
-                    length_a=int(self.length_a[i]),
-                    length_b=int(self.length_b[i]),
-                    length_shift=int(self.length_shift[i]),
-                    mass_activation_a=float(self.mass_activation_a[n]),
-                    mass_activation_b=float(self.mass_activation_b[n]),
-                )
-            )
-        return out
+        return [self._scalars(int(i)) for i in self._order(True)]
 
     def to_dataframe(self):
         """The :meth:`to_records` table as a ``pandas.DataFrame``."""
