@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import re
-from typing import Any, Optional, Sequence
+import threading
+from typing import Any, Callable, Hashable, Optional, Sequence
 
 import numpy as np
 
@@ -134,3 +136,43 @@ def outputs_for_target(inputs: list[JsonDict], model: lit_model.Model,
 def is_salience_spec(field: lit_types.LitType) -> bool:
   return isinstance(field, (lit_types.TokenSalience,
                             lit_types.FeatureSalience))
+
+
+class FitOnceCache:
+  """Dataset-level fits cached by key: each key is fitted once even under
+  concurrent requests (a per-key lock), least recently used entries beyond
+  `max_entries` are dropped so a long-running server's memory stays bounded.
+  """
+
+  def __init__(self, max_entries: int = 16):
+    self._results: collections.OrderedDict = collections.OrderedDict()
+    self._key_locks: dict[Hashable, threading.Lock] = {}
+    self._lock = threading.Lock()
+    self.max_entries = max_entries
+    self.fit_count = 0
+
+  def _lookup(self, key):
+    if key in self._results:
+      self._results.move_to_end(key)
+      return True, self._results[key]
+    return False, None
+
+  def get_or_fit(self, key: Hashable, fit: Callable[[], Any]) -> Any:
+    with self._lock:
+      found, value = self._lookup(key)
+      if found:
+        return value
+      key_lock = self._key_locks.setdefault(key, threading.Lock())
+    with key_lock:
+      with self._lock:
+        found, value = self._lookup(key)
+        if found:
+          return value
+      value = fit()
+      with self._lock:
+        self._results[key] = value
+        while len(self._results) > self.max_entries:
+          self._results.popitem(last=False)
+        self._key_locks.pop(key, None)
+        self.fit_count += 1
+      return value

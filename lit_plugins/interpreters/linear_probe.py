@@ -62,8 +62,8 @@ sweep mode):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import threading
 import time
 from typing import Any, Optional, Sequence, Union
 
@@ -216,9 +216,12 @@ def _word_piece_weights(raw: lit_model.Model, example: JsonDict,
   if len(fields) == 2:
     other = example.get(fields[1] if fields[0] == text_field else fields[0])
     texts.append(other if isinstance(other, str) and other.strip() else "")
-  enc = tok(*texts, truncation=True,
-            max_length=getattr(raw, "max_length", None),
-            return_offsets_mapping=True)
+  # The tokenizer's truncation settings are shared state: hold the model's
+  # lock where it has one (HFSequenceClassifier.inference_lock).
+  with getattr(raw, "inference_lock", None) or contextlib.nullcontext():
+    enc = tok(*texts, truncation=True,
+              max_length=getattr(raw, "max_length", None),
+              return_offsets_mapping=True)
   ids = enc["input_ids"]
   if [str(t) for t in tok.convert_ids_to_tokens(ids)] != [str(t)
                                                          for t in tokens]:
@@ -334,10 +337,7 @@ class LinearProbeInterpreter(lit_components.Interpreter):
     self._fraction = float(held_out_fraction)
     self._seed = int(seed)
     self._device = device
-    self._results: dict[tuple, ProbeState] = {}
-    self._key_locks: dict[tuple, threading.Lock] = {}
-    self._lock = threading.Lock()
-    self.fit_count = 0
+    self._cache = common.FitOnceCache()
 
   # ---------------------------------------------------------------- LIT API
   def is_compatible(self, model: lit_model.Model,
@@ -434,6 +434,11 @@ class LinearProbeInterpreter(lit_components.Interpreter):
     return results
 
   # ------------------------------------------------------------ public API
+  @property
+  def fit_count(self) -> int:
+    """How many fits ran (cache misses); for tests and monitoring."""
+    return self._cache.fit_count
+
   def fit(self, model: lit_model.Model, dataset: lit_dataset.Dataset,
           config: Optional[JsonDict] = None) -> ProbeState:
     """The (cached) fitted ProbeState of `model` on `dataset`."""
@@ -535,20 +540,7 @@ class LinearProbeInterpreter(lit_components.Interpreter):
     key = (id(raw), dataset_fingerprint(examples), opts["label_field"],
            opts["pooling"], tuple(opts["layers"]), opts["l1"], opts["l2"],
            opts["control"])
-    with self._lock:
-      if key in self._results:
-        return self._results[key]
-      key_lock = self._key_locks.setdefault(key, threading.Lock())
-    with key_lock:
-      with self._lock:
-        if key in self._results:
-          return self._results[key]
-      state = self._compute(model, examples, opts)
-      with self._lock:
-        self._results[key] = state
-        self._key_locks.pop(key, None)
-        self.fit_count += 1
-      return state
+    return self._cache.get_or_fit(key, lambda: self._compute(model, examples, opts))
 
   def _labels(self, examples: list[JsonDict], opts: dict[str, Any]):
     """Validated labels: np.array [N] (sentence) or list of lists (token)."""

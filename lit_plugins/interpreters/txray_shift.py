@@ -24,7 +24,6 @@ Special tokens ([CLS], [SEP], <s>, ...) are features like any other token.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from typing import Any, Mapping, Optional, Sequence
 
@@ -121,10 +120,7 @@ class TXRayNeuronShift(lit_components.Interpreter):
       raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     self._default_reference = default_reference
     self._batch_size = int(batch_size)
-    self._results: dict[tuple, txray.ShiftResult] = {}
-    self._key_locks: dict[tuple, threading.Lock] = {}
-    self._lock = threading.Lock()
-    self.fit_count = 0
+    self._cache = common.FitOnceCache()
 
   # ---------------------------------------------------------------- LIT API
   def is_compatible(self, model: lit_model.Model,
@@ -192,6 +188,11 @@ class TXRayNeuronShift(lit_components.Interpreter):
     return results
 
   # ------------------------------------------------------------ public API
+  @property
+  def fit_count(self) -> int:
+    """How many fits ran (cache misses); for tests and monitoring."""
+    return self._cache.fit_count
+
   def fit(self, model: lit_model.Model, dataset: lit_dataset.Dataset,
           config: Optional[JsonDict] = None) -> txray.ShiftResult:
     """The (cached) ShiftResult of reference vs `model` on `dataset`."""
@@ -213,7 +214,7 @@ class TXRayNeuronShift(lit_components.Interpreter):
                     config: Optional[JsonDict]) -> dict[str, Any]:
     config = dict(config or {})
     ref_name = config.get(REFERENCE_KEY, self._default_reference)
-    if ref_name not in self._models:
+    if not isinstance(ref_name, str) or ref_name not in self._models:
       raise ValueError(f"{REFERENCE_KEY!r} must be one of "
                        f"{list(self._models)}, got {ref_name!r}.")
     reference = self._models[ref_name]
@@ -254,25 +255,15 @@ class TXRayNeuronShift(lit_components.Interpreter):
       raise ValueError("TX-Ray needs a non-empty dataset to aggregate "
                        "neuron activations over.")
     name = self._model_name(model)
+    # A model that is not one of self._models (e.g. loaded later in the UI)
+    # is keyed by the object itself, not id(): the key then keeps it alive,
+    # so a later model can never reuse its id and get its cached result.
     model_key = ("name", name) if name is not None else (
-        "id", id(specs.unwrap(model)))
+        "model", specs.unwrap(model))
     key = (model_key, opts["reference_name"], dataset_fingerprint(examples),
            opts["layer"], opts["mode"], opts["features"], opts["normalize"])
-    with self._lock:
-      if key in self._results:
-        return self._results[key]
-      key_lock = self._key_locks.setdefault(key, threading.Lock())
-    with key_lock:
-      with self._lock:
-        if key in self._results:
-          return self._results[key]
-      result = self._compute(model, name or model.description(), examples,
-                             opts)
-      with self._lock:
-        self._results[key] = result
-        self._key_locks.pop(key, None)
-        self.fit_count += 1
-      return result
+    return self._cache.get_or_fit(key, lambda: self._compute(
+        model, name or model.description(), examples, opts))
 
   def _check_pair(self, raw_model, raw_ref, ref_name: str, layer: int,
                   example: JsonDict) -> None:

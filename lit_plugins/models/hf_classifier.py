@@ -13,6 +13,7 @@ label; the rest follow LIT's GLUE wrapper so LIT's own interpreters work too):
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Iterable, Optional, Sequence, Union
 
 from absl import logging
@@ -125,6 +126,15 @@ class HFSequenceClassifier(lit_model.BatchedModel):
       self.labels = labels
     self.num_layers = int(self.model.config.num_hidden_layers)
     self.hidden_size = int(self.model.get_input_embeddings().embedding_dim)
+    # Serialises tokenisation and forward/backward passes on this model.
+    # LIT can call one model from several threads (a threaded WSGI server,
+    # notebooks; CachingModelWrapper only de-duplicates identical inputs and
+    # our interpreters call the unwrapped model). HF fast tokenizers mutate
+    # shared truncation/padding state on every call, and layer IG
+    # (hf_paths) installs a forward hook on a shared module, so unserialised
+    # calls could fail or return another request's numbers. Reentrant:
+    # predict_minibatch -> encode.
+    self.inference_lock = threading.RLock()
 
   # ---------------------------------------------------------------- LIT API
   @classmethod
@@ -209,9 +219,10 @@ class HFSequenceClassifier(lit_model.BatchedModel):
       One dict per example, trimmed to its own number of tokens.
     """
     layers = self._parse_layers(activation_layers)
-    batch = self.encode(inputs)
-    out = self.forward(batch, gradients=gradients)
-    return self._unbatch(batch, out, layers, gradients)
+    with self.inference_lock:
+      batch = self.encode(inputs)
+      out = self.forward(batch, gradients=gradients)
+      return self._unbatch(batch, out, layers, gradients)
 
   # ----------------------------------------------------------- tensors API
   def encode(self, inputs: list[JsonDict]) -> dict[str, Any]:
@@ -220,12 +231,13 @@ class HFSequenceClassifier(lit_model.BatchedModel):
     args = ([t[0] for t in texts],)
     if len(self.text_fields) == 2:
       args += ([t[1] for t in texts],)
-    enc = self.tokenizer(
-        *args, padding=True, truncation=True, max_length=self.max_length,
-        return_tensors="pt", return_overflowing_tokens=False,
-        return_length=False)
-    full_lengths = [len(ids) for ids in self.tokenizer(
-        *args, truncation=False, verbose=False)["input_ids"]]
+    with self.inference_lock:  # the tokenizer's settings are shared state
+      enc = self.tokenizer(
+          *args, padding=True, truncation=True, max_length=self.max_length,
+          return_tensors="pt", return_overflowing_tokens=False,
+          return_length=False)
+      full_lengths = [len(ids) for ids in self.tokenizer(
+          *args, truncation=False, verbose=False)["input_ids"]]
     mask = enc["attention_mask"]
     lengths = mask.sum(dim=1).tolist()
     for ex_len, full in zip(lengths, full_lengths):
@@ -372,6 +384,11 @@ def _text(ex: JsonDict, field: str) -> str:
   if not isinstance(value, str):
     raise ValueError(f"Text field {field!r} must be a string, got "
                      f"{type(value).__name__}.")
+  try:  # JSON may carry lone UTF-16 surrogates ("\ud800"): the Rust
+    value.encode("utf-8")  # tokenizer would fail with an opaque TypeError.
+  except UnicodeEncodeError as e:
+    raise ValueError(f"Text field {field!r} is not valid Unicode: {e.reason} "
+                     f"at position {e.start}.") from None
   # Empty or whitespace-only text is classified from the special tokens alone
   # (byte-level tokenizers would otherwise turn blanks into tokens).
   return value if value.strip() else ""

@@ -20,6 +20,10 @@ from lit_plugins.attribution import baselines as baselines_lib
 
 JsonDict = dict[str, Any]
 
+# Most (path point × token) rows in one forward+backward: 16k rows of a
+# 384-wide 6-layer encoder stay around 1-2 GB of activations.
+MAX_TOKEN_ROWS = 16384
+
 
 def layer_modules(model: torch.nn.Module, num_layers: int) -> list[torch.nn.Module]:
   """[embedding module, block 1, …, block L] of an HF encoder.
@@ -73,6 +77,16 @@ def make_path_fn(clf, inputs: list[JsonDict], baseline: str = "zero",
     (path_fn, tokens per example, target label per example).
   """
   model = clf.model
+  # Hold the model's lock for every forward pass (see
+  # HFSequenceClassifier.inference_lock): the layer hook below would otherwise
+  # leak into other threads' forward passes.
+  with clf.inference_lock:
+    return _make_path_fn(clf, model, inputs, baseline, keep_special_tokens,
+                         layer, targets)
+
+
+def _make_path_fn(clf, model, inputs, baseline, keep_special_tokens, layer,
+                  targets):
   batch = clf.encode(inputs)
   mask = batch["enc"]["attention_mask"]
   ids = batch["enc"]["input_ids"]
@@ -104,7 +118,7 @@ def make_path_fn(clf, inputs: list[JsonDict], baseline: str = "zero",
     else:
       if not 0 <= layer <= clf.num_layers:
         raise ValueError(f"layer must be in [0, {clf.num_layers}] "
-                         "(0 = embedding output), got {layer}.")
+                         f"(0 = embedding output), got {layer}.")
       out_b = model(inputs_embeds=b_word, output_hidden_states=True, **other)
       x_space = out_x.hidden_states[layer]
       b_space = out_b.hidden_states[layer]
@@ -112,6 +126,16 @@ def make_path_fn(clf, inputs: list[JsonDict], baseline: str = "zero",
   diff = x_space - b_space
 
   def path_fn(points):
+    # Bound activation memory whatever the UI's batch size: split chunks whose
+    # rows × tokens exceed MAX_TOKEN_ROWS (results are the same, just chunked).
+    width = max(batch["lengths"][i] for i, _ in points)
+    if len(points) > 1 and len(points) * width > MAX_TOKEN_ROWS:
+      half = len(points) // 2
+      return path_fn(points[:half]) + path_fn(points[half:])
+    with clf.inference_lock:
+      return _path_fn(points)
+
+  def _path_fn(points):
     rows = torch.tensor([i for i, _ in points], device=clf.device)
     alpha = torch.tensor([a for _, a in points], dtype=x_space.dtype,
                          device=clf.device)[:, None, None]
