@@ -10,7 +10,7 @@ from lit_plugins.models import finetune
 from lit_plugins.models.hf_classifier import HFSequenceClassifier
 
 # The demo's fine-tuning recipe; part of the checkpoint cache key.
-FINETUNE_SETTINGS = dict(epochs=5, learning_rate=5e-5, batch_size=16,
+FINETUNE_SETTINGS = dict(epochs=3, learning_rate=5e-5, batch_size=16,
                          max_length=128, seed=0)
 
 

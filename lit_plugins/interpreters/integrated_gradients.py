@@ -52,7 +52,7 @@ class IntegratedGradients(lit_components.Interpreter):
   completeness. Results: one TokenSalience per gradient field, plus
   'completeness' (see `completeness_salience`)."""
 
-  def __init__(self, autorun: bool = False, steps: int = 32,
+  def __init__(self, autorun: bool = False, steps: int = 64,
                rule: str = "gausslegendre", baseline: str = "zero",
                normalize: bool = True, batch_size: int = 64):
     self._autorun = autorun

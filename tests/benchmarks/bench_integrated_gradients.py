@@ -58,8 +58,9 @@ def ours(model, examples, rule, steps, tolerance=None, max_steps=1024):
 
 def raw_point_seconds(model, examples, rows=640, batch=64):
   """A plain batched forward+backward over padded input embeddings."""
-  enc = model.tokenizer([ex["sentence"] for ex in examples[:batch]],
-                        padding=True, return_tensors="pt")
+  texts = [ex["sentence"] for ex in examples]
+  texts = (texts * (batch // len(texts) + 1))[:batch]  # full batches of rows
+  enc = model.tokenizer(texts, padding=True, return_tensors="pt")
   embs = model.model.get_input_embeddings()(enc["input_ids"]).detach()
   other = {k: v for k, v in enc.items() if k != "input_ids"}
   start = time.perf_counter()
