@@ -475,7 +475,7 @@ HTTP_BAD_CONFIGS = [
     (IGN, {"Baseline": "noise"}, r"\['zero', 'pad', 'mask'\]"),
     (IGN, {"Completeness tolerance (0 = fixed steps)": 9},
      r"\[0.0, 0.5\]"),
-    (IGN, {"Max steps (adaptive)": 10**6}, r"\[32, 1024\]"),
+    (IGN, {"Max steps (adaptive)": 10**6}, r"\[64, 1024\]"),
     (IGN, {"Internal batch size": -5}, r"\[1, 4096\]"),
     (IGN, {"Attribution target": "layer 42"}, r"\[0, 6\]"),
     (IGN, {"Class to explain": "neutral"}, r"accepted: \['0', '1'\]"),
@@ -490,7 +490,7 @@ HTTP_BAD_CONFIGS = [
      "minilm-finetuned.*minilm-pretrained"),
     (TXRAY, {txray_shift.LAYER_KEY: 7}, r"\[0, 6\]"),
     (TXRAY, {txray_shift.MODE_KEY: "max99"}, "max1"),
-    (TXRAY, {txray_shift.FEATURES_KEY: "bytes"}, r"\['tokens', 'words'\]"),
+    (TXRAY, {txray_shift.FEATURES_KEY: "bytes"}, r"\['tokens', 'words', 'tags'\]"),
     (TXRAY, {txray_shift.TOP_K_KEY: 0}, r"\[1, 100000\]"),
 ]
 

@@ -293,3 +293,33 @@ def test_minilm_pretrained_vs_finetuned_gives_a_real_ranking(
                                    for l in labels)
   tokens = out[txray_shift.TOKEN_SALIENCE]
   assert tokens.tokens[0] == "[CLS]" and np.max(tokens.salience) == 1.0
+
+
+def test_tag_features_from_a_sequence_tags_field(models):
+  """Features = a SequenceTags field: every piece of a word is credited to
+  that word's tag; [CLS]/[SEP] are left out."""
+  spec = dict(SPEC, pos=lit_types.SequenceTags(align="sentence"))
+  tag_of = lambda w: "ADJ" if w in ("bad", "good", "great", "awful",
+                                    "boring", "fun") else "X"
+  examples = [dict(ex, pos=[tag_of(w) for w in ex["sentence"].split()])
+              for ex in EXAMPLES]
+  dataset = lit_dataset.Dataset(spec=spec, examples=examples)
+  interp = txray_shift.TXRayNeuronShift(models, default_reference="bert_a")
+  config = _config(**{txray_shift.FEATURES_KEY: "tags"})
+  result = interp.fit(models["bert_b"], dataset, config)
+  assert set(result.feature_names) <= {"ADJ", "X"}
+  # Independent check of the token → tag mapping for one neuron's counts:
+  # total credited positions = all non-special tokens (max1 with positive max).
+  total = 0
+  for ex in examples:
+    out = list(models["bert_b"].predict([ex], activation_layers=[2],
+                                        gradients=False))[0]
+    acts = out["layer_2/token_activations"][1:-1]
+    total += int((acts.max(axis=1) > 0).sum())
+  assert int(result.counts_b.sum()) == total
+  bad = [dict(ex, pos=["X"]) for ex in examples]
+  with pytest.raises(ValueError, match="one tag per whitespace word"):
+    interp.fit(models["bert_b"], lit_dataset.Dataset(spec=spec, examples=bad),
+               config)
+  with pytest.raises(ValueError, match="needs a SequenceTags field"):
+    interp.fit(models["bert_b"], _dataset(), config)

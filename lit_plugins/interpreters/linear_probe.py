@@ -250,6 +250,10 @@ def _word_piece_weights(raw: lit_model.Model, example: JsonDict,
   return words, W, kept
 
 
+# Shared with TX-Ray's tag features: one word↔piece alignment for both.
+word_piece_weights = _word_piece_weights
+
+
 def _sentence_weights(num_tokens: int, pooling: str) -> np.ndarray:
   """[T] weights a_t with pooled = sum_t a_t h_t."""
   if pooling == "cls":

@@ -50,7 +50,8 @@ FEATURES_KEY = "Features"
 TOP_K_KEY = "Top k"
 NORMALIZE_KEY = "Divide distance by union length (original code)"
 
-FEATURE_CHOICES = ("tokens", "words")
+FEATURE_CHOICES = ("tokens", "words", "tags")
+TAGS_KEY = "Tags field (Features = tags)"
 TOKEN_SALIENCE = "neuron_token_salience"
 SHIFTED_NEURONS = "shifted_neurons"
 
@@ -138,6 +139,7 @@ class TXRayNeuronShift(lit_components.Interpreter):
                                     default=max_layer, step=1),
         MODE_KEY: lit_types.CategoryLabel(required=False, vocab=list(txray.MODES),
                                           default="max1"),
+        TAGS_KEY: lit_types.TextSegment(required=False, default=""),
         FEATURES_KEY: lit_types.CategoryLabel(required=False, vocab=list(FEATURE_CHOICES),
                                               default="tokens"),
         TOP_K_KEY: lit_types.Scalar(required=False, min_val=1, max_val=100,
@@ -246,6 +248,7 @@ class TXRayNeuronShift(lit_components.Interpreter):
         top_k=common.parse_int(config, TOP_K_KEY, _DEFAULT_TOP_K, 1,
                                _MAX_TOP_K),
         normalize=common.parse_bool(config, NORMALIZE_KEY, False),
+        tags_field=str(config.get(TAGS_KEY, "") or "").strip(),
     )
 
   def _fit(self, model: lit_model.Model, dataset: lit_dataset.Dataset,
@@ -254,6 +257,10 @@ class TXRayNeuronShift(lit_components.Interpreter):
     if not examples:
       raise ValueError("TX-Ray needs a non-empty dataset to aggregate "
                        "neuron activations over.")
+    if opts["features"] == "tags":
+      opts = dict(opts, tags_field=_tags_field(dataset, opts["tags_field"]))
+    else:
+      opts = dict(opts, tags_field="")
     name = self._model_name(model)
     # A model that is not one of self._models (e.g. loaded later in the UI)
     # is keyed by the object itself, not id(): the key then keeps it alive,
@@ -261,7 +268,8 @@ class TXRayNeuronShift(lit_components.Interpreter):
     model_key = ("name", name) if name is not None else (
         "model", specs.unwrap(model))
     key = (model_key, opts["reference_name"], dataset_fingerprint(examples),
-           opts["layer"], opts["mode"], opts["features"], opts["normalize"])
+           opts["layer"], opts["mode"], opts["features"], opts["tags_field"],
+           opts["normalize"])
     return self._cache.get_or_fit(key, lambda: self._compute(
         model, name or model.description(), examples, opts))
 
@@ -325,8 +333,12 @@ class TXRayNeuronShift(lit_components.Interpreter):
               f"Reference model {ref_name!r} tokenizes example {lo + i} "
               "differently from the selected model; TX-Ray needs the same "
               "tokenizer for both models.")
-        feats.extend(txray.merge_subwords(tokens, **words) if words
-                     else tokens)
+        if opts["features"] == "tags":
+          feats.extend(_token_tags(raw_model, batch[i], tokens,
+                                   opts["tags_field"]))
+        else:
+          feats.extend(txray.merge_subwords(tokens, **words) if words
+                       else tokens)
         acts_m.append(np.asarray(om[act_field]))
         acts_r.append(np.asarray(orf[ref_act_field]))
       acts_m = np.concatenate(acts_m, axis=0)
@@ -341,7 +353,9 @@ class TXRayNeuronShift(lit_components.Interpreter):
                                                   mode=opts["mode"])
         agg_ref = txray.NeuronFeatureAggregator(acts_r.shape[-1],
                                                 mode=opts["mode"])
-      ids = vocab.encode(feats)
+      # Tokens outside any tagged word ([CLS], [SEP]) are skipped (id -1).
+      ids = np.asarray([-1 if f is None else vocab.add(f) for f in feats],
+                       dtype=np.int64)
       agg_ref.update(acts_r, ids)
       agg_model.update(acts_m, ids)
       now = time.time()
@@ -356,3 +370,38 @@ class TXRayNeuronShift(lit_components.Interpreter):
                  "both models.", time.time() - start, len(vocab),
                  result.num_shared)
     return result
+
+
+def _tags_field(dataset: lit_dataset.Dataset, name: str) -> str:
+  """The dataset's SequenceTags field to use as features (ValueError if none)."""
+  spec = dataset.spec() if dataset is not None else {}
+  fields = [k for k, v in spec.items()
+            if isinstance(v, lit_types.SequenceTags)]
+  if not fields:
+    raise ValueError("Features = 'tags' needs a SequenceTags field (e.g. POS "
+                     "tags over whitespace words) in the dataset; it has "
+                     "none. Use 'tokens' or 'words'.")
+  if name and name not in fields:
+    raise ValueError(f"{TAGS_KEY!r} must be one of {fields}, got {name!r}.")
+  return name or fields[0]
+
+
+def _token_tags(raw_model, example: JsonDict, tokens: list[str],
+                tags_field: str) -> list[Optional[str]]:
+  """Each token's feature: the tag of the whitespace word it belongs to in
+  the model's first text field (None for special tokens)."""
+  from lit_plugins.interpreters import linear_probe  # pylint: disable=g-import-not-at-top
+  text_field = getattr(raw_model, "text_fields", ("sentence",))[0]
+  tags = example.get(tags_field)
+  words = str(example.get(text_field) or "").split()
+  if not isinstance(tags, (list, tuple)) or len(tags) != len(words):
+    raise ValueError(
+        f"{tags_field!r} must hold one tag per whitespace word of "
+        f"{text_field!r} ({len(words)} words), got {tags!r}.")
+  _, weights, kept = linear_probe.word_piece_weights(
+      raw_model, example, text_field, tokens, "mean")
+  out: list[Optional[str]] = [None] * len(tokens)
+  for row, word in enumerate(kept):
+    for t in np.flatnonzero(weights[row]):
+      out[t] = str(tags[int(word)])
+  return out
