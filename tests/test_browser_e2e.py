@@ -7,22 +7,17 @@ uses the network: every request that is not to the demo server is answered
 locally (icon font) or aborted (web fonts).
 """
 
-import json
 import math
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
-import urllib.parse
-import urllib.request
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
+from demo_helpers import demo_server, post
 from lit_plugins import registration
 
 # Interpreters that must be registered and exercised. Add new ones here; any
@@ -67,26 +62,9 @@ SALIENCE_MAP_TYPES = {"TokenSalience", "FeatureSalience", "ImageSalience",
 SERVER_START_S = 240
 UI_TIMEOUT_MS = 60_000
 INTERPRETER_TIMEOUT_MS = 120_000
-HTTP_TIMEOUT_S = 180
 
 
 # ---------------------------------------------------------------- helpers --
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def _post(port, path, params=None, body=None, timeout=HTTP_TIMEOUT_S):
-  url = f"http://127.0.0.1:{port}/{path}"
-  if params:
-    url += "?" + urllib.parse.urlencode(params)
-  req = urllib.request.Request(url, data=json.dumps(body or {}).encode(),
-                               headers={"Content-Type": "application/json"})
-  with urllib.request.urlopen(req, timeout=timeout) as resp:
-    return json.loads(resp.read())
-
 
 def _log_tail(server, chars=3000) -> str:
   return "\n--- demo server log (tail) ---\n" + server[1].read_text()[-chars:]
@@ -163,34 +141,10 @@ def _check_feature_salience(where, value):
 def server(minilm_finetuned, tmp_path_factory):
   """The demo server on a free port; yields (port, log path)."""
   del minilm_finetuned  # the fixture caches the fine-tuned checkpoint first
-  port = _free_port()
   log_path = tmp_path_factory.mktemp("demo_server") / "server.log"
-  with open(log_path, "w") as log:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "demos.demo", f"--port={port}",
-         f"--max_examples={MAX_EXAMPLES}", "--batch_size=16"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1",
-             "TRANSFORMERS_OFFLINE": "1"})
-  try:
-    deadline = time.time() + SERVER_START_S
-    while True:
-      try:
-        _post(port, "get_info", timeout=10)
-        break
-      except OSError:
-        if proc.poll() is not None or time.time() > deadline:
-          raise RuntimeError("demo server did not start:\n"
-                             + log_path.read_text()[-3000:])
-        time.sleep(0.5)
-    yield port, log_path
-  finally:
-    proc.terminate()
-    try:
-      proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-      proc.kill()
-      proc.wait(timeout=30)
+  with demo_server(log_path, MAX_EXAMPLES, SERVER_START_S,
+                   ("--batch_size=16",)) as (port, log, _):
+    yield port, log
 
 
 @pytest.fixture(scope="module")
@@ -200,12 +154,12 @@ def port(server):
 
 @pytest.fixture(scope="module")
 def info(port):
-  return _post(port, "get_info")
+  return post(port, "get_info")
 
 
 @pytest.fixture(scope="module")
 def examples(port):
-  return _post(port, "get_dataset", {"dataset_name": DATASET})
+  return post(port, "get_dataset", {"dataset_name": DATASET})
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +180,7 @@ def http_results(server, info, examples, our_names):
     inputs = ([examples[EXAMPLE_INDEX]]
               if _is_salience_map_interpreter(info, name) else examples)
     try:
-      results[name] = _post(
+      results[name] = post(
           port, "get_interpretations",
           {"model": MODEL, "dataset_name": DATASET, "interpreter": name,
            "do_predict": 1},

@@ -27,7 +27,8 @@ from lit_nlp.api import types as lit_types
 import tiny_models
 from lit_plugins import registration
 from lit_plugins.models import HFSequenceClassifier
-from test_hardening import count_in_log, demo_server, interpret, post
+from demo_helpers import count_in_log, demo_server, post
+from test_hardening import interpret
 
 OUR_PREFIX = "lit-plugins:"
 DATASET = "sentiment-dev"

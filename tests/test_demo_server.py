@@ -1,63 +1,23 @@
 """The demo server serves both MiniLMs on the bundled data, and our
 interpreters answer through LIT's HTTP API."""
 
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.parse
-import urllib.request
+import urllib.error
 
 import numpy as np
 import pytest
 
+from demo_helpers import demo_server
+from demo_helpers import post as _post
 from lit_plugins import registration
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def _post(port, path, params=None, body=None):
-  url = f"http://127.0.0.1:{port}/{path}"
-  if params:
-    url += "?" + urllib.parse.urlencode(params)
-  req = urllib.request.Request(url, data=json.dumps(body or {}).encode(),
-                               headers={"Content-Type": "application/json"})
-  with urllib.request.urlopen(req, timeout=300) as resp:
-    return json.loads(resp.read())
 
 
 @pytest.fixture(scope="module")
-def server(minilm_finetuned):  # the fixture caches the fine-tuned checkpoint
-  del minilm_finetuned
-  port = _free_port()
-  proc = subprocess.Popen(
-      [sys.executable, "-m", "demos.demo", f"--port={port}",
-       "--max_examples=12", "--batch_size=16"],
-      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-      env={**os.environ, "HF_HUB_OFFLINE": "1"})
-  deadline = time.time() + 240
-  while time.time() < deadline:
-    try:
-      _post(port, "get_info")
-      break
-    except OSError:
-      if proc.poll() is not None:
-        raise RuntimeError(proc.stdout.read())
-      time.sleep(1)
-  else:
-    proc.kill()
-    raise RuntimeError("demo server did not start")
-  yield port
-  proc.terminate()
-  proc.wait(timeout=30)
+def server(minilm_finetuned, tmp_path_factory):
+  del minilm_finetuned  # the fixture caches the fine-tuned checkpoint first
+  log = tmp_path_factory.mktemp("demo_test_server") / "server.log"
+  with demo_server(log, max_examples=12,
+                   extra_args=("--batch_size=16",)) as (port, _, _):
+    yield port
 
 
 def test_serves_both_models_on_bundled_data(server):

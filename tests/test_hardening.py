@@ -25,15 +25,9 @@ they still describe the loaded dataset - and the new datapoint is only
 explained with that fit. test_new_datapoint_over_http_* pins this.
 """
 
-import contextlib
 import gc
-import json
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -48,6 +42,7 @@ from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import types as lit_types
 
 import tiny_models
+from demo_helpers import count_in_log, demo_server, post
 from lit_plugins import registration
 from lit_plugins.interpreters import integrated_gradients as ig
 from lit_plugins.interpreters import linear_probe as lp
@@ -62,27 +57,12 @@ LABELS = ["neg", "pos"]
 
 
 # ------------------------------------------------------ server helpers --
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def post(port, path, params=None, body=None, timeout=HTTP_TIMEOUT_S):
-  url = f"http://127.0.0.1:{port}/{path}"
-  if params:
-    url += "?" + urllib.parse.urlencode(params)
-  req = urllib.request.Request(url, data=json.dumps(body or {}).encode(),
-                               headers={"Content-Type": "application/json"})
-  with urllib.request.urlopen(req, timeout=timeout) as resp:
-    return json.loads(resp.read())
-
-
 def interpret(port, interpreter, inputs, config=None, model=MODEL):
   return post(port, "get_interpretations",
               {"model": model, "dataset_name": DATASET,
                "interpreter": interpreter, "do_predict": 1},
-              {"inputs": inputs, "config": config or {}})
+              {"inputs": inputs, "config": config or {}},
+              timeout=HTTP_TIMEOUT_S)
 
 
 def new_datapoint(**data):
@@ -90,43 +70,6 @@ def new_datapoint(**data):
   uid = lit_dataset.input_hash(data)
   meta = {"added": True, "parentId": None, "source": "hardening test"}
   return {"id": uid, "data": dict(data, _id=uid, _meta=meta), "meta": meta}
-
-
-@contextlib.contextmanager
-def demo_server(log_path, max_examples=8, start_s=240):
-  """Runs `python -m demos.demo` on a free loopback port; yields
-  (port, log_path, pid)."""
-  port = free_port()
-  with open(log_path, "w") as log:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "demos.demo", f"--port={port}",
-         f"--max_examples={max_examples}"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1",
-             "TRANSFORMERS_OFFLINE": "1"})
-  try:
-    deadline = time.time() + start_s
-    while True:
-      try:
-        post(port, "get_info", timeout=10)
-        break
-      except OSError:
-        if proc.poll() is not None or time.time() > deadline:
-          raise RuntimeError("demo server did not start:\n"
-                             + log_path.read_text()[-3000:])
-        time.sleep(0.5)
-    yield port, log_path, proc.pid
-  finally:
-    proc.terminate()
-    try:
-      proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-      proc.kill()
-      proc.wait(timeout=30)
-
-
-def count_in_log(log_path, pattern) -> int:
-  return len(re.findall(pattern, log_path.read_text()))
 
 
 @pytest.fixture(scope="module")
