@@ -18,9 +18,10 @@ Data: the bundled sentiment train split (probes are fit on it) and dev split
     batch 32, seeded shuffles). Both use batch 32 for the forward passes, the
     same tokenizer settings and the same device. Wall times are the median of
     `--repeats` interleaved runs.
-(b) Unless --no-neurox: the last layer's mean-pooled vectors are written to a
-    temporary .npz and tests/benchmarks/bench_probe_training.py (NeuroX-style
-    Adam vs our LinearProbe) is run on them.
+(b) Unless --no-neurox: every layer's mean-pooled vectors are written to a
+    temporary .npz and tests/benchmarks/bench_probe_training.py (NeuroX vs
+    our LinearProbe) is run on them: speed on the last layer, dev accuracy
+    on every layer.
 """
 
 from __future__ import annotations
@@ -170,11 +171,15 @@ def main():
   last = max(acts)
   n = len(train)
   with tempfile.TemporaryDirectory() as tmp:
-    path = os.path.join(tmp, "minilm_last_layer_mean.npz")
+    path = os.path.join(tmp, "minilm_mean_pooled.npz")
+    per_layer = {}
+    for l, a in acts.items():
+      per_layer[f"X_train_L{l}"] = a[:n]
+      per_layer[f"X_dev_L{l}"] = a[n:]
     np.savez(path, X_train=acts[last][:n], y_train=y_tr,
-             X_dev=acts[last][n:], y_dev=y_dev)
+             X_dev=acts[last][n:], y_dev=y_dev, **per_layer)
     print(f"(b) bench_probe_training.py on layer {last} mean-pooled "
-          "activations\n", flush=True)
+          "activations (speed), and every layer (accuracy)\n", flush=True)
     subprocess.run([sys.executable, os.path.join(
         os.path.dirname(__file__), "bench_probe_training.py"),
                     "--activations", path, "--repeats", str(args.repeats)],

@@ -269,3 +269,179 @@ def test_bad_params_and_unfitted():
     p.predict(X[:, :3])
   with pytest.raises(ValueError, match="classification"):
     LinearProbe("regression").fit(X, y.astype(float)).predict_proba(X)
+
+
+# ---------------------------------------------------------------- binary
+def test_binary_probe_matches_sklearn_logistic():
+  """2 classes are solved as one logistic row; the 2-row optimum is its split.
+
+  mean CE + lam (|w0|^2 + |w1|^2) with w1 = -w0 = w/2 is
+  mean CE(w) + lam |w|^2 / 2, i.e. sklearn's C = 1 / (N lam).
+  """
+  rng = np.random.default_rng(8)
+  X = rng.normal(size=(500, 10)) * rng.uniform(0.5, 4, size=10) + 2.0
+  y = (X[:, 1] / 2 - X[:, 4] / 3 + rng.normal(size=500) > 0).astype(int)
+  lam = 0.01
+  probe = LinearProbe(lambda_l2=lam, dtype=torch.float64,
+                      early_stopping=False, tol=1e-11).fit(X, y)
+  ref = LogisticRegression(C=1 / (len(X) * lam), tol=1e-12,
+                           max_iter=10000).fit(X, y)
+  np.testing.assert_allclose(probe.weight_[1], ref.coef_[0] / 2, atol=1e-5)
+  np.testing.assert_allclose(probe.weight_[0], -ref.coef_[0] / 2, atol=1e-5)
+  np.testing.assert_allclose(probe.bias_[1] - probe.bias_[0],
+                             ref.intercept_[0], atol=1e-5)
+  np.testing.assert_allclose(probe.predict_proba(X)[:, 1],
+                             ref.predict_proba(X)[:, 1], atol=1e-6)
+
+
+@pytest.mark.parametrize("l1, l2", [(0.0, 0.05), (0.01, 0.05)])
+def test_binary_norm_form_and_l1_reach_two_row_optimum(l1, l2):
+  """The one-row solve minimises NeuroX's two-row objective (scipy check)."""
+  rng = np.random.default_rng(9)
+  X = rng.normal(size=(300, 6))
+  y = (X[:, 0] - X[:, 2] + 0.5 * rng.normal(size=300) > 0).astype(int)
+  probe = LinearProbe(lambda_l1=l1, lambda_l2=l2, l2_form="norm",
+                      dtype=torch.float64, early_stopping=False, tol=1e-12,
+                      max_iter=2000).fit(X, y)
+  ours = np.concatenate([probe.weight_.ravel(), probe.bias_])
+  f_ours = _np_objective(ours, X, y, 2, l1, l2, "norm")
+  ref = scipy.optimize.minimize(_np_objective, np.full(14, 0.01),
+                                args=(X, y, 2, l1, l2, "norm"),
+                                method="Powell",
+                                options={"xtol": 1e-10, "ftol": 1e-14,
+                                         "maxfev": 200000})
+  assert f_ours <= ref.fun + 1e-9
+  # ... and no random perturbation (symmetric or not) does better.
+  rng = np.random.default_rng(0)
+  for _ in range(50):
+    d = rng.normal(size=ours.shape) * 1e-4
+    assert _np_objective(ours + d, X, y, 2, l1, l2, "norm") >= f_ours - 1e-10
+
+
+# ------------------------------------------------------- early stopping
+def _overfit_prone(seed, n=400, h=100):
+  """Activation-like data whose optimum overfits a weak penalty.
+
+  Like transformer activations, the neurons share low-rank correlated
+  variation (16 directions, fixed across seeds); the label depends on 5 of
+  them through a noisy threshold.
+  """
+  mix = np.random.default_rng(100).normal(size=(16, h))
+  rng = np.random.default_rng(seed)
+  X = rng.normal(size=(n, h)) + rng.normal(size=(n, 16)) @ mix
+  y = (X[:, :5].sum(1) * 0.3 + rng.normal(size=n) > 0).astype(int)
+  return X.astype(np.float32), y
+
+
+def test_early_stopping_generalises_better_than_the_optimum():
+  X, y = _overfit_prone(0)
+  Xte, yte = _overfit_prone(1, n=4000)
+  es = LinearProbe(lambda_l2=1e-4).fit(X, y)
+  exact = LinearProbe(lambda_l2=1e-4, early_stopping=False).fit(X, y)
+  assert es.early_stopped_ and es.best_iter_ < es.n_iter_ + 5
+  assert exact.best_iter_ is None and exact.validation_loss_ is None
+  assert es.score(Xte, yte) >= exact.score(Xte, yte) + 0.03
+  # The held-out loss of the kept iteration is the trace's minimum.
+  assert es.validation_loss_[es.best_iter_] == min(es.validation_loss_)
+
+
+def test_early_stopping_refits_on_all_rows_for_best_iter():
+  X, y = _overfit_prone(2)
+  es = LinearProbe(lambda_l2=1e-4).fit(X, y)
+  assert es.early_stopped_
+  refit = LinearProbe(lambda_l2=1e-4, early_stopping=False,
+                      max_iter=max(1, es.best_iter_), tol=0.0).fit(X, y)
+  np.testing.assert_array_equal(es.weight_, refit.weight_)
+  assert es.n_iter_ == max(1, es.best_iter_)
+
+
+@pytest.mark.parametrize("solver", ["owlqn", "fista"])
+def test_early_stopping_is_deterministic_and_seeded(solver):
+  X, y = _overfit_prone(3)
+  kw = dict(lambda_l1=1e-3, lambda_l2=1e-4, solver=solver)
+  a = LinearProbe(**kw).fit(X, y)
+  b = LinearProbe(**kw).fit(X, y)
+  np.testing.assert_array_equal(a.weight_, b.weight_)
+  assert a.validation_loss_ == b.validation_loss_
+  c = LinearProbe(random_state=1, **kw).fit(X, y)
+  assert c.validation_loss_ != a.validation_loss_  # another held-out split
+
+
+def test_early_stopping_auto_needs_ten_held_out_rows():
+  X, y = planted(n=99)
+  assert LinearProbe().fit(X, y).best_iter_ is None  # 9.9 rows: off
+  X, y = planted(n=100)
+  assert LinearProbe().fit(X, y).best_iter_ is not None
+  assert LinearProbe(early_stopping=True).fit(X[:30], y[:30]).best_iter_ \
+      is not None
+
+
+def test_held_out_rows_are_stratified():
+  from lit_plugins.probing.probes import _held_out_rows
+  y = np.array([0] * 50 + [1] * 30 + [2] * 5 + [3])
+  mask = _held_out_rows(y, len(y), 0.1, random_state=0)
+  assert [int(mask[y == k].sum()) for k in range(4)] == [5, 3, 1, 0]
+  regression = _held_out_rows(None, 200, 0.25, random_state=0)
+  assert int(regression.sum()) == 50
+  with pytest.raises(ValueError, match="held-out rows"):
+    _held_out_rows(np.array([0, 1, 2]), 3, 0.1, random_state=0)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(early_stopping="yes"), "early_stopping"),
+    (dict(early_stopping=True, validation_fraction=1.5),
+     "validation_fraction"),
+    (dict(early_stopping=True, n_iter_no_change=0), "n_iter_no_change"),
+    (dict(solver="lbfgs", lambda_l1=1e-3), "smooth objective"),
+])
+def test_bad_early_stopping_and_solver_params(kw, match):
+  X, y = planted(n=200)
+  with pytest.raises(ValueError, match=match):
+    LinearProbe(**kw).fit(X, y)
+
+
+# ------------------------------------------------------------ internals
+@pytest.mark.parametrize("kind", ["binary", "classification", "regression"])
+def test_curvature_along_a_direction_matches_finite_differences(kind):
+  """The exact first step uses d^2/dt^2 loss(LT + t LT_d); check it."""
+  from lit_plugins.probing.probes import _Problem
+  rng = np.random.default_rng(10)
+  n, h = 50, 7
+  X = torch.as_tensor(rng.normal(size=(n, h)))
+  rows = 3 if kind == "classification" else 1
+  if kind == "classification":
+    targets = torch.as_tensor(rng.integers(0, 3, size=n))
+  elif kind == "binary":
+    targets = torch.as_tensor(rng.choice([-1.0, 1.0], size=n))[None]
+  else:
+    targets = torch.as_tensor(rng.normal(size=n))[None]
+  one = torch.ones(h, dtype=X.dtype)
+  prob = _Problem(X, targets, kind, torch.zeros(h, dtype=X.dtype), one, one,
+                  0.0, 0.0, "squared")
+  V = torch.as_tensor(rng.normal(size=(rows, h)))
+  c = torch.as_tensor(rng.normal(size=rows))
+  dV = torch.as_tensor(rng.normal(size=(rows, h)))
+  LT, LT_d = prob.logits_t(V, c), prob.logits_t(dV, 0 * c)
+  eps = 1e-4
+  f = [float(prob.data_loss(LT + t * LT_d, need_grad=False)[0])
+       for t in (-eps, 0.0, eps)]
+  fd = (f[0] - 2 * f[1] + f[2]) / eps**2
+  np.testing.assert_allclose(prob.curvature(LT, LT_d), fd, rtol=1e-5)
+
+
+def test_early_stopping_plateau_keeps_the_best_train_part_iterate():
+  """A penalty that regularises enough: no overfitting, so no refit."""
+  from lit_plugins.probing.probes import _held_out_rows
+  X, y = _overfit_prone(4)
+  es = LinearProbe(lambda_l2=0.2).fit(X, y)
+  assert es.early_stopped_ is False
+  held_out = _held_out_rows(y, len(y), 0.1, random_state=0)
+  # The kept weights are the iterate with the lowest held-out loss ...
+  p = es.predict_proba(X[held_out])[np.arange(held_out.sum()), y[held_out]]
+  np.testing.assert_allclose(-np.mean(np.log(p)), min(es.validation_loss_),
+                             rtol=1e-5)
+  # ... and, on a plateau, close to the train part's exact optimum.
+  exact = LinearProbe(lambda_l2=0.2, early_stopping=False, tol=1e-8,
+                      dtype=torch.float64).fit(X[~held_out], y[~held_out])
+  np.testing.assert_allclose(es.weight_, exact.weight_, atol=0.05)
+  assert np.mean(es.predict(X) == exact.predict(X)) > 0.98
