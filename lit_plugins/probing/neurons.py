@@ -21,13 +21,12 @@ Rules reproduced exactly:
 
 Deliberate, documented differences (all where NeuroX's result is arbitrary
 or an error):
-  * Ties: NeuroX sorts with numpy's default (unstable) sort, so tied neurons
-    come in an unspecified order.  We use a stable sort, reversed for "top"
-    (tied neurons: higher index first - what NeuroX gives on small arrays,
-    where numpy's sort is an insertion sort) and as-is for "bottom".
   * Sets: NeuroX builds unions and new-neuron chunks from Python sets, so
     their order is arbitrary.  The union is returned sorted ascending, and
     neurons inside one chunk of an ordering are sorted by ascending index.
+    Chunks and cutoffs are NeuroX's; so `get_fixed_number_of_bottom_neurons`
+    agrees with NeuroX except inside the one chunk its cut may split, where
+    both pick an arbitrary subset of equally-ranked neurons.
   * `get_neuron_ordering_granular` stops at the last percentage step instead
     of raising IndexError when the 100% selection has fewer neurons than the
     requested chunk boundary (e.g. exactly-zero L1 weights).
@@ -84,7 +83,10 @@ class _MassSelector:
     self.total = {}
     for name, r in rows.items():
       row = weights[int(r), :]
-      idx = np.argsort(row, kind="stable")
+      # numpy's default sort, exactly as NeuroX calls it: tied neurons then
+      # come out in the same order as NeuroX's on the same machine (that
+      # order is unspecified and differs between CPUs, e.g. with AVX-512).
+      idx = np.argsort(row)
       if descending:
         idx = idx[::-1]
       self.order[name] = idx

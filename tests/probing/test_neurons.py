@@ -18,7 +18,8 @@ from lit_plugins.probing import neurons as N
 def ref_select(row, percentage, descending):
   """Shortest prefix (by |w|) whose running sum reaches percentage * total.
 
-  Ties: descending -> higher index first; ascending -> lower index first.
+  Ties (absent from the random weights used here; NeuroX's own tie order is
+  checked in test_neurox_parity.py): higher index first when descending.
   """
   w = [abs(float(v)) for v in row]
   idx = list(range(len(w)))
