@@ -69,7 +69,8 @@ def test_regression_matches_lstsq():
   X, y, w_true = _regression_data()
   A = np.c_[X, np.ones(len(X))]
   sol = np.linalg.lstsq(A, y, rcond=None)[0]
-  probe = LinearProbe("regression", dtype=torch.float64, early_stopping=False, tol=1e-10,
+  probe = LinearProbe("regression", dtype=torch.float64, early_stopping=False,
+                      tol=1e-10,
                       max_iter=500).fit(X, y)
   assert probe.weight_.shape == (1, X.shape[1])
   np.testing.assert_allclose(probe.weight_[0], sol[:-1], atol=1e-6)
@@ -85,7 +86,8 @@ def test_ridge_matches_sklearn(standardize):
   X, y, _ = _regression_data(seed=1)
   lam = 0.05
   probe = LinearProbe("regression", 0.0, lam, standardize=standardize,
-                      dtype=torch.float64, early_stopping=False, tol=1e-12, max_iter=500).fit(X, y)
+                      dtype=torch.float64, early_stopping=False,
+                          tol=1e-12, max_iter=500).fit(X, y)
   Xs = (X - X.mean(0)) / X.std(0) if standardize else X
   # mean squared error + lam * ||w||^2  ==  Ridge(alpha = N * lam).
   ridge = Ridge(alpha=len(X) * lam).fit(Xs, y)
@@ -102,7 +104,8 @@ def test_elastic_net_matches_sklearn_and_is_sparse(solver):
   y = X @ w_true - 1.0 + 0.3 * rng.normal(size=400)
   l1, l2 = 0.2, 0.01
   probe = LinearProbe("regression", l1, l2, solver=solver,
-                      dtype=torch.float64, early_stopping=False, tol=1e-12, max_iter=5000).fit(X, y)
+                      dtype=torch.float64, early_stopping=False,
+                          tol=1e-12, max_iter=5000).fit(X, y)
   # Ours / 2 = 1/(2N)||r||^2 + (l1/2)|w|_1 + (l2/2)||w||^2, i.e. sklearn's
   # ElasticNet with alpha * l1_ratio = l1/2 and alpha * (1 - l1_ratio) = l2.
   alpha = l1 / 2 + l2
@@ -118,7 +121,8 @@ def test_l2_classification_matches_sklearn_logistic():
   X = rng.normal(size=(600, 8))
   y = np.argmax(X[:, :3] + 0.5 * rng.normal(size=(600, 3)), axis=1)
   lam = 0.01
-  probe = LinearProbe(lambda_l2=lam, dtype=torch.float64, early_stopping=False, tol=1e-10,
+  probe = LinearProbe(lambda_l2=lam, dtype=torch.float64, early_stopping=False,
+                      tol=1e-10,
                       max_iter=1000).fit(X, y)
   # mean CE + lam ||W||^2  ==  C * sum CE + 1/2 ||W||^2 with C = 1/(2 N lam).
   ref = LogisticRegression(C=1 / (2 * len(X) * lam), tol=1e-12,
@@ -144,7 +148,8 @@ def test_neurox_norm_form_matches_scipy():
   X = rng.normal(size=(300, 5))
   y = np.argmax(X[:, :3] + 0.3 * rng.normal(size=(300, 3)), axis=1)
   lam = 0.05
-  probe = LinearProbe(lambda_l2=lam, l2_form="norm", dtype=torch.float64, early_stopping=False,
+  probe = LinearProbe(lambda_l2=lam, l2_form="norm", dtype=torch.float64,
+                      early_stopping=False,
                       tol=1e-10, max_iter=1000).fit(X, y)
   x0 = np.full(3 * 5 + 3, 0.01)
   ref = scipy.optimize.minimize(_np_objective, x0,
@@ -162,7 +167,8 @@ def test_l1_classification_reaches_optimum_and_sparsity(solver):
   X, y = planted(n=1000, h=20)
   X = X.astype(np.float64)
   l1 = 0.01
-  probe = LinearProbe(lambda_l1=l1, solver=solver, dtype=torch.float64, early_stopping=False,
+  probe = LinearProbe(lambda_l1=l1, solver=solver, dtype=torch.float64,
+                      early_stopping=False,
                       tol=1e-12, max_iter=5000).fit(X, y)
   W = probe.weight_
   assert np.mean(W == 0) > 0.5
@@ -179,7 +185,9 @@ def test_l1_classification_reaches_optimum_and_sparsity(solver):
 
 def test_l1_solvers_agree_on_classification():
   X, y = planted(n=1500, h=30)
-  kw = dict(lambda_l1=3e-3, lambda_l2=1e-3, dtype=torch.float64, early_stopping=False, tol=1e-10,
+  kw = dict(lambda_l1=3e-3, lambda_l2=1e-3, dtype=torch.float64,
+            early_stopping=False,
+            tol=1e-10,
             max_iter=3000)
   a = LinearProbe(solver="owlqn", **kw).fit(X, y)
   b = LinearProbe(solver="fista", **kw).fit(X, y)
@@ -211,8 +219,10 @@ def test_standardize_equals_fit_on_standardized_features():
   y = ((X[:, 1] - 4) / 10 + (X[:, 2] - 4) * 10 > 0.3).astype(int)
   Xs = (X - X.mean(0)) / X.std(0)
   a = LinearProbe(lambda_l2=1e-2, standardize=True,
-                  dtype=torch.float64, early_stopping=False, tol=1e-10).fit(X, y)
-  b = LinearProbe(lambda_l2=1e-2, dtype=torch.float64, early_stopping=False, tol=1e-10).fit(Xs, y)
+                  dtype=torch.float64, early_stopping=False,
+                      tol=1e-10).fit(X, y)
+  b = LinearProbe(lambda_l2=1e-2, dtype=torch.float64, early_stopping=False,
+                  tol=1e-10).fit(Xs, y)
   np.testing.assert_allclose(a.weight_, b.weight_, atol=1e-6)
   np.testing.assert_array_equal(a.predict(X), b.predict(Xs))
 
