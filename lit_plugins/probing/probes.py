@@ -212,8 +212,8 @@ class _Problem:
       norm = torch.sqrt(sq)
       pen = self.lambda_l2 * norm
       grad = None
-      if need_grad:  # 0 is a valid subgradient at W = 0
-        grad = (self.lambda_l2 / norm if norm > 0 else 0.0) * V * self.omega2
+      if need_grad:  # at W = 0 this gives 0, a valid subgradient
+        grad = (self.lambda_l2 / norm.clamp(min=1e-30)) * V * self.omega2
     return pen, grad
 
   def l1(self, V):
