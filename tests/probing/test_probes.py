@@ -346,8 +346,9 @@ def _overfit_prone(seed, n=400, h=100):
 def test_early_stopping_generalises_better_than_the_optimum():
   X, y = _overfit_prone(0)
   Xte, yte = _overfit_prone(1, n=4000)
-  es = LinearProbe(lambda_l2=1e-4).fit(X, y)
-  exact = LinearProbe(lambda_l2=1e-4, early_stopping=False).fit(X, y)
+  es = LinearProbe(lambda_l2=1e-4, l2_form="norm").fit(X, y)
+  exact = LinearProbe(lambda_l2=1e-4, l2_form="norm",
+                      early_stopping=False).fit(X, y)
   assert es.early_stopped_ and es.best_iter_ < es.n_iter_ + 5
   assert exact.best_iter_ is None and exact.validation_loss_ is None
   assert es.score(Xte, yte) >= exact.score(Xte, yte) + 0.03
@@ -357,9 +358,9 @@ def test_early_stopping_generalises_better_than_the_optimum():
 
 def test_early_stopping_refits_on_all_rows_for_best_iter():
   X, y = _overfit_prone(2)
-  es = LinearProbe(lambda_l2=1e-4).fit(X, y)
+  es = LinearProbe(lambda_l2=1e-4, l2_form="norm").fit(X, y)
   assert es.early_stopped_
-  refit = LinearProbe(lambda_l2=1e-4, early_stopping=False,
+  refit = LinearProbe(lambda_l2=1e-4, l2_form="norm", early_stopping=False,
                       max_iter=max(1, es.best_iter_), tol=0.0).fit(X, y)
   np.testing.assert_array_equal(es.weight_, refit.weight_)
   assert es.n_iter_ == max(1, es.best_iter_)
@@ -368,7 +369,8 @@ def test_early_stopping_refits_on_all_rows_for_best_iter():
 @pytest.mark.parametrize("solver", ["owlqn", "fista"])
 def test_early_stopping_is_deterministic_and_seeded(solver):
   X, y = _overfit_prone(3)
-  kw = dict(lambda_l1=1e-3, lambda_l2=1e-4, solver=solver)
+  kw = dict(lambda_l1=1e-3, lambda_l2=1e-4, solver=solver,
+            early_stopping=True)
   a = LinearProbe(**kw).fit(X, y)
   b = LinearProbe(**kw).fit(X, y)
   np.testing.assert_array_equal(a.weight_, b.weight_)
@@ -377,11 +379,17 @@ def test_early_stopping_is_deterministic_and_seeded(solver):
   assert c.validation_loss_ != a.validation_loss_  # another held-out split
 
 
-def test_early_stopping_auto_needs_ten_held_out_rows():
+def test_early_stopping_auto_needs_ten_held_out_rows_and_no_ridge():
   X, y = planted(n=99)
   assert LinearProbe().fit(X, y).best_iter_ is None  # 9.9 rows: off
   X, y = planted(n=100)
   assert LinearProbe().fit(X, y).best_iter_ is not None
+  for kw in (dict(lambda_l1=1e-3), dict(lambda_l2=1e-3, l2_form="norm")):
+    assert LinearProbe(**kw).fit(X, y).best_iter_ is not None
+  # A ridge term: a strongly convex, regularised objective is solved exactly.
+  assert LinearProbe(lambda_l2=1e-3).fit(X, y).best_iter_ is None
+  assert LinearProbe(lambda_l1=1e-3, lambda_l2=1e-3).fit(
+      X, y).best_iter_ is None
   assert LinearProbe(early_stopping=True).fit(X[:30], y[:30]).best_iter_ \
       is not None
 
@@ -443,7 +451,7 @@ def test_early_stopping_plateau_keeps_the_best_train_part_iterate():
   """A penalty that regularises enough: no overfitting, so no refit."""
   from lit_plugins.probing.probes import _held_out_rows
   X, y = _overfit_prone(4)
-  es = LinearProbe(lambda_l2=0.2).fit(X, y)
+  es = LinearProbe(lambda_l2=0.2, early_stopping=True).fit(X, y)
   assert es.early_stopped_ is False
   held_out = _held_out_rows(y, len(y), 0.1, random_state=0)
   # The kept weights are the iterate with the lowest held-out loss ...
