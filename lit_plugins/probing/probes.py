@@ -90,9 +90,9 @@ from lit_plugins.probing import _validation as val
 
 DeviceLike = Union[str, torch.device, None]
 SOLVERS = ("auto", "lbfgs", "owlqn", "fista")
-# Without any penalty the optimum is at infinity (separable data) or
-# overfits; like NeuroX's fixed 10 epochs, we then stop early.  20 L-BFGS
-# iterations matched NeuroX-style training's dev accuracy in the benchmark.
+# Without early stopping and without any penalty the optimum is at infinity
+# (separable data) or overfits; like NeuroX's fixed 10 epochs, a fixed budget
+# then stops the solver (early stopping is the better tool: see fit).
 _UNPENALISED_MAX_ITER = 20
 # early_stopping="auto" needs at least this many held-out rows: fewer make
 # the held-out loss too noisy to pick an iteration from.
