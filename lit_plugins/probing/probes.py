@@ -130,6 +130,7 @@ class _Problem:
     self.n = X.shape[0]
     self.task_type = task_type
     self.targets = targets  # classification: labels [N]; regression: [1, N]
+    self.neg_targets = -targets if task_type == _BINARY else None
     self.mean = mean
     self.inv_scale = 1.0 / scale
     self.omega = omega  # per-neuron penalty weight, [H]
@@ -142,7 +143,7 @@ class _Problem:
   def logits_t(self, V, c):
     """Model outputs, transposed: [C, N].  Linear in (V, c)."""
     W = V * self.inv_scale
-    b = c - W @ self.mean
+    b = torch.addmv(c, W, self.mean, alpha=-1.0)  # c - W mean
     return (self.X @ W.T).T + b[:, None]
 
   def data_loss(self, LT, need_grad: bool, row_weight=None):
@@ -154,13 +155,12 @@ class _Problem:
     """
     w = self.row_weight if row_weight is None else row_weight
     if self.task_type == _BINARY:  # targets are -1/+1, LT the logit of +1
-      neg_margin = LT * self.targets
-      neg_margin.neg_()
+      neg_margin = LT * self.neg_targets
       per_row = torch.nn.functional.softplus(neg_margin)
       loss = per_row.sum() / self.n if w is None else (per_row * w).sum()
       if not need_grad:
         return loss, None
-      GT = torch.sigmoid(neg_margin).mul_(self.targets).neg_()
+      GT = torch.sigmoid(neg_margin).mul_(self.neg_targets)
       return loss, (GT.mul_(1.0 / self.n) if w is None else GT.mul_(w))
     if self.task_type == val.CLASSIFICATION:
       m = LT.amax(0, keepdim=True)
@@ -201,23 +201,26 @@ class _Problem:
   def param_grad(self, GT):
     """Chain rule from dLoss/dLT to (dV, dc)."""
     gc = GT.sum(1)
-    gV = (GT @ self.X - gc[:, None] * self.mean[None, :]) * self.inv_scale
+    # (GT X - gc mean^T) / scale
+    gV = torch.addr(GT @ self.X, gc, self.mean, alpha=-1.0).mul_(
+        self.inv_scale)
     return gV, gc
 
   def smooth_penalty(self, V, need_grad: bool):
-    """The L2 term (squared or plain norm) and its gradient."""
+    """The L2 term (squared or plain norm), as a float, and its gradient."""
     if self.lambda_l2 <= 0:
       return 0.0, None
-    sq = (V * V * self.omega2).sum()
+    V_omega2 = V * self.omega2
+    sq = float((V * V_omega2).sum())
     if self.l2_form == "squared":
       pen = self.lambda_l2 * sq
-      grad = (2.0 * self.lambda_l2) * V * self.omega2 if need_grad else None
+      grad = V_omega2.mul_(2.0 * self.lambda_l2) if need_grad else None
     else:
-      norm = torch.sqrt(sq)
+      norm = math.sqrt(sq)
       pen = self.lambda_l2 * norm
       grad = None
       if need_grad:  # at W = 0 this gives 0, a valid subgradient
-        grad = (self.lambda_l2 / norm.clamp(min=1e-30)) * V * self.omega2
+        grad = V_omega2.mul_(self.lambda_l2 / max(norm, 1e-30))
     return pen, grad
 
   def l1(self, V):
@@ -285,7 +288,8 @@ class _EarlyStopping:
     loss = float(loss)
     self.losses.append(loss)
     if self.best is None or loss < self.best_loss - 1e-4 * abs(self.best_loss):
-      self.best, self.best_loss = (V.clone(), c.clone()), loss
+      # No copy: solvers hand over fresh tensors they never modify.
+      self.best, self.best_loss = (V, c), loss
       self.best_iter = len(self.losses) - 1
     self.stopped = len(self.losses) - 1 - self.best_iter >= self.patience
     return self.stopped
@@ -303,19 +307,85 @@ class _EarlyStopping:
         1.0 + _OVERFIT_RISE)
 
 
-def _two_loop(q: torch.Tensor, S: list, Y: list, rho: list) -> torch.Tensor:
-  """L-BFGS two-loop recursion: approximately H^-1 q from (s, y) pairs."""
-  q = q.clone()
-  alphas = []
-  for s, y, r in zip(reversed(S), reversed(Y), reversed(rho)):
-    a = r * float(s @ q)
-    alphas.append(a)
-    q.sub_(y, alpha=a)
-  if S:
-    q.mul_(1.0 / (rho[-1] * float(Y[-1] @ Y[-1])))
-  for s, y, r, a in zip(S, Y, rho, reversed(alphas)):
-    q.add_(s, alpha=a - r * float(y @ q))
-  return q
+class _LBFGSMemory:
+  """The last `size` curvature pairs (s, y) and the L-BFGS product H q.
+
+  H q is the classic two-loop recursion's vector (Nocedal & Wright, alg.
+  7.4, with H0 = gamma I, gamma = s.y / y.y of the newest pair), computed
+  the compact way: both loops only need the dot products s_i.q and y_i.q
+  (one matvec with the stacked pairs) and s_i.y_j, y_i.y_j (kept as Python
+  floats, one matvec per new pair), so the recursion runs on scalars and the
+  result is one more matvec.  On a probe of a few hundred sentences a tensor
+  call costs more than its arithmetic; this takes ~5 calls per direction
+  instead of ~6 per stored pair (measured: 27 vs 47 us with 10 pairs).
+  """
+
+  def __init__(self, size: int):
+    self.size = size
+    self.clear()
+
+  def clear(self):
+    self.S, self.Y = [], []
+    self.sy = []  # sy[i][j] = s_i . y_j, used for i <= j
+    self.yy = []  # yy[i][j] = y_i . y_j
+    self.stack = None  # torch.stack(S + Y), rebuilt when needed
+
+  def __len__(self):
+    return len(self.S)
+
+  def push(self, s: torch.Tensor, y: torch.Tensor, s_dot_y: float,
+           y_dot_y: float):
+    """Adds a pair (the caller checked s.y > 0); forgets the oldest."""
+    m = len(self.S)
+    new_yy = []
+    if m:
+      if self.stack is None:
+        self.stack = torch.stack(self.S + self.Y)
+      dots = (self.stack @ y).tolist()  # s_i.y for i < m, then y_i.y
+      for i in range(m):
+        self.sy[i].append(dots[i])
+        self.yy[i].append(dots[m + i])
+      new_yy = dots[m:]
+    self.S.append(s)
+    self.Y.append(y)
+    self.sy.append([0.0] * m + [s_dot_y])
+    self.yy.append(new_yy + [y_dot_y])
+    if m == self.size:
+      del self.S[0], self.Y[0], self.sy[0], self.yy[0]
+      for row in self.sy + self.yy:
+        del row[0]
+    self.stack = None
+
+  def product(self, q: torch.Tensor) -> torch.Tensor:
+    """H q (q itself while no pairs are stored)."""
+    m = len(self.S)
+    if not m:
+      return q.clone()
+    if self.stack is None:
+      self.stack = torch.stack(self.S + self.Y)
+    proj = (self.stack @ q).tolist()  # s_i.q, then y_i.q
+    sy, yy = self.sy, self.yy
+    alpha = [0.0] * m  # first loop, newest to oldest
+    for i in range(m - 1, -1, -1):
+      acc = proj[i]
+      for j in range(i + 1, m):
+        acc -= alpha[j] * sy[i][j]
+      alpha[i] = acc / sy[i][i]
+    gamma = sy[-1][-1] / yy[-1][-1]
+    # Second loop, oldest to newest; the result is
+    # gamma q + sum_i (alpha_i - beta_i) s_i - gamma sum_i alpha_i y_i.
+    coef = [0.0] * (2 * m)
+    for i in range(m):
+      acc = proj[m + i]
+      for j in range(m):
+        acc -= alpha[j] * yy[i][j]
+      acc *= gamma
+      for k in range(i):
+        acc += coef[k] * sy[k][i]
+      coef[i] = alpha[i] - acc / sy[i][i]
+      coef[m + i] = -gamma * alpha[i]
+    return torch.addmv(q, self.stack.T, torch.tensor(
+        coef, dtype=q.dtype, device=q.device), beta=gamma)
 
 
 def _solve_quasi_newton(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
@@ -357,18 +427,20 @@ def _solve_quasi_newton(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
     return problem.logits_t(*unpack(x))
 
   def objective(x, Vx, LT):
-    """Full objective at x (weights Vx) from its logits, and dLoss/dLogits."""
+    """Full objective at x (weights Vx) from its logits; dLoss/dLogits and
+    the penalty's gradient come along for `smooth_gradient` (a trial is
+    accepted ~9 times in 10, and sharing them saves tensor calls)."""
     loss, GT = problem.data_loss(LT, need_grad=True)
-    pen, _ = problem.smooth_penalty(Vx, need_grad=False)
+    pen, gpen = problem.smooth_penalty(Vx, need_grad=True)
     F = loss + pen
     if has_l1:
       F = F + (lam * x.abs()).sum()
-    return float(F), GT
+    return float(F), (GT, gpen)
 
-  def smooth_gradient(Vx, GT):
-    """Gradient of the smooth part at weights Vx given its dLoss/dLogits."""
+  def smooth_gradient(grads):
+    """Gradient of the smooth part from what `objective` returned."""
+    GT, gpen = grads
     gV, gc = problem.param_grad(GT)
-    _, gpen = problem.smooth_penalty(Vx, need_grad=True)
     if gpen is not None:
       gV = gV + gpen
     return torch.cat([gV.reshape(-1), gc])
@@ -389,30 +461,30 @@ def _solve_quasi_newton(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
   if monitor is not None:
     monitor(Vx, cx, LT)
   F, GT = objective(x, Vx, LT)
-  g = smooth_gradient(Vx, GT)
-  S, Y, rho = [], [], []
+  g = smooth_gradient(GT)
+  memory = _LBFGSMemory(history_size)
   it = 0
   for it in range(1, max_iter + 1):
     pg = pseudo_gradient(x, g)
     if float(pg.abs().max()) <= tol:
       it -= 1
       break
-    d = _two_loop(pg, S, Y, rho).neg_()
+    d = memory.product(pg).neg_()
     if has_l1:  # keep the part that descends along the pseudo-gradient
       d = torch.where(d * pg < 0, d, torch.zeros_like(d))
       orthant = torch.where(x != 0, torch.sign(x), -torch.sign(pg))
     else:
       slope = float(d @ pg)  # directional derivative along d
       if slope >= 0:  # lost positive definiteness: restart
-        S, Y, rho = [], [], []
+        memory.clear()
         d = pg.neg()
         slope = -float(pg @ pg)
     # Smooth case: logits along the line are LT + t * LT_d, one matmul for
     # any number of trial steps.  With L1 the orthant projection moves trial
     # points off the line, so each trial gets its own (one) matmul instead.
-    LT_d = logits(d) if not (has_l1 and S) else None
+    LT_d = logits(d) if not (has_l1 and len(memory)) else None
     step = 1.0
-    if not S:  # no curvature pairs yet: minimise the quadratic model along d
+    if not len(memory):  # no curvature pairs yet: minimise the quadratic model along d
       curv = problem.curvature(LT, LT_d)
       step = -float(pg @ d) / curv if curv > 0 else 1.0
     accepted = False
@@ -435,16 +507,13 @@ def _solve_quasi_newton(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
       step *= 0.5
     if not accepted:  # no decrease representable in this precision
       break
-    g_new = smooth_gradient(V_new, GT_new)
+    g_new = smooth_gradient(GT_new)
     s_vec = x_new - x
     y_vec = g_new - g
     sy = float(s_vec @ y_vec)
-    if sy > 1e-10 * float(y_vec @ y_vec):
-      S.append(s_vec)
-      Y.append(y_vec)
-      rho.append(1.0 / sy)
-      if len(S) > history_size:
-        del S[0], Y[0], rho[0]
+    yy = float(y_vec @ y_vec)
+    if sy > 1e-10 * yy:  # else skip the pair: H must stay positive definite
+      memory.push(s_vec, y_vec, sy, yy)
     stalled = abs(F - F_new) <= tol * _STALL * max(1.0, abs(F_new))
     x, LT, g, F = x_new, LT_new, g_new, F_new
     if monitor is not None and monitor(V_new, c_new, LT):

@@ -463,3 +463,30 @@ def test_early_stopping_plateau_keeps_the_best_train_part_iterate():
                       dtype=torch.float64).fit(X[~held_out], y[~held_out])
   np.testing.assert_allclose(es.weight_, exact.weight_, atol=0.05)
   assert np.mean(es.predict(X) == exact.predict(X)) > 0.98
+
+
+def test_lbfgs_memory_product_equals_the_two_loop_recursion():
+  """The compact product vs Nocedal & Wright's alg. 7.4, written out."""
+  from lit_plugins.probing.probes import _LBFGSMemory
+  rng = np.random.default_rng(12)
+  d, size = 40, 5
+  memory, pairs = _LBFGSMemory(size), []
+  for _ in range(8):  # more pairs than the memory keeps
+    s = torch.as_tensor(rng.normal(size=d))
+    y = s * torch.as_tensor(rng.uniform(0.5, 2.0, size=d))  # s.y > 0
+    memory.push(s, y, float(s @ y), float(y @ y))
+    pairs = (pairs + [(s, y)])[-size:]
+    q = torch.as_tensor(rng.normal(size=d))
+    ref = q.clone()
+    alphas = []
+    for s_i, y_i in reversed(pairs):
+      a = float(s_i @ ref) / float(y_i @ s_i)
+      alphas.append(a)
+      ref -= a * y_i
+    s_k, y_k = pairs[-1]
+    ref *= float(s_k @ y_k) / float(y_k @ y_k)
+    for (s_i, y_i), a in zip(pairs, reversed(alphas)):
+      ref += (a - float(y_i @ ref) / float(y_i @ s_i)) * s_i
+    assert len(memory) == len(pairs)
+    np.testing.assert_allclose(memory.product(q), ref, rtol=1e-10,
+                               atol=1e-12)
