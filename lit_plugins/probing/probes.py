@@ -39,7 +39,8 @@ L-BFGS and OWL-QN share one loop (`_solve_quasi_newton`), written for probes
 rather than taken from `torch.optim.LBFGS`, whose per-iteration bookkeeping
 costs more than the matmuls on a probe of a few hundred sentences.  Logits
 are linear in the parameters, so a line search needs no extra matmuls, and
-the first step minimises the exact quadratic model along the gradient.
+the first step minimises the data loss's exact quadratic model along the
+gradient (the L2 term's curvature is left to the backtracking).
 
 Binary classification is solved as ONE logistic-regression row on the logit
 difference and split back into NeuroX's two rows (w1 = -w0 = d / 2), which
@@ -53,9 +54,10 @@ sits at large weights on near-separable activations and overfits: measured on
 the bundled MiniLM sentences (5-fold CV over 720, 7 layers) the exact optimum
 is 0.6-3.2 accuracy points below an early-stopped probe (more without any
 penalty).  So, as in sklearn's SGD/MLP estimators, 10% of the rows
-(stratified) are held out, the solver stops once their loss has not improved
-for 5 iterations, and - if the held-out loss was rising, i.e. the probe began
-to overfit - it is retrained on all rows for the best number of iterations.
+(stratified, every class keeping a training row) are held out, the solver
+stops once their loss has not improved for 5 iterations, and - if the
+held-out loss was rising, i.e. the probe began to overfit - it is retrained
+on all rows for the best number of iterations.
 A ridge term (``lambda_l2 > 0`` with ``l2_form="squared"``) makes the problem
 strongly convex with a regularised optimum; there the same CV favours the
 exact optimum by 0.3-0.9 points, so "auto" solves it exactly.
@@ -227,7 +229,7 @@ class _Problem:
     return self.lambda_l1 * (V.abs() * self.omega).sum()
 
   def prox_l1(self, V, step: float):
-    """Soft-thresholding: the exact minimiser of the L1 part plus a quadratic."""
+    """Soft-thresholding: the exact minimiser of L1 plus a quadratic."""
     thr = (step * self.lambda_l1) * self.omega
     return torch.sign(V) * torch.clamp(V.abs() - thr, min=0.0)
 
@@ -419,6 +421,7 @@ def _solve_quasi_newton(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
   if has_l1:
     lam = torch.cat([(problem.lambda_l1 * problem.omega).repeat(C),
                      torch.zeros(C, dtype=V.dtype, device=V.device)])
+    free = lam == 0  # unpenalised (the bias): not confined to an orthant
 
   def unpack(x):
     return x[:n_w].view(C, H), x[n_w:]
@@ -484,14 +487,14 @@ def _solve_quasi_newton(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
     # points off the line, so each trial gets its own (one) matmul instead.
     LT_d = logits(d) if not (has_l1 and len(memory)) else None
     step = 1.0
-    if not len(memory):  # no curvature pairs yet: minimise the quadratic model along d
+    if not len(memory):  # no pairs yet: minimise the data loss's quadratic
       curv = problem.curvature(LT, LT_d)
       step = -float(pg @ d) / curv if curv > 0 else 1.0
     accepted = False
     for _ in range(40):
       x_new = x + step * d
       if has_l1:
-        x_new = torch.where(torch.sign(x_new) == orthant, x_new,
+        x_new = torch.where((torch.sign(x_new) == orthant) | free, x_new,
                             torch.zeros_like(x_new))
         V_new, c_new = unpack(x_new)
         LT_new = problem.logits_t(V_new, c_new)
@@ -603,25 +606,31 @@ def _solve_fista(problem: _Problem, V: torch.Tensor, c: torch.Tensor,
 
 def _held_out_rows(y_idx: Optional[np.ndarray], n: int, fraction: float,
                    random_state: int) -> np.ndarray:
-  """Boolean mask of rows held out for early stopping.
+  """Boolean mask of round(fraction * n) rows held out for early stopping.
 
-  Classification: `fraction` of each class (rounded, at least one row from
-  every class that has two or more), so every class keeps training rows;
-  regression: `fraction` of all rows.  Deterministic given `random_state`.
+  Classification: stratified - each class gives up floor(fraction * size)
+  rows, the rest of the total goes to the classes with the largest
+  remainders, and every class keeps at least one training row (a class
+  with one example gives none).  Regression: a plain random subset.
+  Deterministic given `random_state`; may be empty for tiny data.
   """
   rng = np.random.default_rng(random_state)
-  mask = np.zeros(n, dtype=bool)
   groups = ([np.arange(n)] if y_idx is None else
             [np.flatnonzero(y_idx == k) for k in range(int(y_idx.max()) + 1)])
-  for rows in groups:
-    if rows.shape[0] < 2:
-      continue
-    k = min(rows.shape[0] - 1, max(1, int(round(fraction * rows.shape[0]))))
-    mask[rng.choice(rows, size=k, replace=False)] = True
-  if not mask.any():
-    raise ValueError(
-        f"early_stopping needs held-out rows, but {n} example(s) leave none "
-        "(every class has a single example); use early_stopping=False.")
+  sizes = np.array([g.shape[0] for g in groups])
+  ideal = fraction * sizes
+  take = np.minimum(np.floor(ideal).astype(int), np.maximum(sizes - 1, 0))
+  spare = int(round(fraction * n)) - int(take.sum())
+  for k in np.argsort(-(ideal - take), kind="stable"):
+    if spare <= 0:
+      break
+    if take[k] < sizes[k] - 1:
+      take[k] += 1
+      spare -= 1
+  mask = np.zeros(n, dtype=bool)
+  for rows, k in zip(groups, take):
+    if k:
+      mask[rng.choice(rows, size=int(k), replace=False)] = True
   return mask
 
 
@@ -677,7 +686,8 @@ class LinearProbe:
       loss (0 = the starting point); None otherwise.
     early_stopped_: with early stopping, whether the probe started to
       overfit (held-out loss > 1% above its best when it stopped) and was
-      therefore refit on all rows for max(1, best_iter_) iterations; False
+      therefore refit on all rows for best_iter_ iterations (0: the
+      prior-only starting point is returned); False
       when it stopped on a plateau or converged (the train part's best
       iterate is kept); None without early stopping.
     validation_loss_: with early_stopping, the held-out loss after each
@@ -769,6 +779,9 @@ class LinearProbe:
       raise ValueError(
           "solver='lbfgs' needs a smooth objective (lambda_l1 == 0); use "
           "solver='auto', 'owlqn' or 'fista' with lambda_l1 > 0.")
+    if int(self.history_size) < 1:
+      raise ValueError(
+          f"history_size must be >= 1, got {self.history_size!r}.")
     if self.max_iter is not None and self.max_iter < 1:
       raise ValueError(f"max_iter must be >= 1, got {self.max_iter}.")
     if self.early_stopping not in (True, False, "auto"):
@@ -782,12 +795,29 @@ class LinearProbe:
         raise ValueError("n_iter_no_change must be >= 1, got "
                          f"{self.n_iter_no_change!r}.")
 
-  def _uses_early_stopping(self, n: int) -> bool:
-    """True/False as set; "auto": see the class docstring."""
+  def _held_out_mask(self, y_idx: Optional[np.ndarray],
+                     n: int) -> Optional[np.ndarray]:
+    """Rows to hold out for early stopping, or None to solve exactly.
+
+    True/False as set (True with nothing to hold out is a ValueError);
+    "auto": see `__init__`.
+    """
+    if not self.early_stopping:
+      return None
+    if self.early_stopping == "auto" and (
+        self.lambda_l2 > 0 and self.l2_form == "squared"):
+      return None  # ridge: a regularised optimum, solved exactly
+    mask = _held_out_rows(y_idx, n, self.validation_fraction,
+                          self.random_state)
     if self.early_stopping == "auto":
-      ridge = self.lambda_l2 > 0 and self.l2_form == "squared"
-      return not ridge and n * self.validation_fraction >= _MIN_HELD_OUT
-    return bool(self.early_stopping)
+      return mask if mask.sum() >= _MIN_HELD_OUT else None
+    if not mask.any():
+      raise ValueError(
+          f"early_stopping=True needs held-out rows, but {n} example(s) at "
+          f"validation_fraction={self.validation_fraction} leave none (a "
+          "class keeps at least one training row); use early_stopping=False "
+          "or 'auto'.")
+    return mask
 
   def _check_fitted(self):
     if not hasattr(self, "weight_"):
@@ -866,13 +896,12 @@ class LinearProbe:
 
     default_max_iter = 300 if solver == "fista" else 100
     self.best_iter_ = self.validation_loss_ = self.early_stopped_ = None
-    if self._uses_early_stopping(X.shape[0]):
+    mask = self._held_out_mask(
+        y_idx if self.task_type == val.CLASSIFICATION else None, X.shape[0])
+    if mask is not None:
       # 1. Find when held-out loss stops improving (the held-out rows keep
       #    training weight 0, so X is not copied) ...
-      held_out = torch.as_tensor(_held_out_rows(
-          y_idx if self.task_type == val.CLASSIFICATION else None,
-          X.shape[0], self.validation_fraction, self.random_state),
-                                 device=device, dtype=self.dtype)
+      held_out = torch.as_tensor(mask, device=device, dtype=self.dtype)
       train_part = _Problem(Xt, targets, kind, mean, scale, omega,
                             self.lambda_l1, lambda_l2, self.l2_form,
                             row_weight=((1.0 - held_out) /
@@ -895,7 +924,10 @@ class LinearProbe:
         #    plateau or at convergence the penalty regularises enough and
         #    the train part's best iterate is kept, as in sklearn's early
         #    stopping: a refit would double the cost for 10% more rows.
-        V, c, self.n_iter_ = solve(problem, max(1, monitor.best_iter), 0.0)
+        if monitor.best_iter == 0:  # no step helped: the prior-only probe
+          V, c, self.n_iter_ = monitor.best[0], monitor.best[1], 0
+        else:
+          V, c, self.n_iter_ = solve(problem, monitor.best_iter, 0.0)
     else:
       max_iter = self.max_iter or (
           default_max_iter if (self.lambda_l2 > 0 or self.lambda_l1 > 0 or

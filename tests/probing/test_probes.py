@@ -360,10 +360,11 @@ def test_early_stopping_refits_on_all_rows_for_best_iter():
   X, y = _overfit_prone(2)
   es = LinearProbe(lambda_l2=1e-4, l2_form="norm").fit(X, y)
   assert es.early_stopped_
+  assert es.best_iter_ >= 1
   refit = LinearProbe(lambda_l2=1e-4, l2_form="norm", early_stopping=False,
-                      max_iter=max(1, es.best_iter_), tol=0.0).fit(X, y)
+                      max_iter=es.best_iter_, tol=0.0).fit(X, y)
   np.testing.assert_array_equal(es.weight_, refit.weight_)
-  assert es.n_iter_ == max(1, es.best_iter_)
+  assert es.n_iter_ == es.best_iter_
 
 
 @pytest.mark.parametrize("solver", ["owlqn", "fista"])
@@ -380,8 +381,8 @@ def test_early_stopping_is_deterministic_and_seeded(solver):
 
 
 def test_early_stopping_auto_needs_ten_held_out_rows_and_no_ridge():
-  X, y = planted(n=99)
-  assert LinearProbe().fit(X, y).best_iter_ is None  # 9.9 rows: off
+  X, y = planted(n=94)
+  assert LinearProbe().fit(X, y).best_iter_ is None  # round(9.4) rows: off
   X, y = planted(n=100)
   assert LinearProbe().fit(X, y).best_iter_ is not None
   for kw in (dict(lambda_l1=1e-3), dict(lambda_l2=1e-3, l2_form="norm")):
@@ -394,15 +395,53 @@ def test_early_stopping_auto_needs_ten_held_out_rows_and_no_ridge():
       is not None
 
 
-def test_held_out_rows_are_stratified():
+def test_held_out_rows_are_stratified_and_sized():
   from lit_plugins.probing.probes import _held_out_rows
   y = np.array([0] * 50 + [1] * 30 + [2] * 5 + [3])
   mask = _held_out_rows(y, len(y), 0.1, random_state=0)
+  # round(8.6) = 9 rows: floor shares 5 + 3, the spare one to the largest
+  # remainder (class 2, 0.5); the single-example class keeps its row.
   assert [int(mask[y == k].sum()) for k in range(4)] == [5, 3, 1, 0]
   regression = _held_out_rows(None, 200, 0.25, random_state=0)
   assert int(regression.sum()) == 50
+  # Many small classes: the total stays ~10%, every class keeps a row.
+  pairs = np.repeat(np.arange(100), 2)
+  mask = _held_out_rows(pairs, 200, 0.1, random_state=0)
+  assert int(mask.sum()) == 20
+  assert all(mask[pairs == k].sum() < 2 for k in range(100))
+  # 4 balanced classes of 25: round(2.5) per class would give 8; the total
+  # is round(10.0) = 10.
+  assert int(_held_out_rows(np.repeat(np.arange(4), 25), 100, 0.1,
+                            random_state=0).sum()) == 10
+  assert not _held_out_rows(np.arange(3), 3, 0.1, random_state=0).any()
+
+
+def test_early_stopping_edge_cases():
+  X = np.random.default_rng(0).normal(size=(100, 5))
+  # 100 single-example classes: "auto" quietly solves exactly ...
+  probe = LinearProbe().fit(X, np.arange(100))
+  assert probe.best_iter_ is None
+  # ... while an explicit request explains why it cannot.
   with pytest.raises(ValueError, match="held-out rows"):
-    _held_out_rows(np.array([0, 1, 2]), 3, 0.1, random_state=0)
+    LinearProbe(early_stopping=True).fit(X, np.arange(100))
+  with pytest.raises(ValueError, match="held-out rows"):
+    LinearProbe("regression", early_stopping=True).fit(X[:2], [0.0, 1.0])
+  with pytest.raises(ValueError, match="history_size"):
+    LinearProbe(history_size=0).fit(X, np.arange(100) % 2)
+
+
+def test_early_stopping_at_the_start_returns_the_prior_only_probe():
+  """No step lowered the held-out loss: nothing learnable is kept."""
+  rng = np.random.default_rng(1)
+  X = rng.normal(size=(200, 150)).astype(np.float32)
+  y = rng.integers(0, 4, size=200)  # labels unrelated to X
+  probe = LinearProbe(early_stopping=True).fit(X, y)
+  assert probe.best_iter_ == 0 and probe.validation_loss_[1] > \
+      probe.validation_loss_[0]
+  assert probe.early_stopped_ and probe.n_iter_ == 0
+  np.testing.assert_array_equal(probe.weight_, 0.0)
+  prior = np.bincount(y, minlength=4) / len(y)
+  np.testing.assert_allclose(probe.predict_proba(X[:1])[0], prior, rtol=1e-5)
 
 
 @pytest.mark.parametrize("kw, match", [
