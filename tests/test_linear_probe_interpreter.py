@@ -1,7 +1,6 @@
 """LinearProbeInterpreter: the LIT interpreter around lit_plugins.probing."""
 
 import re
-import threading
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 
 import tiny_models
+from thread_helpers import call_in_threads
 from lit_plugins import specs
 from lit_plugins.interpreters import linear_probe as lp
 from lit_plugins.models import HFSequenceClassifier
@@ -227,19 +227,7 @@ def test_caching_and_refits(bert):
 def test_concurrent_requests_fit_once(bert):
   interp = lp.LinearProbeInterpreter(batch_size=16)
   ds = _dataset()
-  errors, results = [], []
-
-  def work():
-    try:
-      results.append(interp.fit(bert, ds, {}))
-    except Exception as e:  # pylint: disable=broad-except
-      errors.append(e)
-
-  threads = [threading.Thread(target=work) for _ in range(4)]
-  for t in threads:
-    t.start()
-  for t in threads:
-    t.join()
+  results, errors = call_in_threads(lambda: interp.fit(bert, ds, {}))
   assert not errors
   assert interp.fit_count == 1
   assert all(r is results[0] for r in results)

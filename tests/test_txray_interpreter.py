@@ -1,6 +1,5 @@
 """TXRayNeuronShift: the LIT interpreter around lit_plugins.txray."""
 
-import threading
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from lit_nlp.api import types as lit_types
 from lit_nlp.lib import caching
 
 import tiny_models
+from thread_helpers import call_in_threads
 from lit_plugins import specs
 from lit_plugins import txray
 from lit_plugins.interpreters import txray_shift
@@ -157,19 +157,7 @@ def test_caching_and_refits(models):
 def test_concurrent_requests_fit_once(models):
   interp = txray_shift.TXRayNeuronShift(models, batch_size=8)
   ds = _dataset()
-  errors, results = [], []
-
-  def work():
-    try:
-      results.append(interp.fit(models["bert_b"], ds, _config()))
-    except Exception as e:  # pylint: disable=broad-except
-      errors.append(e)
-
-  threads = [threading.Thread(target=work) for _ in range(4)]
-  for t in threads:
-    t.start()
-  for t in threads:
-    t.join()
+  results, errors = call_in_threads(lambda: interp.fit(models["bert_b"], ds, _config()))
   assert not errors
   assert interp.fit_count == 1
   assert all(r is results[0] for r in results)

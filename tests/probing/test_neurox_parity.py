@@ -222,16 +222,6 @@ def test_small_tie_order():
                                     err_msg=f"{fn}({percentage})")
 
 
-@pytest.mark.parametrize("fraction", [0.1, 0.5, 1.5, 2.0])
-def test_ties_hard_threshold(fraction):
-  t_union, t_per = nx.get_top_neurons_hard_threshold(
-      neurox_probe(TIES), fraction, TIES_C2I)
-  m_union, m_per = ours.get_top_neurons_hard_threshold(TIES, fraction,
-                                                       TIES_C2I)
-  assert_same_per_class(t_per, m_per)
-  assert_same_union(t_union, m_union)
-
-
 @pytest.mark.parametrize("search_stride", [20, 100])
 def test_ties_neuron_ordering(search_stride):
   theirs = nx.get_neuron_ordering(neurox_probe(TIES), TIES_C2I,
@@ -255,12 +245,15 @@ def test_sparse_mass_selection(fn, percentage):
   assert_same_union(t_union, m_union)
 
 
-@pytest.mark.parametrize("fraction", [0.1, 0.5, 2.0])
-def test_sparse_hard_threshold(fraction):
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 1.5, 2.0])
+@pytest.mark.parametrize("weights, c2i", [(TIES, TIES_C2I),
+                                          (SPARSE, SPARSE_C2I)],
+                         ids=["ties", "sparse"])
+def test_hard_threshold_on_ties_and_sparse_weights(weights, c2i, fraction):
   t_union, t_per = nx.get_top_neurons_hard_threshold(
-      neurox_probe(SPARSE), fraction, SPARSE_C2I)
-  m_union, m_per = ours.get_top_neurons_hard_threshold(SPARSE, fraction,
-                                                       SPARSE_C2I)
+      neurox_probe(weights), fraction, c2i)
+  m_union, m_per = ours.get_top_neurons_hard_threshold(weights, fraction,
+                                                       c2i)
   assert_same_per_class(t_per, m_per)
   assert_same_union(t_union, m_union)
 
