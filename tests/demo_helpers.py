@@ -17,54 +17,64 @@ HTTP_TIMEOUT_S = 300
 
 
 def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def post(port, path, params=None, body=None, timeout=HTTP_TIMEOUT_S):
-  """POSTs JSON to the server's `path` and returns the decoded reply."""
-  url = f"http://127.0.0.1:{port}/{path}"
-  if params:
-    url += "?" + urllib.parse.urlencode(params)
-  req = urllib.request.Request(url, data=json.dumps(body or {}).encode(),
-                               headers={"Content-Type": "application/json"})
-  with urllib.request.urlopen(req, timeout=timeout) as resp:
-    return json.loads(resp.read())
+    """POSTs JSON to the server's `path` and returns the decoded reply."""
+    url = f"http://127.0.0.1:{port}/{path}"
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    req = urllib.request.Request(
+        url, data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
 
 
 @contextlib.contextmanager
 def demo_server(log_path, max_examples=8, start_s=240, extra_args=()):
-  """Runs `python -m demos.demo` on a free loopback port; yields
-  (port, log_path, pid) and always stops the server."""
-  port = free_port()
-  with open(log_path, "w") as log:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "demos.demo", f"--port={port}",
-         f"--max_examples={max_examples}", *extra_args],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1",
-             "TRANSFORMERS_OFFLINE": "1"})
-  try:
-    deadline = time.time() + start_s
-    while True:
-      try:
-        post(port, "get_info", timeout=10)
-        break
-      except OSError:
-        if proc.poll() is not None or time.time() > deadline:
-          raise RuntimeError("demo server did not start:\n"
-                             + log_path.read_text()[-3000:])
-        time.sleep(0.5)
-    yield port, log_path, proc.pid
-  finally:
-    proc.terminate()
+    """Runs `python -m demos.demo` on a free loopback port; yields
+    (port, log_path, pid) and always stops the server."""
+    port = free_port()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "demos.demo",
+                f"--port={port}",
+                f"--max_examples={max_examples}",
+                *extra_args,
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        )
     try:
-      proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-      proc.kill()
-      proc.wait(timeout=30)
+        deadline = time.time() + start_s
+        while True:
+            try:
+                post(port, "get_info", timeout=10)
+                break
+            except OSError as error:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(
+                        "demo server did not start:\n" + log_path.read_text()[-3000:]
+                    ) from error
+                time.sleep(0.5)
+        yield port, log_path, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 def count_in_log(log_path, pattern) -> int:
-  return len(re.findall(pattern, log_path.read_text()))
+    return len(re.findall(pattern, log_path.read_text()))

@@ -5,195 +5,197 @@ import logging
 
 import numpy as np
 import pytest
-import torch
-
 import tiny_models
+import torch
 from lit_nlp.api import types as lit_types
+
 from lit_plugins import specs
 from lit_plugins.models import HFSequenceClassifier
 
-SENTENCES = ["the film was not bad at all", "boring",
-             "slow start but a stunning finale really",
-             "i hated it , a terrible mess"]
+SENTENCES = [
+    "the film was not bad at all",
+    "boring",
+    "slow start but a stunning finale really",
+    "i hated it , a terrible mess",
+]
 
 
 def _examples(texts=SENTENCES):
-  return [{"sentence": t} for t in texts]
+    return [{"sentence": t} for t in texts]
 
 
 def test_every_declared_field_is_returned_with_aligned_shapes(tiny_classifier):
-  clf = tiny_classifier
-  outputs = list(clf.predict(_examples()))
-  spec = clf.output_spec()
-  required = [k for k, v in spec.items() if v.required]
-  for out in outputs:
-    assert sorted(required) == sorted(out)  # optional activations absent
-    n = len(out["tokens"])
-    assert out["token_embs"].shape == (n, clf.hidden_size)
-    assert out["token_grads"].shape == (n, clf.hidden_size)
-    assert out["probas"].shape == (2,)
-    np.testing.assert_allclose(out["probas"].sum(), 1.0, rtol=1e-6)
-    assert out["grad_class"] == clf.labels[int(np.argmax(out["probas"]))]
-    for i in range(clf.num_layers + 1):
-      assert out[f"layer_{i}/avg_emb"].shape == (clf.hidden_size,)
-  # LIT's own gradient_maps would accept these fields.
-  assert specs.find_gradient_fields(spec, clf.input_spec(),
-                                    need_embeddings_input=True)
+    clf = tiny_classifier
+    outputs = list(clf.predict(_examples()))
+    spec = clf.output_spec()
+    required = [k for k, v in spec.items() if v.required]
+    for out in outputs:
+        assert sorted(required) == sorted(out)  # optional activations absent
+        n = len(out["tokens"])
+        assert out["token_embs"].shape == (n, clf.hidden_size)
+        assert out["token_grads"].shape == (n, clf.hidden_size)
+        assert out["probas"].shape == (2,)
+        np.testing.assert_allclose(out["probas"].sum(), 1.0, rtol=1e-6)
+        assert out["grad_class"] == clf.labels[int(np.argmax(out["probas"]))]
+        for i in range(clf.num_layers + 1):
+            assert out[f"layer_{i}/avg_emb"].shape == (clf.hidden_size,)
+    # LIT's own gradient_maps would accept these fields.
+    assert specs.find_gradient_fields(spec, clf.input_spec(), need_embeddings_input=True)
 
 
 def test_same_example_alone_or_padded_in_a_batch(tiny_classifier):
-  batch = list(tiny_classifier.predict(_examples()))
-  for ex, in_batch in zip(_examples(), batch):
-    alone = list(tiny_classifier.predict([ex]))[0]
-    assert alone["tokens"] == in_batch["tokens"]
-    for key, value in alone.items():
-      if isinstance(value, np.ndarray):
-        np.testing.assert_allclose(value, in_batch[key], atol=1e-5,
-                                   err_msg=key)
+    batch = list(tiny_classifier.predict(_examples()))
+    for ex, in_batch in zip(_examples(), batch):
+        alone = next(iter(tiny_classifier.predict([ex])))
+        assert alone["tokens"] == in_batch["tokens"]
+        for key, value in alone.items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_allclose(value, in_batch[key], atol=1e-5, err_msg=key)
 
 
 def _prob(clf, ex, embs, target):
-  out = list(clf.predict([dict(ex, token_embs=embs, grad_class=target)]))[0]
-  return float(out["probas"][clf.labels.index(target)])
+    out = next(iter(clf.predict([dict(ex, token_embs=embs, grad_class=target)])))
+    return float(out["probas"][clf.labels.index(target)])
 
 
 @pytest.mark.parametrize("arch", tiny_classifier_archs := ("bert", "roberta"))
 @pytest.mark.parametrize("target", ["neg", "pos"])
 def test_gradients_match_finite_differences(arch, target):
-  model, tok = tiny_models.make(arch)
-  clf = HFSequenceClassifier(model=model.double(), tokenizer=tok,
-                             labels=["neg", "pos"])
-  rng = np.random.default_rng(0)
-  ex = {"sentence": "the film was not bad at all", "grad_class": target}
-  out = list(clf.predict([ex]))[0]
-  assert out["grad_class"] == target  # the target field is honoured
-  embs = out["token_embs"].astype(np.float64)
-  for _ in range(3):
-    v = rng.normal(size=embs.shape)
-    h = 1e-4
-    fd = (_prob(clf, ex, embs + h * v, target) -
-          _prob(clf, ex, embs - h * v, target)) / (2 * h)
-    analytic = float(np.sum(out["token_grads"] * v))
-    assert abs(fd - analytic) <= 1e-2 * abs(fd) + 1e-9, (fd, analytic)
+    model, tok = tiny_models.make(arch)
+    clf = HFSequenceClassifier(model=model.double(), tokenizer=tok, labels=["neg", "pos"])
+    rng = np.random.default_rng(0)
+    ex = {"sentence": "the film was not bad at all", "grad_class": target}
+    out = next(iter(clf.predict([ex])))
+    assert out["grad_class"] == target  # the target field is honoured
+    embs = out["token_embs"].astype(np.float64)
+    for _ in range(3):
+        v = rng.normal(size=embs.shape)
+        h = 1e-4
+        fd = (_prob(clf, ex, embs + h * v, target) - _prob(clf, ex, embs - h * v, target)) / (2 * h)
+        analytic = float(np.sum(out["token_grads"] * v))
+        assert abs(fd - analytic) <= 1e-2 * abs(fd) + 1e-9, (fd, analytic)
 
 
 def test_target_class_changes_the_gradient(tiny_classifier):
-  ex = _examples()[0]
-  neg = list(tiny_classifier.predict([dict(ex, grad_class="neg")]))[0]
-  pos = list(tiny_classifier.predict([dict(ex, grad_class="pos")]))[0]
-  # p_neg = 1 - p_pos, so the two gradients are exact negatives.
-  np.testing.assert_allclose(neg["token_grads"], -pos["token_grads"], rtol=1e-4,
-                             atol=1e-6)
+    ex = _examples()[0]
+    neg = next(iter(tiny_classifier.predict([dict(ex, grad_class="neg")])))
+    pos = next(iter(tiny_classifier.predict([dict(ex, grad_class="pos")])))
+    # p_neg = 1 - p_pos, so the two gradients are exact negatives.
+    np.testing.assert_allclose(neg["token_grads"], -pos["token_grads"], rtol=1e-4, atol=1e-6)
 
 
 def test_output_embeddings_fed_back_reproduce_probabilities(tiny_classifier):
-  outs = list(tiny_classifier.predict(_examples()))
-  again = list(tiny_classifier.predict(
-      [dict(ex, token_embs=o["token_embs"]) for ex, o in
-       zip(_examples(), outs)]))
-  for a, b in zip(outs, again):
-    np.testing.assert_allclose(a["probas"], b["probas"], atol=1e-6)
+    outs = list(tiny_classifier.predict(_examples()))
+    again = list(
+        tiny_classifier.predict(
+            [dict(ex, token_embs=o["token_embs"]) for ex, o in zip(_examples(), outs)]
+        )
+    )
+    for a, b in zip(outs, again):
+        np.testing.assert_allclose(a["probas"], b["probas"], atol=1e-6)
 
 
 def test_regression_head_score_and_gradient():
-  model, tok = tiny_models.make("bert", num_labels=1)
-  clf = HFSequenceClassifier(model=model.double(), tokenizer=tok)
-  spec = clf.output_spec()
-  assert isinstance(spec["score"], lit_types.RegressionScore)
-  assert "probas" not in spec and "grad_class" not in clf.input_spec()
-  ex = {"sentence": "a great film"}
-  out = list(clf.predict([ex]))[0]
-  with torch.no_grad():
-    enc = tok(["a great film"], return_tensors="pt")
-    direct = float(model(**enc).logits[0, 0])
-  assert out["score"] == pytest.approx(direct, abs=1e-9)
-  v = np.random.default_rng(1).normal(size=out["token_embs"].shape)
-  h = 1e-4
-  score = lambda e: list(clf.predict([dict(ex, token_embs=e)]))[0]["score"]
-  fd = (score(out["token_embs"] + h * v) - score(out["token_embs"] - h * v)
-        ) / (2 * h)
-  assert fd == pytest.approx(float(np.sum(out["token_grads"] * v)), rel=1e-2)
+    model, tok = tiny_models.make("bert", num_labels=1)
+    clf = HFSequenceClassifier(model=model.double(), tokenizer=tok)
+    spec = clf.output_spec()
+    assert isinstance(spec["score"], lit_types.RegressionScore)
+    assert "probas" not in spec and "grad_class" not in clf.input_spec()
+    ex = {"sentence": "a great film"}
+    out = next(iter(clf.predict([ex])))
+    with torch.no_grad():
+        enc = tok(["a great film"], return_tensors="pt")
+        direct = float(model(**enc).logits[0, 0])
+    assert out["score"] == pytest.approx(direct, abs=1e-9)
+    v = np.random.default_rng(1).normal(size=out["token_embs"].shape)
+    h = 1e-4
+    score = lambda e: next(iter(clf.predict([dict(ex, token_embs=e)])))["score"]
+    fd = (score(out["token_embs"] + h * v) - score(out["token_embs"] - h * v)) / (2 * h)
+    assert fd == pytest.approx(float(np.sum(out["token_grads"] * v)), rel=1e-2)
 
 
 def test_text_pairs_use_both_segments():
-  model, tok = tiny_models.make("bert")
-  clf = HFSequenceClassifier(model=model, tokenizer=tok, labels=["a", "b"],
-                             text_fields=("premise", "hypothesis"))
-  assert set(clf.input_spec()) >= {"premise", "hypothesis"}
-  out = list(clf.predict([{"premise": "the plot", "hypothesis": "a mess"}]))[0]
-  assert out["tokens"] == ["[CLS]", "the", "plot", "[SEP]", "a", "mess",
-                           "[SEP]"]
-  with torch.no_grad():
-    enc = tok(["the plot"], ["a mess"], return_tensors="pt")
-    direct = torch.softmax(model(**enc).logits, -1)[0].numpy()
-  np.testing.assert_allclose(out["probas"], direct, atol=1e-6)
+    model, tok = tiny_models.make("bert")
+    clf = HFSequenceClassifier(
+        model=model, tokenizer=tok, labels=["a", "b"], text_fields=("premise", "hypothesis")
+    )
+    assert set(clf.input_spec()) >= {"premise", "hypothesis"}
+    out = next(iter(clf.predict([{"premise": "the plot", "hypothesis": "a mess"}])))
+    assert out["tokens"] == ["[CLS]", "the", "plot", "[SEP]", "a", "mess", "[SEP]"]
+    with torch.no_grad():
+        enc = tok(["the plot"], ["a mess"], return_tensors="pt")
+        direct = torch.softmax(model(**enc).logits, -1)[0].numpy()
+    np.testing.assert_allclose(out["probas"], direct, atol=1e-6)
 
 
 def test_activations_only_on_request(tiny_classifier):
-  clf = tiny_classifier
-  fields = specs.find_layer_activation_fields(clf.output_spec())
-  assert list(fields) == list(range(clf.num_layers + 1))
-  plain = list(clf.predict(_examples()))[0]
-  assert not any(f in plain for f in fields.values())
-  out = list(clf.predict(_examples(), activation_layers=[0, clf.num_layers],
-                         gradients=False))[0]
-  assert "token_grads" not in out
-  for layer in (0, clf.num_layers):
-    acts = out[fields[layer]]
-    assert acts.shape == (len(out["tokens"]), clf.hidden_size)
-    np.testing.assert_allclose(acts.mean(0), out[f"layer_{layer}/avg_emb"],
-                               atol=1e-5)
-  with pytest.raises(ValueError, match="out of range"):
-    list(clf.predict(_examples(), activation_layers=[99]))
+    clf = tiny_classifier
+    fields = specs.find_layer_activation_fields(clf.output_spec())
+    assert list(fields) == list(range(clf.num_layers + 1))
+    plain = next(iter(clf.predict(_examples())))
+    assert not any(f in plain for f in fields.values())
+    out = next(
+        iter(clf.predict(_examples(), activation_layers=[0, clf.num_layers], gradients=False))
+    )
+    assert "token_grads" not in out
+    for layer in (0, clf.num_layers):
+        acts = out[fields[layer]]
+        assert acts.shape == (len(out["tokens"]), clf.hidden_size)
+        np.testing.assert_allclose(acts.mean(0), out[f"layer_{layer}/avg_emb"], atol=1e-5)
+    with pytest.raises(ValueError, match="out of range"):
+        list(clf.predict(_examples(), activation_layers=[99]))
 
 
 def test_bad_and_unusual_inputs(tiny_classifier, caplog):
-  clf = tiny_classifier
-  empty, blank = list(clf.predict([{"sentence": ""}, {"sentence": "   "}]))
-  for out in (empty, blank):  # documented: only the special tokens remain
-    assert len(out["tokens"]) == 2
-    assert np.all(np.isfinite(out["probas"]))
-  odd = list(clf.predict([{"sentence": "très bien 🎬 映画 \x07 ok"}]))[0]
-  assert np.all(np.isfinite(odd["token_grads"]))
-  with caplog.at_level(logging.WARNING):
-    long = list(clf.predict([{"sentence": "boring " * 5000}]))[0]
-  assert len(long["tokens"]) == clf.max_length
-  assert "truncated" in caplog.text
-  with pytest.raises(ValueError, match="not a class of this model"):
-    list(clf.predict([{"sentence": "fun", "grad_class": "maybe"}]))
-  with pytest.raises(ValueError, match="missing the text field"):
-    list(clf.predict([{"text": "fun"}]))
-  out = list(clf.predict([{"sentence": "fun"}]))[0]
-  bad = out["token_embs"].copy()
-  bad[0, 0] = np.nan
-  with pytest.raises(ValueError, match="NaN"):
-    list(clf.predict([{"sentence": "fun", "token_embs": bad}]))
-  with pytest.raises(ValueError, match="does not match"):
-    list(clf.predict([{"sentence": "fun", "token_embs": bad[:1]}]))
+    clf = tiny_classifier
+    empty, blank = list(clf.predict([{"sentence": ""}, {"sentence": "   "}]))
+    for out in (empty, blank):  # documented: only the special tokens remain
+        assert len(out["tokens"]) == 2
+        assert np.all(np.isfinite(out["probas"]))
+    odd = next(iter(clf.predict([{"sentence": "très bien 🎬 映画 \x07 ok"}])))
+    assert np.all(np.isfinite(odd["token_grads"]))
+    with caplog.at_level(logging.WARNING):
+        long = next(iter(clf.predict([{"sentence": "boring " * 5000}])))
+    assert len(long["tokens"]) == clf.max_length
+    assert "truncated" in caplog.text
+    with pytest.raises(ValueError, match="not a class of this model"):
+        list(clf.predict([{"sentence": "fun", "grad_class": "maybe"}]))
+    with pytest.raises(ValueError, match="missing the text field"):
+        list(clf.predict([{"text": "fun"}]))
+    out = next(iter(clf.predict([{"sentence": "fun"}])))
+    bad = out["token_embs"].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        list(clf.predict([{"sentence": "fun", "token_embs": bad}]))
+    with pytest.raises(ValueError, match="does not match"):
+        list(clf.predict([{"sentence": "fun", "token_embs": bad[:1]}]))
 
 
 def test_unknown_gold_label_is_ignored_by_predict(tiny_classifier):
-  out = list(tiny_classifier.predict([{"sentence": "fun", "label": "zzz"}]))
-  assert len(out) == 1
+    out = list(tiny_classifier.predict([{"sentence": "fun", "label": "zzz"}]))
+    assert len(out) == 1
 
 
 def test_constructor_errors():
-  with pytest.raises(ValueError, match="model_name_or_path"):
-    HFSequenceClassifier()
-  model, tok = tiny_models.make("bert")
-  with pytest.raises(ValueError, match="labels"):
-    HFSequenceClassifier(model=model, tokenizer=tok, labels=["a", "b", "c"])
-  assert set(HFSequenceClassifier.init_spec()) == {
-      "model_name_or_path", "batch_size", "max_length"}
+    with pytest.raises(ValueError, match="model_name_or_path"):
+        HFSequenceClassifier()
+    model, tok = tiny_models.make("bert")
+    with pytest.raises(ValueError, match="labels"):
+        HFSequenceClassifier(model=model, tokenizer=tok, labels=["a", "b", "c"])
+    assert set(HFSequenceClassifier.init_spec()) == {
+        "model_name_or_path",
+        "batch_size",
+        "max_length",
+    }
 
 
 def test_loads_a_saved_checkpoint_by_path(tmp_path):
-  model, tok = tiny_models.make("bert")
-  model.save_pretrained(tmp_path)
-  tok.save_pretrained(tmp_path)
-  clf = HFSequenceClassifier(str(tmp_path), labels=["neg", "pos"])
-  ref = HFSequenceClassifier(model=model, tokenizer=tok, labels=["neg", "pos"])
-  a = list(clf.predict(_examples()))
-  b = list(ref.predict(_examples()))
-  for x, y in zip(a, b):
-    np.testing.assert_allclose(x["probas"], y["probas"], atol=1e-6)
+    model, tok = tiny_models.make("bert")
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    clf = HFSequenceClassifier(str(tmp_path), labels=["neg", "pos"])
+    ref = HFSequenceClassifier(model=model, tokenizer=tok, labels=["neg", "pos"])
+    a = list(clf.predict(_examples()))
+    b = list(ref.predict(_examples()))
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x["probas"], y["probas"], atol=1e-6)

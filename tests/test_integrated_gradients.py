@@ -3,219 +3,247 @@ parity, adaptive mode, both evaluation paths, bad config."""
 
 import numpy as np
 import pytest
-import torch
-
 import tiny_models
+import torch
 from lit_nlp.api import model as lit_model
+
 from lit_plugins import interpreters
 from lit_plugins.attribution import integrated_gradients as ig_lib
 from lit_plugins.attribution import quadrature
 from lit_plugins.interpreters import integrated_gradients as ig_interp
 from lit_plugins.models import HFSequenceClassifier
 
-TEXTS = ["the film was not bad at all", "boring",
-         "slow start but a stunning finale really"]
+TEXTS = ["the film was not bad at all", "boring", "slow start but a stunning finale really"]
 
 
 # ----------------------------------------------------------- quadrature
-@pytest.mark.parametrize("rule,n,degree", [
-    ("riemann_middle", 7, 1), ("riemann_trapezoid", 8, 1),
-    ("gausslegendre", 6, 11), ("clenshaw_curtis", 9, 8)])
+@pytest.mark.parametrize(
+    "rule,n,degree",
+    [
+        ("riemann_middle", 7, 1),
+        ("riemann_trapezoid", 8, 1),
+        ("gausslegendre", 6, 11),
+        ("clenshaw_curtis", 9, 8),
+    ],
+)
 def test_rules_integrate_polynomials_exactly(rule, n, degree):
-  x, w = quadrature.nodes_and_weights(rule, n)
-  for d in range(degree + 1):
-    assert np.dot(w, x ** d) == pytest.approx(1 / (d + 1), abs=1e-12)
+    x, w = quadrature.nodes_and_weights(rule, n)
+    for d in range(degree + 1):
+        assert np.dot(w, x**d) == pytest.approx(1 / (d + 1), abs=1e-12)
 
 
 def test_rule_nodes_match_their_definitions():
-  x, w = quadrature.nodes_and_weights("riemann_left", 4)
-  np.testing.assert_allclose(x, [0, .25, .5, .75])
-  x, w = quadrature.nodes_and_weights("riemann_right", 4)
-  np.testing.assert_allclose(x, [.25, .5, .75, 1])
-  x, w = quadrature.nodes_and_weights("riemann_trapezoid", 3)
-  np.testing.assert_allclose(w, [.25, .5, .25])
-  x, w = quadrature.nodes_and_weights("gausslegendre", 2)
-  np.testing.assert_allclose(x, [.5 - .5 / np.sqrt(3), .5 + .5 / np.sqrt(3)])
-  for rule in quadrature.NESTED:  # refinement keeps every earlier node
-    n = quadrature.MIN_STEPS.get(rule, 1) + 3
-    coarse, _ = quadrature.nodes_and_weights(rule, n)
-    fine, _ = quadrature.nodes_and_weights(rule, quadrature.refine(rule, n))
-    assert np.isin(np.round(coarse, 12), np.round(fine, 12)).all(), rule
+    x, w = quadrature.nodes_and_weights("riemann_left", 4)
+    np.testing.assert_allclose(x, [0, 0.25, 0.5, 0.75])
+    x, w = quadrature.nodes_and_weights("riemann_right", 4)
+    np.testing.assert_allclose(x, [0.25, 0.5, 0.75, 1])
+    x, w = quadrature.nodes_and_weights("riemann_trapezoid", 3)
+    np.testing.assert_allclose(w, [0.25, 0.5, 0.25])
+    x, w = quadrature.nodes_and_weights("gausslegendre", 2)
+    np.testing.assert_allclose(x, [0.5 - 0.5 / np.sqrt(3), 0.5 + 0.5 / np.sqrt(3)])
+    for rule in quadrature.NESTED:  # refinement keeps every earlier node
+        n = quadrature.MIN_STEPS.get(rule, 1) + 3
+        coarse, _ = quadrature.nodes_and_weights(rule, n)
+        fine, _ = quadrature.nodes_and_weights(rule, quadrature.refine(rule, n))
+        assert np.isin(np.round(coarse, 12), np.round(fine, 12)).all(), rule
 
 
 def test_adaptive_reuses_points_on_a_closed_form_integrand():
-  # F(α) = α^7: ∫ dF/dα = 1 exactly; Clenshaw–Curtis with 5 nodes is exact
-  # up to degree 5 only, with 9 nodes up to degree 9.
-  calls = []
+    # F(α) = α^7: ∫ dF/dα = 1 exactly; Clenshaw–Curtis with 5 nodes is exact
+    # up to degree 5 only, with 9 nodes up to degree 9.
+    calls = []
 
-  def path_fn(points):
-    calls.extend(points)
-    return [(a ** 7, np.array([7 * a ** 6])) for _, a in points]
+    def path_fn(points):
+        calls.extend(points)
+        return [(a**7, np.array([7 * a**6])) for _, a in points]
 
-  (res,) = ig_lib.integrated_gradients(1, path_fn, "clenshaw_curtis", steps=5,
-                                       tolerance=1e-10, max_steps=33)
-  assert res.converged and res.steps == 9
-  assert res.attributions[0] == pytest.approx(1.0, abs=1e-12)
-  assert len(calls) == len(set(calls)) == 9  # nested: no point twice
+    (res,) = ig_lib.integrated_gradients(
+        1, path_fn, "clenshaw_curtis", steps=5, tolerance=1e-10, max_steps=33
+    )
+    assert res.converged and res.steps == 9
+    assert res.attributions[0] == pytest.approx(1.0, abs=1e-12)
+    assert len(calls) == len(set(calls)) == 9  # nested: no point twice
 
 
 # ---------------------------------------------------------- tiny models
 def test_fast_path_equals_lit_predict_path(tiny_classifier):
-  """Our tensor path and the generic path through LIT's predict agree."""
-  examples = [{"sentence": t} for t in TEXTS]
-  ig = interpreters.IntegratedGradients()
-  for config in ({}, {"Baseline": "pad", "Keep special tokens in baseline":
-                      True, "Integration rule": "riemann_trapezoid",
-                      "Interpolation steps": 33}):
-    fast = ig.run(examples, tiny_classifier, None, config=config)
-    slow = ig.run(examples, _Plain(tiny_classifier), None, config=config)
-    for a, b in zip(fast, slow):
-      np.testing.assert_allclose(a["token_grads"].salience,
-                                 b["token_grads"].salience, atol=2e-5)
-      np.testing.assert_allclose(a["completeness"].salience,
-                                 b["completeness"].salience, rtol=1e-3,
-                                 atol=1e-6)
+    """Our tensor path and the generic path through LIT's predict agree."""
+    examples = [{"sentence": t} for t in TEXTS]
+    ig = interpreters.IntegratedGradients()
+    for config in (
+        {},
+        {
+            "Baseline": "pad",
+            "Keep special tokens in baseline": True,
+            "Integration rule": "riemann_trapezoid",
+            "Interpolation steps": 33,
+        },
+    ):
+        fast = ig.run(examples, tiny_classifier, None, config=config)
+        slow = ig.run(examples, _Plain(tiny_classifier), None, config=config)
+        for a, b in zip(fast, slow):
+            np.testing.assert_allclose(
+                a["token_grads"].salience, b["token_grads"].salience, atol=2e-5
+            )
+            np.testing.assert_allclose(
+                a["completeness"].salience, b["completeness"].salience, rtol=1e-3, atol=1e-6
+            )
 
 
 class _Plain(lit_model.Model):
-  """Exposes only the LIT API of a model."""
+    """Exposes only the LIT API of a model."""
 
-  def __init__(self, model):
-    self._m = model
+    def __init__(self, model):
+        self._m = model
 
-  def input_spec(self):
-    return self._m.input_spec()
+    def input_spec(self):
+        return self._m.input_spec()
 
-  def output_spec(self):
-    return self._m.output_spec()
+    def output_spec(self):
+        return self._m.output_spec()
 
-  def predict(self, inputs, **kw):
-    return self._m.predict(inputs, **kw)
+    def predict(self, inputs, **kw):
+        return self._m.predict(inputs, **kw)
 
-  def get_embedding_table(self):
-    return self._m.get_embedding_table()
+    def get_embedding_table(self):
+        return self._m.get_embedding_table()
 
 
 def test_layer_attribution_is_complete(tiny_classifier):
-  examples = [{"sentence": t} for t in TEXTS]
-  ig = interpreters.IntegratedGradients()
-  for layer in range(tiny_classifier.num_layers + 1):
-    res = ig.run(examples, tiny_classifier, None,
-                 config={"Attribution target": f"layer {layer}",
-                         "Interpolation steps": 64, "Normalize": False})
-    for r in res:
-      c = ig_interp.completeness_dict(r["completeness"])
-      assert c["relative completeness error"] < 1e-2
-      assert np.sum(r["token_grads"].salience) == pytest.approx(
-          c["F(input) - F(baseline)"], rel=1e-2, abs=1e-6)
+    examples = [{"sentence": t} for t in TEXTS]
+    ig = interpreters.IntegratedGradients()
+    for layer in range(tiny_classifier.num_layers + 1):
+        res = ig.run(
+            examples,
+            tiny_classifier,
+            None,
+            config={
+                "Attribution target": f"layer {layer}",
+                "Interpolation steps": 64,
+                "Normalize": False,
+            },
+        )
+        for r in res:
+            c = ig_interp.completeness_dict(r["completeness"])
+            assert c["relative completeness error"] < 1e-2
+            assert np.sum(r["token_grads"].salience) == pytest.approx(
+                c["F(input) - F(baseline)"], rel=1e-2, abs=1e-6
+            )
 
 
 def test_bad_config_names_accepted_values(tiny_classifier):
-  ex = [{"sentence": "fun"}]
-  ig = interpreters.IntegratedGradients()
-  for config, message in [
-      ({"Interpolation steps": 0}, r"\[1, 1024\]"),
-      ({"Interpolation steps": -3}, r"\[1, 1024\]"),
-      ({"Interpolation steps": 5000}, r"\[1, 1024\]"),
-      ({"Interpolation steps": "abc"}, "integer"),
-      ({"Interpolation steps": 2.5}, "integer"),
-      ({"Class to explain": "maybe"}, r"accepted: \['neg', 'pos'\]"),
-      ({"Integration rule": "simpson"}, "gausslegendre"),
-      ({"Baseline": "noise"}, "zero"),
-      ({"Attribution target": "layer x"}, "layer N"),
-      ({"Attribution target": "layer 99"}, "layer must be in"),
-      ({"Completeness tolerance (0 = fixed steps)": 2}, r"\[0.0, 0.5\]"),
-      ({"Internal batch size": 0}, "batch size"),
-  ]:
-    with pytest.raises(ValueError, match=message):
-      ig.run(ex, tiny_classifier, None, config=config)
+    ex = [{"sentence": "fun"}]
+    ig = interpreters.IntegratedGradients()
+    for config, message in [
+        ({"Interpolation steps": 0}, r"\[1, 1024\]"),
+        ({"Interpolation steps": -3}, r"\[1, 1024\]"),
+        ({"Interpolation steps": 5000}, r"\[1, 1024\]"),
+        ({"Interpolation steps": "abc"}, "integer"),
+        ({"Interpolation steps": 2.5}, "integer"),
+        ({"Class to explain": "maybe"}, r"accepted: \['neg', 'pos'\]"),
+        ({"Integration rule": "simpson"}, "gausslegendre"),
+        ({"Baseline": "noise"}, "zero"),
+        ({"Attribution target": "layer x"}, "layer N"),
+        ({"Attribution target": "layer 99"}, "layer must be in"),
+        ({"Completeness tolerance (0 = fixed steps)": 2}, r"\[0.0, 0.5\]"),
+        ({"Internal batch size": 0}, "batch size"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            ig.run(ex, tiny_classifier, None, config=config)
 
 
 def test_mask_baseline_needs_a_mask_token():
-  model, tok = tiny_models.make("bert")
-  tok.mask_token = None
-  clf = HFSequenceClassifier(model=model, tokenizer=tok, labels=["a", "b"])
-  with pytest.raises(ValueError, match="mask token"):
-    interpreters.IntegratedGradients().run(
-        [{"sentence": "fun"}], clf, None, config={"Baseline": "mask"})
+    model, tok = tiny_models.make("bert")
+    tok.mask_token = None
+    clf = HFSequenceClassifier(model=model, tokenizer=tok, labels=["a", "b"])
+    with pytest.raises(ValueError, match="mask token"):
+        interpreters.IntegratedGradients().run(
+            [{"sentence": "fun"}], clf, None, config={"Baseline": "mask"}
+        )
 
 
 # --------------------------------------------------- fine-tuned MiniLM
 @pytest.fixture(scope="module")
 def minilm_paths(minilm_finetuned, dev_examples):
-  examples = dev_examples[:16]
-  path_fn, tokens, targets = minilm_finetuned.integrated_gradients_path(
-      examples, "zero")
-  return examples, path_fn, tokens, targets
+    examples = dev_examples[:16]
+    path_fn, tokens, targets = minilm_finetuned.integrated_gradients_path(examples, "zero")
+    return examples, path_fn, tokens, targets
 
 
 def _errors(path_fn, n_examples, rule, steps):
-  res = ig_lib.integrated_gradients(n_examples, path_fn, rule, steps,
-                                    batch_size=128)
-  return np.array([r.completeness_error for r in res])
+    res = ig_lib.integrated_gradients(n_examples, path_fn, rule, steps, batch_size=128)
+    return np.array([r.completeness_error for r in res])
 
 
-@pytest.mark.parametrize("rule", ["riemann_left", "riemann_right",
-                                  "riemann_middle", "riemann_trapezoid"])
+@pytest.mark.parametrize(
+    "rule", ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
+)
 def test_error_shrinks_at_the_rules_order(minilm_paths, rule):
-  examples, path_fn, _, _ = minilm_paths
-  extra = 1 if rule == "riemann_trapezoid" else 0
-  coarse = np.median(_errors(path_fn, len(examples), rule, 32 + extra))
-  fine = np.median(_errors(path_fn, len(examples), rule, 64 + extra))
-  observed_order = np.log2(coarse / fine)
-  expected = quadrature.ORDER[rule]
-  assert expected - 0.5 <= observed_order <= expected + 1.0, observed_order
+    examples, path_fn, _, _ = minilm_paths
+    extra = 1 if rule == "riemann_trapezoid" else 0
+    coarse = np.median(_errors(path_fn, len(examples), rule, 32 + extra))
+    fine = np.median(_errors(path_fn, len(examples), rule, 64 + extra))
+    observed_order = np.log2(coarse / fine)
+    expected = quadrature.ORDER[rule]
+    assert expected - 0.5 <= observed_order <= expected + 1.0, observed_order
 
 
 def test_gausslegendre_64_under_one_percent_everywhere(minilm_paths):
-  examples, path_fn, _, _ = minilm_paths
-  errors = _errors(path_fn, len(examples), "gausslegendre", 64)
-  assert errors.max() < 0.01, errors.max()
+    examples, path_fn, _, _ = minilm_paths
+    errors = _errors(path_fn, len(examples), "gausslegendre", 64)
+    assert errors.max() < 0.01, errors.max()
 
 
 @pytest.mark.parametrize("rule", ["clenshaw_curtis", "gausslegendre"])
 def test_adaptive_meets_tolerance_on_every_example(minilm_paths, rule):
-  examples, path_fn, _, _ = minilm_paths
-  res = ig_lib.integrated_gradients(len(examples), path_fn, rule, steps=9,
-                                    tolerance=0.01, max_steps=513,
-                                    batch_size=128)
-  assert all(r.converged and r.completeness_error <= 0.01 for r in res)
-  # Per-example budgets differ: a fixed count would waste work.
-  assert len({r.steps for r in res}) > 1
+    examples, path_fn, _, _ = minilm_paths
+    res = ig_lib.integrated_gradients(
+        len(examples), path_fn, rule, steps=9, tolerance=0.01, max_steps=513, batch_size=128
+    )
+    assert all(r.converged and r.completeness_error <= 0.01 for r in res)
+    # Per-example budgets differ: a fixed count would waste work.
+    assert len({r.steps for r in res}) > 1
 
 
 def test_agrees_with_captum(minilm_finetuned, dev_examples):
-  from captum.attr import IntegratedGradients as CaptumIG
-  clf = minilm_finetuned
-  ig = interpreters.IntegratedGradients()
-  for ex in dev_examples[:6]:
-    for rule, steps in [("gausslegendre", 32), ("riemann_trapezoid", 33),
-                        ("riemann_left", 20)]:
-      ours = ig.run([ex], clf, None, config={
-          "Integration rule": rule, "Interpolation steps": steps,
-          "Normalize": False})[0]
-      out = list(clf.predict([ex]))[0]
-      target = clf.labels.index(out["grad_class"])
-      enc = clf.tokenizer([ex["sentence"]], return_tensors="pt")
-      embs = torch.tensor(out["token_embs"])[None]
+    from captum.attr import IntegratedGradients as CaptumIG
 
-      def forward(e):
-        n = e.shape[0]
-        logits = clf.model(inputs_embeds=e,
-                           attention_mask=enc["attention_mask"].expand(n, -1),
-                           token_type_ids=enc["token_type_ids"].expand(n, -1)
-                           ).logits
-        return torch.softmax(logits, -1)[:, target]
+    clf = minilm_finetuned
+    ig = interpreters.IntegratedGradients()
+    for ex in dev_examples[:6]:
+        for rule, steps in [("gausslegendre", 32), ("riemann_trapezoid", 33), ("riemann_left", 20)]:
+            ours = ig.run(
+                [ex],
+                clf,
+                None,
+                config={"Integration rule": rule, "Interpolation steps": steps, "Normalize": False},
+            )[0]
+            out = next(iter(clf.predict([ex])))
+            target = clf.labels.index(out["grad_class"])
+            enc = clf.tokenizer([ex["sentence"]], return_tensors="pt")
+            embs = torch.tensor(out["token_embs"])[None]
 
-      attr = CaptumIG(forward).attribute(
-          embs, baselines=torch.zeros_like(embs), n_steps=steps,
-          method=rule, internal_batch_size=64)
-      theirs = attr[0].sum(-1).detach().numpy()
-      mine = ours["token_grads"].salience
-      assert np.corrcoef(mine, theirs)[0, 1] >= 0.99
-      if rule == "riemann_trapezoid":
-        # Captum's trapezoid weights are 1/n with halved ends, which sum to
-        # (n-1)/n; ours sum to 1 (spacing 1/(n-1)), so ours are n/(n-1)×.
-        theirs = theirs * steps / (steps - 1)
-      np.testing.assert_allclose(mine, theirs,
-                                 atol=1e-4 * np.abs(theirs).max() + 1e-7)
+            def forward(e):
+                n = e.shape[0]
+                logits = clf.model(
+                    inputs_embeds=e,
+                    attention_mask=enc["attention_mask"].expand(n, -1),
+                    token_type_ids=enc["token_type_ids"].expand(n, -1),
+                ).logits
+                return torch.softmax(logits, -1)[:, target]
+
+            attr = CaptumIG(forward).attribute(
+                embs,
+                baselines=torch.zeros_like(embs),
+                n_steps=steps,
+                method=rule,
+                internal_batch_size=64,
+            )
+            theirs = attr[0].sum(-1).detach().numpy()
+            mine = ours["token_grads"].salience
+            assert np.corrcoef(mine, theirs)[0, 1] >= 0.99
+            if rule == "riemann_trapezoid":
+                # Captum's trapezoid weights are 1/n with halved ends, which sum to
+                # (n-1)/n; ours sum to 1 (spacing 1/(n-1)), so ours are n/(n-1)×.
+                theirs = theirs * steps / (steps - 1)
+            np.testing.assert_allclose(mine, theirs, atol=1e-4 * np.abs(theirs).max() + 1e-7)

@@ -1,313 +1,317 @@
 """TXRayNeuronShift: the LIT interpreter around lit_plugins.txray."""
 
-
 import numpy as np
 import pytest
+import tiny_models
 import transformers
-
 from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import dtypes
 from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 from lit_nlp.lib import caching
-
-import tiny_models
 from thread_helpers import call_in_threads
-from lit_plugins import specs
-from lit_plugins import txray
+
+from lit_plugins import specs, txray
 from lit_plugins.interpreters import txray_shift
 from lit_plugins.models import HFSequenceClassifier
 
 LABELS = ["neg", "pos"]
-SPEC = {"sentence": lit_types.TextSegment(),
-        "label": lit_types.CategoryLabel(vocab=LABELS)}
+SPEC = {"sentence": lit_types.TextSegment(), "label": lit_types.CategoryLabel(vocab=LABELS)}
 W = tiny_models.WORDS
 
 
 def _sentences(n=20, seed=0):
-  rng = np.random.default_rng(seed)
-  out = []
-  for i in range(n):
-    words = rng.choice(W, size=int(rng.integers(3, 9)))
-    text = " ".join(words)
-    if i % 3 == 0:  # word pieces (film ##s, slow ##ly) for the 'words' mode
-      text += " films slowly"
-    out.append({"sentence": text, "label": LABELS[i % 2]})
-  return out
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        words = rng.choice(W, size=int(rng.integers(3, 9)))
+        text = " ".join(words)
+        if i % 3 == 0:  # word pieces (film ##s, slow ##ly) for the 'words' mode
+            text += " films slowly"
+        out.append({"sentence": text, "label": LABELS[i % 2]})
+    return out
 
 
 EXAMPLES = _sentences()
 
 
 def _dataset(examples=None):
-  return lit_dataset.Dataset(spec=SPEC, examples=list(
-      EXAMPLES if examples is None else examples))
+    return lit_dataset.Dataset(spec=SPEC, examples=list(EXAMPLES if examples is None else examples))
 
 
 def _wrap(model, tok, batch_size=4):
-  return HFSequenceClassifier(model=model, tokenizer=tok, labels=LABELS,
-                              batch_size=batch_size)
+    return HFSequenceClassifier(model=model, tokenizer=tok, labels=LABELS, batch_size=batch_size)
 
 
 @pytest.fixture(scope="module")
 def models():
-  bert_a = _wrap(*tiny_models.make("bert", seed=0))
-  bert_b = _wrap(*tiny_models.make("bert", seed=1))
-  return {"bert_a": bert_a, "bert_b": bert_b}
+    bert_a = _wrap(*tiny_models.make("bert", seed=0))
+    bert_b = _wrap(*tiny_models.make("bert", seed=1))
+    return {"bert_a": bert_a, "bert_b": bert_b}
 
 
 def _config(**kw):
-  cfg = {txray_shift.REFERENCE_KEY: "bert_a", txray_shift.LAYER_KEY: 2,
-         txray_shift.MODE_KEY: "max1", txray_shift.FEATURES_KEY: "tokens",
-         txray_shift.TOP_K_KEY: 5, txray_shift.NORMALIZE_KEY: False}
-  cfg.update(kw)
-  return cfg
+    cfg = {
+        txray_shift.REFERENCE_KEY: "bert_a",
+        txray_shift.LAYER_KEY: 2,
+        txray_shift.MODE_KEY: "max1",
+        txray_shift.FEATURES_KEY: "tokens",
+        txray_shift.TOP_K_KEY: 5,
+        txray_shift.NORMALIZE_KEY: False,
+    }
+    cfg.update(kw)
+    return cfg
 
 
 def _independent_shift(ref, model, examples, layer, mode="max1"):
-  field = specs.LAYER_ACTIVATIONS_TEMPLATE.format(layer)
-  outs_r = list(ref.predict(examples, activation_layers=[layer],
-                            gradients=False))
-  outs_m = list(model.predict(examples, activation_layers=[layer],
-                              gradients=False))
-  vocab = txray.FeatureVocab()
-  agg_r = txray.NeuronFeatureAggregator(ref.hidden_size, mode=mode)
-  agg_m = txray.NeuronFeatureAggregator(model.hidden_size, mode=mode)
-  for o_r, o_m in zip(outs_r, outs_m):
-    assert o_r["tokens"] == o_m["tokens"]
-    ids = vocab.encode(o_m["tokens"])
-    agg_r.update(o_r[field], ids)
-    agg_m.update(o_m[field], ids)
-  return txray.compute_shift(agg_r, agg_m, feature_names=vocab)
+    field = specs.LAYER_ACTIVATIONS_TEMPLATE.format(layer)
+    outs_r = list(ref.predict(examples, activation_layers=[layer], gradients=False))
+    outs_m = list(model.predict(examples, activation_layers=[layer], gradients=False))
+    vocab = txray.FeatureVocab()
+    agg_r = txray.NeuronFeatureAggregator(ref.hidden_size, mode=mode)
+    agg_m = txray.NeuronFeatureAggregator(model.hidden_size, mode=mode)
+    for o_r, o_m in zip(outs_r, outs_m):
+        assert o_r["tokens"] == o_m["tokens"]
+        ids = vocab.encode(o_m["tokens"])
+        agg_r.update(o_r[field], ids)
+        agg_m.update(o_m[field], ids)
+    return txray.compute_shift(agg_r, agg_m, feature_names=vocab)
 
 
 def test_ranking_matches_independent_computation(models):
-  interp = txray_shift.TXRayNeuronShift(models, batch_size=8)
-  model, ref = models["bert_b"], models["bert_a"]
-  ds = _dataset()
-  inputs = EXAMPLES[:3]
-  results = interp.run(inputs, model, ds, config=_config())
-  assert len(results) == 3
+    interp = txray_shift.TXRayNeuronShift(models, batch_size=8)
+    model, ref = models["bert_b"], models["bert_a"]
+    ds = _dataset()
+    inputs = EXAMPLES[:3]
+    results = interp.run(inputs, model, ds, config=_config())
+    assert len(results) == 3
 
-  expected = _independent_shift(ref, model, EXAMPLES, layer=2)
-  fitted = interp.fit(model, ds, _config())
-  assert np.any(fitted.distance > 0)
-  np.testing.assert_allclose(np.sort(fitted.distance),
-                             np.sort(expected.distance), atol=1e-9)
-  most = expected.rank_shifts(k=5, n_features=3).most
-  want = {}
-  for s in most:
-    a = ", ".join(f.name for f in s.top_features_a)
-    b = ", ".join(f.name for f in s.top_features_b)
-    want[f"L2 n{s.neuron}: {a} → {b}"] = s.distance
+    expected = _independent_shift(ref, model, EXAMPLES, layer=2)
+    fitted = interp.fit(model, ds, _config())
+    assert np.any(fitted.distance > 0)
+    np.testing.assert_allclose(np.sort(fitted.distance), np.sort(expected.distance), atol=1e-9)
+    most = expected.rank_shifts(k=5, n_features=3).most
+    want = {}
+    for s in most:
+        a = ", ".join(f.name for f in s.top_features_a)
+        b = ", ".join(f.name for f in s.top_features_b)
+        want[f"L2 n{s.neuron}: {a} → {b}"] = s.distance
 
-  for res, ex in zip(results, inputs):
-    fs = res["shifted_neurons"]
-    assert isinstance(fs, dtypes.FeatureSalience)
-    assert list(fs.salience) == list(want)
-    for label, value in want.items():
-      assert fs.salience[label] == pytest.approx(value, abs=1e-9)
-    ts = res["neuron_token_salience"]
-    assert isinstance(ts, dtypes.TokenSalience)
-    (out,) = list(model.predict([ex], activation_layers=[2],
-                                gradients=False))
-    assert ts.tokens == out["tokens"]
-    neurons = [s.neuron for s in most]
-    raw = np.clip(out["layer_2/token_activations"][:, neurons], 0,
-                  None).sum(1)
-    np.testing.assert_allclose(ts.salience, raw / raw.max(), rtol=1e-5)
-    assert ts.salience.max() == pytest.approx(1.0)
+    for res, ex in zip(results, inputs):
+        fs = res["shifted_neurons"]
+        assert isinstance(fs, dtypes.FeatureSalience)
+        assert list(fs.salience) == list(want)
+        for label, value in want.items():
+            assert fs.salience[label] == pytest.approx(value, abs=1e-9)
+        ts = res["neuron_token_salience"]
+        assert isinstance(ts, dtypes.TokenSalience)
+        (out,) = list(model.predict([ex], activation_layers=[2], gradients=False))
+        assert ts.tokens == out["tokens"]
+        neurons = [s.neuron for s in most]
+        raw = np.clip(out["layer_2/token_activations"][:, neurons], 0, None).sum(1)
+        np.testing.assert_allclose(ts.salience, raw / raw.max(), rtol=1e-5)
+        assert ts.salience.max() == pytest.approx(1.0)
 
 
 def test_self_comparison_is_zero(models):
-  interp = txray_shift.TXRayNeuronShift(models)
-  ds = _dataset()
-  result = interp.fit(models["bert_a"], ds, _config(
-      **{txray_shift.FEATURES_KEY: "words", txray_shift.MODE_KEY: "all"}))
-  assert result.num_shared > 0
-  np.testing.assert_allclose(result.distance, 0.0, atol=1e-12)
-  # 'words' merges word pieces: film ##s -> films.
-  assert {"films", "slowly", "[CLS]"} <= set(result.feature_names)
-  assert not any(f.startswith("##") for f in result.feature_names)
-  (res,) = interp.run(EXAMPLES[:1], models["bert_a"], ds, config=_config())
-  assert all(v == pytest.approx(0.0, abs=1e-12)
-             for v in res["shifted_neurons"].salience.values())
+    interp = txray_shift.TXRayNeuronShift(models)
+    ds = _dataset()
+    result = interp.fit(
+        models["bert_a"],
+        ds,
+        _config(**{txray_shift.FEATURES_KEY: "words", txray_shift.MODE_KEY: "all"}),
+    )
+    assert result.num_shared > 0
+    np.testing.assert_allclose(result.distance, 0.0, atol=1e-12)
+    # 'words' merges word pieces: film ##s -> films.
+    assert {"films", "slowly", "[CLS]"} <= set(result.feature_names)
+    assert not any(f.startswith("##") for f in result.feature_names)
+    (res,) = interp.run(EXAMPLES[:1], models["bert_a"], ds, config=_config())
+    assert all(v == pytest.approx(0.0, abs=1e-12) for v in res["shifted_neurons"].salience.values())
 
 
 def test_caching_and_refits(models):
-  interp = txray_shift.TXRayNeuronShift(models, batch_size=8)
-  model = models["bert_b"]
-  ds = _dataset()
-  interp.run(EXAMPLES[:2], model, ds, config=_config())
-  assert interp.fit_count == 1
-  interp.run(EXAMPLES[2:4], model, _dataset(), config=_config(
-      **{txray_shift.TOP_K_KEY: 3}))  # same contents, other k: no refit
-  assert interp.fit_count == 1
-  bigger = _dataset(EXAMPLES + [{"sentence": "a great film", "label": "pos"}])
-  interp.run(EXAMPLES[:1], model, bigger, config=_config())
-  assert interp.fit_count == 2
-  interp.run(EXAMPLES[:1], model, ds, config=_config(
-      **{txray_shift.LAYER_KEY: 1}))
-  assert interp.fit_count == 3
-  interp.run(EXAMPLES[:1], model, ds, config=_config(
-      **{txray_shift.NORMALIZE_KEY: True}))
-  assert interp.fit_count == 4
+    interp = txray_shift.TXRayNeuronShift(models, batch_size=8)
+    model = models["bert_b"]
+    ds = _dataset()
+    interp.run(EXAMPLES[:2], model, ds, config=_config())
+    assert interp.fit_count == 1
+    interp.run(
+        EXAMPLES[2:4], model, _dataset(), config=_config(**{txray_shift.TOP_K_KEY: 3})
+    )  # same contents, other k: no refit
+    assert interp.fit_count == 1
+    bigger = _dataset([*EXAMPLES, {"sentence": "a great film", "label": "pos"}])
+    interp.run(EXAMPLES[:1], model, bigger, config=_config())
+    assert interp.fit_count == 2
+    interp.run(EXAMPLES[:1], model, ds, config=_config(**{txray_shift.LAYER_KEY: 1}))
+    assert interp.fit_count == 3
+    interp.run(EXAMPLES[:1], model, ds, config=_config(**{txray_shift.NORMALIZE_KEY: True}))
+    assert interp.fit_count == 4
 
 
 def test_concurrent_requests_fit_once(models):
-  interp = txray_shift.TXRayNeuronShift(models, batch_size=8)
-  ds = _dataset()
-  results, errors = call_in_threads(lambda: interp.fit(models["bert_b"], ds, _config()))
-  assert not errors
-  assert interp.fit_count == 1
-  assert all(r is results[0] for r in results)
+    interp = txray_shift.TXRayNeuronShift(models, batch_size=8)
+    ds = _dataset()
+    results, errors = call_in_threads(lambda: interp.fit(models["bert_b"], ds, _config()))
+    assert not errors
+    assert interp.fit_count == 1
+    assert all(r is results[0] for r in results)
 
 
 def test_different_hidden_size_raises(models):
-  tok = tiny_models.bert_tokenizer()
-  cfg = transformers.BertConfig(
-      vocab_size=len(tok), hidden_size=48, num_hidden_layers=2,
-      num_attention_heads=4, intermediate_size=64,
-      max_position_embeddings=64, num_labels=2)
-  wide = _wrap(transformers.BertForSequenceClassification(cfg).eval(), tok)
-  interp = txray_shift.TXRayNeuronShift({**models, "wide": wide})
-  with pytest.raises(ValueError, match="hidden size"):
-    interp.run(EXAMPLES[:1], models["bert_a"], _dataset(),
-               config=_config(**{txray_shift.REFERENCE_KEY: "wide"}))
+    tok = tiny_models.bert_tokenizer()
+    cfg = transformers.BertConfig(
+        vocab_size=len(tok),
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
+    wide = _wrap(transformers.BertForSequenceClassification(cfg).eval(), tok)
+    interp = txray_shift.TXRayNeuronShift({**models, "wide": wide})
+    with pytest.raises(ValueError, match="hidden size"):
+        interp.run(
+            EXAMPLES[:1],
+            models["bert_a"],
+            _dataset(),
+            config=_config(**{txray_shift.REFERENCE_KEY: "wide"}),
+        )
 
 
 def test_different_tokenizer_raises(models):
-  roberta = _wrap(*tiny_models.make("roberta"))
-  interp = txray_shift.TXRayNeuronShift({**models, "roberta": roberta})
-  with pytest.raises(ValueError, match="tokenizes differently"):
-    interp.run(EXAMPLES[:1], models["bert_a"], _dataset(),
-               config=_config(**{txray_shift.REFERENCE_KEY: "roberta"}))
+    roberta = _wrap(*tiny_models.make("roberta"))
+    interp = txray_shift.TXRayNeuronShift({**models, "roberta": roberta})
+    with pytest.raises(ValueError, match="tokenizes differently"):
+        interp.run(
+            EXAMPLES[:1],
+            models["bert_a"],
+            _dataset(),
+            config=_config(**{txray_shift.REFERENCE_KEY: "roberta"}),
+        )
 
 
-@pytest.mark.parametrize("override, match", [
-    ({txray_shift.REFERENCE_KEY: "nope"}, "bert_a"),
-    ({txray_shift.LAYER_KEY: 99}, "Layer"),
-    ({txray_shift.MODE_KEY: "foo"}, "max1"),
-    ({txray_shift.FEATURES_KEY: "pos"}, "words"),
-    ({txray_shift.TOP_K_KEY: 0}, "Top k"),
-])
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ({txray_shift.REFERENCE_KEY: "nope"}, "bert_a"),
+        ({txray_shift.LAYER_KEY: 99}, "Layer"),
+        ({txray_shift.MODE_KEY: "foo"}, "max1"),
+        ({txray_shift.FEATURES_KEY: "pos"}, "words"),
+        ({txray_shift.TOP_K_KEY: 0}, "Top k"),
+    ],
+)
 def test_bad_config_raises(models, override, match):
-  interp = txray_shift.TXRayNeuronShift(models)
-  with pytest.raises(ValueError, match=match):
-    interp.run(EXAMPLES[:1], models["bert_b"], _dataset(),
-               config=_config(**override))
+    interp = txray_shift.TXRayNeuronShift(models)
+    with pytest.raises(ValueError, match=match):
+        interp.run(EXAMPLES[:1], models["bert_b"], _dataset(), config=_config(**override))
 
 
 def test_empty_dataset_raises(models):
-  interp = txray_shift.TXRayNeuronShift(models)
-  with pytest.raises(ValueError, match="non-empty dataset"):
-    interp.run(EXAMPLES[:1], models["bert_b"], _dataset([]),
-               config=_config())
+    interp = txray_shift.TXRayNeuronShift(models)
+    with pytest.raises(ValueError, match="non-empty dataset"):
+        interp.run(EXAMPLES[:1], models["bert_b"], _dataset([]), config=_config())
 
 
 class _NoActivations(lit_model.Model):
+    def input_spec(self):
+        return {"sentence": lit_types.TextSegment()}
 
-  def input_spec(self):
-    return {"sentence": lit_types.TextSegment()}
+    def output_spec(self):
+        return {"tokens": lit_types.Tokens(), "probas": lit_types.MulticlassPreds(vocab=LABELS)}
 
-  def output_spec(self):
-    return {"tokens": lit_types.Tokens(),
-            "probas": lit_types.MulticlassPreds(vocab=LABELS)}
-
-  def predict(self, inputs, **kw):
-    return [{"tokens": ["x"], "probas": np.array([0.5, 0.5])}
-            for _ in inputs]
+    def predict(self, inputs, **kw):
+        return [{"tokens": ["x"], "probas": np.array([0.5, 0.5])} for _ in inputs]
 
 
 def test_is_compatible(models):
-  interp = txray_shift.TXRayNeuronShift(models)
-  ds = _dataset()
-  assert interp.is_compatible(models["bert_a"], ds)
-  assert not interp.is_compatible(_NoActivations(), ds)
+    interp = txray_shift.TXRayNeuronShift(models)
+    ds = _dataset()
+    assert interp.is_compatible(models["bert_a"], ds)
+    assert not interp.is_compatible(_NoActivations(), ds)
 
 
 def test_config_and_meta_spec(models):
-  interp = txray_shift.TXRayNeuronShift(models, default_reference="bert_b")
-  spec = interp.config_spec()
-  assert spec[txray_shift.REFERENCE_KEY].vocab == ["bert_a", "bert_b"]
-  assert spec[txray_shift.REFERENCE_KEY].default == "bert_b"
-  assert spec[txray_shift.LAYER_KEY].default == 2
-  meta = interp.meta_spec()
-  assert isinstance(meta["neuron_token_salience"], lit_types.TokenSalience)
-  assert isinstance(meta["shifted_neurons"], lit_types.FeatureSalience)
-  with pytest.raises(ValueError):
-    txray_shift.TXRayNeuronShift(models, default_reference="missing")
+    interp = txray_shift.TXRayNeuronShift(models, default_reference="bert_b")
+    spec = interp.config_spec()
+    assert spec[txray_shift.REFERENCE_KEY].vocab == ["bert_a", "bert_b"]
+    assert spec[txray_shift.REFERENCE_KEY].default == "bert_b"
+    assert spec[txray_shift.LAYER_KEY].default == 2
+    meta = interp.meta_spec()
+    assert isinstance(meta["neuron_token_salience"], lit_types.TokenSalience)
+    assert isinstance(meta["shifted_neurons"], lit_types.FeatureSalience)
+    with pytest.raises(ValueError):
+        txray_shift.TXRayNeuronShift(models, default_reference="missing")
 
 
 def test_through_caching_model_wrapper(models):
-  wrapped = caching.CachingModelWrapper(models["bert_b"], "bert_b")
-  interp = txray_shift.TXRayNeuronShift(
-      {"bert_a": models["bert_a"], "bert_b": wrapped}, batch_size=8)
-  ds = _dataset()
-  results = interp.run(EXAMPLES[:2], wrapped, ds, config=_config())
-  direct = txray_shift.TXRayNeuronShift(models, batch_size=8).run(
-      EXAMPLES[:2], models["bert_b"], ds, config=_config())
-  for got, want in zip(results, direct):
-    assert got["shifted_neurons"].salience.keys() == (
-        want["shifted_neurons"].salience.keys())
-    np.testing.assert_allclose(got["neuron_token_salience"].salience,
-                               want["neuron_token_salience"].salience)
-  # The wrapped model is recognised as "bert_b": same-model reference → 0.
-  result = interp.fit(wrapped, ds, _config(
-      **{txray_shift.REFERENCE_KEY: "bert_b"}))
-  np.testing.assert_allclose(result.distance, 0.0, atol=1e-12)
+    wrapped = caching.CachingModelWrapper(models["bert_b"], "bert_b")
+    interp = txray_shift.TXRayNeuronShift(
+        {"bert_a": models["bert_a"], "bert_b": wrapped}, batch_size=8
+    )
+    ds = _dataset()
+    results = interp.run(EXAMPLES[:2], wrapped, ds, config=_config())
+    direct = txray_shift.TXRayNeuronShift(models, batch_size=8).run(
+        EXAMPLES[:2], models["bert_b"], ds, config=_config()
+    )
+    for got, want in zip(results, direct):
+        assert got["shifted_neurons"].salience.keys() == (want["shifted_neurons"].salience.keys())
+        np.testing.assert_allclose(
+            got["neuron_token_salience"].salience, want["neuron_token_salience"].salience
+        )
+    # The wrapped model is recognised as "bert_b": same-model reference → 0.
+    result = interp.fit(wrapped, ds, _config(**{txray_shift.REFERENCE_KEY: "bert_b"}))
+    np.testing.assert_allclose(result.distance, 0.0, atol=1e-12)
 
 
-def test_minilm_pretrained_vs_finetuned_gives_a_real_ranking(
-    minilm_finetuned, dev_examples):
-  """The demo's setting: fine-tuning moves some neurons a lot, others not."""
-  from lit_plugins import demo_models
-  models = {"pre": demo_models.pretrained_minilm(batch_size=32),
-            "fine": minilm_finetuned}
-  interp = txray_shift.TXRayNeuronShift(models, default_reference="pre")
-  dataset = lit_dataset.Dataset(spec=SPEC, examples=[
-      {"sentence": ex["sentence"], "label": LABELS[int(ex["label"])]}
-      for ex in dev_examples[:60]])
-  config = {txray_shift.LAYER_KEY: 6, txray_shift.FEATURES_KEY: "words"}
-  result = interp.fit(minilm_finetuned, dataset, config)
-  distances = result.distance
-  assert result.shared.sum() >= 50  # many neurons active in both models
-  assert distances.max() > 0.9 and distances.min() < 0.5
-  assert np.std(distances) > 0.05
-  out = interp.run(dataset.examples[:1], minilm_finetuned, dataset,
-                   config=config)[0]
-  labels = list(out[txray_shift.SHIFTED_NEURONS].salience)
-  assert len(labels) == 10 and all(l.startswith("L6 n") and " → " in l
-                                   for l in labels)
-  tokens = out[txray_shift.TOKEN_SALIENCE]
-  assert tokens.tokens[0] == "[CLS]" and np.max(tokens.salience) == 1.0
+def test_minilm_pretrained_vs_finetuned_gives_a_real_ranking(minilm_finetuned, dev_examples):
+    """The demo's setting: fine-tuning moves some neurons a lot, others not."""
+    from lit_plugins import demo_models
+
+    models = {"pre": demo_models.pretrained_minilm(batch_size=32), "fine": minilm_finetuned}
+    interp = txray_shift.TXRayNeuronShift(models, default_reference="pre")
+    dataset = lit_dataset.Dataset(
+        spec=SPEC,
+        examples=[
+            {"sentence": ex["sentence"], "label": LABELS[int(ex["label"])]}
+            for ex in dev_examples[:60]
+        ],
+    )
+    config = {txray_shift.LAYER_KEY: 6, txray_shift.FEATURES_KEY: "words"}
+    result = interp.fit(minilm_finetuned, dataset, config)
+    distances = result.distance
+    assert result.shared.sum() >= 50  # many neurons active in both models
+    assert distances.max() > 0.9 and distances.min() < 0.5
+    assert np.std(distances) > 0.05
+    out = interp.run(dataset.examples[:1], minilm_finetuned, dataset, config=config)[0]
+    labels = list(out[txray_shift.SHIFTED_NEURONS].salience)
+    assert len(labels) == 10 and all(l.startswith("L6 n") and " → " in l for l in labels)
+    tokens = out[txray_shift.TOKEN_SALIENCE]
+    assert tokens.tokens[0] == "[CLS]" and np.max(tokens.salience) == 1.0
 
 
 def test_tag_features_from_a_sequence_tags_field(models):
-  """Features = a SequenceTags field: every piece of a word is credited to
-  that word's tag; [CLS]/[SEP] are left out."""
-  spec = dict(SPEC, pos=lit_types.SequenceTags(align="sentence"))
-  tag_of = lambda w: "ADJ" if w in ("bad", "good", "great", "awful",
-                                    "boring", "fun") else "X"
-  examples = [dict(ex, pos=[tag_of(w) for w in ex["sentence"].split()])
-              for ex in EXAMPLES]
-  dataset = lit_dataset.Dataset(spec=spec, examples=examples)
-  interp = txray_shift.TXRayNeuronShift(models, default_reference="bert_a")
-  config = _config(**{txray_shift.FEATURES_KEY: "tags"})
-  result = interp.fit(models["bert_b"], dataset, config)
-  assert set(result.feature_names) <= {"ADJ", "X"}
-  # Independent check of the token → tag mapping for one neuron's counts:
-  # total credited positions = all non-special tokens (max1 with positive max).
-  total = 0
-  for ex in examples:
-    out = list(models["bert_b"].predict([ex], activation_layers=[2],
-                                        gradients=False))[0]
-    acts = out["layer_2/token_activations"][1:-1]
-    total += int((acts.max(axis=1) > 0).sum())
-  assert int(result.counts_b.sum()) == total
-  bad = [dict(ex, pos=["X"]) for ex in examples]
-  with pytest.raises(ValueError, match="one tag per whitespace word"):
-    interp.fit(models["bert_b"], lit_dataset.Dataset(spec=spec, examples=bad),
-               config)
-  with pytest.raises(ValueError, match="needs a SequenceTags field"):
-    interp.fit(models["bert_b"], _dataset(), config)
+    """Features = a SequenceTags field: every piece of a word is credited to
+    that word's tag; [CLS]/[SEP] are left out."""
+    spec = dict(SPEC, pos=lit_types.SequenceTags(align="sentence"))
+    tag_of = lambda w: "ADJ" if w in ("bad", "good", "great", "awful", "boring", "fun") else "X"
+    examples = [dict(ex, pos=[tag_of(w) for w in ex["sentence"].split()]) for ex in EXAMPLES]
+    dataset = lit_dataset.Dataset(spec=spec, examples=examples)
+    interp = txray_shift.TXRayNeuronShift(models, default_reference="bert_a")
+    config = _config(**{txray_shift.FEATURES_KEY: "tags"})
+    result = interp.fit(models["bert_b"], dataset, config)
+    assert set(result.feature_names) <= {"ADJ", "X"}
+    # Independent check of the token → tag mapping for one neuron's counts:
+    # total credited positions = all non-special tokens (max1 with positive max).
+    total = 0
+    for ex in examples:
+        out = next(iter(models["bert_b"].predict([ex], activation_layers=[2], gradients=False)))
+        acts = out["layer_2/token_activations"][1:-1]
+        total += int((acts.max(axis=1) > 0).sum())
+    assert int(result.counts_b.sum()) == total
+    bad = [dict(ex, pos=["X"]) for ex in examples]
+    with pytest.raises(ValueError, match="one tag per whitespace word"):
+        interp.fit(models["bert_b"], lit_dataset.Dataset(spec=spec, examples=bad), config)
+    with pytest.raises(ValueError, match="needs a SequenceTags field"):
+        interp.fit(models["bert_b"], _dataset(), config)

@@ -14,7 +14,7 @@ quadrature error and is reported for every example.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -30,54 +30,55 @@ _ALPHA_DECIMALS = 12  # node identity for reuse across nested levels
 
 @dataclasses.dataclass
 class IGResult:
-  """Per-example integrated-gradients output."""
-  attributions: np.ndarray  # [num_tokens]
-  delta_f: float  # F(input) − F(baseline)
-  completeness_error: float  # |Σ attributions − ΔF| / |ΔF|
-  steps: int  # quadrature nodes of the final level
-  evaluations: int  # distinct path points evaluated for this example
-  converged: bool  # adaptive: tolerance met (always True for fixed steps)
+    """Per-example integrated-gradients output."""
+
+    attributions: np.ndarray  # [num_tokens]
+    delta_f: float  # F(input) − F(baseline)
+    completeness_error: float  # |Σ attributions − ΔF| / |ΔF|
+    steps: int  # quadrature nodes of the final level
+    evaluations: int  # distinct path points evaluated for this example
+    converged: bool  # adaptive: tolerance met (always True for fixed steps)
 
 
-def relative_completeness_error(attributions: np.ndarray,
-                                delta_f: float) -> float:
-  gap = abs(float(np.sum(attributions)) - delta_f)
-  # A baseline that scores like the input leaves nothing to attribute;
-  # report the absolute gap rather than dividing by ~0.
-  return gap / abs(delta_f) if abs(delta_f) > 1e-12 else gap
+def relative_completeness_error(attributions: np.ndarray, delta_f: float) -> float:
+    gap = abs(float(np.sum(attributions)) - delta_f)
+    # A baseline that scores like the input leaves nothing to attribute;
+    # report the absolute gap rather than dividing by ~0.
+    return gap / abs(delta_f) if abs(delta_f) > 1e-12 else gap
 
 
 class _PointCache:
-  """Evaluates path points in batches of at most `batch_size`, once each."""
+    """Evaluates path points in batches of at most `batch_size`, once each."""
 
-  def __init__(self, path_fn: PathFn, batch_size: int):
-    self.path_fn = path_fn
-    self.batch_size = batch_size
-    self.values: dict[PathPoint, tuple[float, np.ndarray]] = {}
+    def __init__(self, path_fn: PathFn, batch_size: int):
+        self.path_fn = path_fn
+        self.batch_size = batch_size
+        self.values: dict[PathPoint, tuple[float, np.ndarray]] = {}
 
-  @staticmethod
-  def key(example: int, alpha: float) -> PathPoint:
-    return (example, round(float(alpha), _ALPHA_DECIMALS))
+    @staticmethod
+    def key(example: int, alpha: float) -> PathPoint:
+        return (example, round(float(alpha), _ALPHA_DECIMALS))
 
-  def ensure(self, points: Sequence[PathPoint]) -> None:
-    todo = list(dict.fromkeys(
-        self.key(i, a) for i, a in points if self.key(i, a) not in self.values))
-    for start in range(0, len(todo), self.batch_size):
-      chunk = todo[start:start + self.batch_size]
-      for point, value in zip(chunk, self.path_fn(chunk)):
-        self.values[point] = value
+    def ensure(self, points: Sequence[PathPoint]) -> None:
+        todo = list(
+            dict.fromkeys(self.key(i, a) for i, a in points if self.key(i, a) not in self.values)
+        )
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start : start + self.batch_size]
+            for point, value in zip(chunk, self.path_fn(chunk)):
+                self.values[point] = value
 
-  def get(self, example: int, alpha: float):
-    return self.values[self.key(example, alpha)]
+    def get(self, example: int, alpha: float):
+        return self.values[self.key(example, alpha)]
 
-  def count(self, example: int) -> int:
-    return sum(1 for i, _ in self.values if i == example)
+    def count(self, example: int) -> int:
+        return sum(1 for i, _ in self.values if i == example)
 
 
 def _integrate_level(cache: _PointCache, example: int, rule: str, steps: int):
-  alphas, weights = quadrature.nodes_and_weights(rule, steps)
-  terms = np.stack([cache.get(example, a)[1] for a in alphas])
-  return weights @ terms
+    alphas, weights = quadrature.nodes_and_weights(rule, steps)
+    terms = np.stack([cache.get(example, a)[1] for a in alphas])
+    return weights @ terms
 
 
 def integrated_gradients(
@@ -85,63 +86,60 @@ def integrated_gradients(
     path_fn: PathFn,
     rule: str = "gausslegendre",
     steps: int = 32,
-    tolerance: Optional[float] = None,
+    tolerance: float | None = None,
     max_steps: int = 256,
     batch_size: int = 64,
 ) -> list[IGResult]:
-  """Integrated gradients for `num_examples` paths.
+    """Integrated gradients for `num_examples` paths.
 
-  Args:
-    num_examples: paths to integrate; path_fn is called with their indices.
-    path_fn: see module docstring. Called with at most `batch_size` points.
-    rule: one of quadrature.RULES.
-    steps: fixed number of nodes; with `tolerance`, the starting level.
-    tolerance: if set, adaptive mode: each example is refined (nested rules
-      reuse all earlier points) until its relative completeness error is
-      <= tolerance or the next level would exceed `max_steps`.
-    max_steps: cap on nodes per example in adaptive mode.
-    batch_size: the most path points per model call.
+    Args:
+      num_examples: paths to integrate; path_fn is called with their indices.
+      path_fn: see module docstring. Called with at most `batch_size` points.
+      rule: one of quadrature.RULES.
+      steps: fixed number of nodes; with `tolerance`, the starting level.
+      tolerance: if set, adaptive mode: each example is refined (nested rules
+        reuse all earlier points) until its relative completeness error is
+        <= tolerance or the next level would exceed `max_steps`.
+      max_steps: cap on nodes per example in adaptive mode.
+      batch_size: the most path points per model call.
 
-  Returns:
-    One IGResult per example.
-  """
-  quadrature.check_rule(rule)
-  _check_int("steps", steps, quadrature.MIN_STEPS.get(rule, 1), MAX_STEPS)
-  _check_int("max_steps", max_steps, steps, MAX_STEPS)
-  _check_int("batch_size", batch_size, 1, 1 << 20)
-  if tolerance is not None and not (0 < tolerance < 1):
-    raise ValueError(f"tolerance must be in (0, 1), got {tolerance!r}.")
-  cache = _PointCache(path_fn, batch_size)
+    Returns:
+      One IGResult per example.
+    """
+    quadrature.check_rule(rule)
+    _check_int("steps", steps, quadrature.MIN_STEPS.get(rule, 1), MAX_STEPS)
+    _check_int("max_steps", max_steps, steps, MAX_STEPS)
+    _check_int("batch_size", batch_size, 1, 1 << 20)
+    if tolerance is not None and not (0 < tolerance < 1):
+        raise ValueError(f"tolerance must be in (0, 1), got {tolerance!r}.")
+    cache = _PointCache(path_fn, batch_size)
 
-  # Endpoints give F(b) and F(x); rules with end nodes reuse them.
-  cache.ensure([(i, a) for i in range(num_examples) for a in (0.0, 1.0)])
-  delta_f = [cache.get(i, 1.0)[0] - cache.get(i, 0.0)[0]
-             for i in range(num_examples)]
+    # Endpoints give F(b) and F(x); rules with end nodes reuse them.
+    cache.ensure([(i, a) for i in range(num_examples) for a in (0.0, 1.0)])
+    delta_f = [cache.get(i, 1.0)[0] - cache.get(i, 0.0)[0] for i in range(num_examples)]
 
-  results: list[Optional[IGResult]] = [None] * num_examples
-  active = list(range(num_examples))
-  level = steps
-  while active:
-    alphas, _ = quadrature.nodes_and_weights(rule, level)
-    cache.ensure([(i, a) for i in active for a in alphas])
-    still = []
-    for i in active:
-      attr = _integrate_level(cache, i, rule, level)
-      err = relative_completeness_error(attr, delta_f[i])
-      done = tolerance is None or err <= tolerance
-      next_level = quadrature.refine(rule, level)
-      results[i] = IGResult(attr, delta_f[i], err, level, cache.count(i),
-                            converged=done)
-      if not done and next_level <= max_steps:
-        still.append(i)
-    active = still
-    level = quadrature.refine(rule, level)
-  return results  # type: ignore[return-value]
+    results: list[IGResult | None] = [None] * num_examples
+    active = list(range(num_examples))
+    level = steps
+    while active:
+        alphas, _ = quadrature.nodes_and_weights(rule, level)
+        cache.ensure([(i, a) for i in active for a in alphas])
+        still = []
+        for i in active:
+            attr = _integrate_level(cache, i, rule, level)
+            err = relative_completeness_error(attr, delta_f[i])
+            done = tolerance is None or err <= tolerance
+            next_level = quadrature.refine(rule, level)
+            results[i] = IGResult(attr, delta_f[i], err, level, cache.count(i), converged=done)
+            if not done and next_level <= max_steps:
+                still.append(i)
+        active = still
+        level = quadrature.refine(rule, level)
+    return results  # type: ignore[return-value]
 
 
 def _check_int(name: str, value, low: int, high: int) -> None:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise ValueError(f"{name} must be an integer in [{low}, {high}], got "
-                     f"{value!r}.")
-  if not low <= value <= high:
-    raise ValueError(f"{name} must be in [{low}, {high}], got {value}.")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}.")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}.")

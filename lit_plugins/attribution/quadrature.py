@@ -11,69 +11,79 @@ from __future__ import annotations
 
 import numpy as np
 
-RULES = ("riemann_left", "riemann_right", "riemann_middle",
-         "riemann_trapezoid", "gausslegendre", "clenshaw_curtis")
+RULES = (
+    "riemann_left",
+    "riemann_right",
+    "riemann_middle",
+    "riemann_trapezoid",
+    "gausslegendre",
+    "clenshaw_curtis",
+)
 # Observed convergence order of the error in n (None: super-algebraic).
-ORDER = {"riemann_left": 1, "riemann_right": 1, "riemann_middle": 2,
-         "riemann_trapezoid": 2, "gausslegendre": None,
-         "clenshaw_curtis": None}
+ORDER = {
+    "riemann_left": 1,
+    "riemann_right": 1,
+    "riemann_middle": 2,
+    "riemann_trapezoid": 2,
+    "gausslegendre": None,
+    "clenshaw_curtis": None,
+}
 # Node sets that contain the previous level's nodes when n is refined as
 # `refine(n)`: adaptive integration then reuses every earlier evaluation.
-NESTED = {"riemann_left", "riemann_right", "riemann_trapezoid",
-          "clenshaw_curtis"}
+NESTED = {"riemann_left", "riemann_right", "riemann_trapezoid", "clenshaw_curtis"}
 MIN_STEPS = {"riemann_trapezoid": 2, "clenshaw_curtis": 2}
 
 
 def check_rule(rule: str) -> str:
-  if rule not in RULES:
-    raise ValueError(f"Unknown integration rule {rule!r}; accepted: "
-                     f"{', '.join(RULES)}.")
-  return rule
+    if rule not in RULES:
+        raise ValueError(f"Unknown integration rule {rule!r}; accepted: {', '.join(RULES)}.")
+    return rule
 
 
 def nodes_and_weights(rule: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-  """n nodes in [0, 1] and weights summing to 1 for `rule` (float64)."""
-  check_rule(rule)
-  if not isinstance(n, (int, np.integer)) or n < MIN_STEPS.get(rule, 1):
-    raise ValueError(f"{rule} needs an integer number of steps >= "
-                     f"{MIN_STEPS.get(rule, 1)}, got {n!r}.")
-  n = int(n)
-  if rule == "riemann_left":
-    return np.arange(n) / n, np.full(n, 1.0 / n)
-  if rule == "riemann_right":
-    return np.arange(1, n + 1) / n, np.full(n, 1.0 / n)
-  if rule == "riemann_middle":
-    return (np.arange(n) + 0.5) / n, np.full(n, 1.0 / n)
-  if rule == "riemann_trapezoid":
-    w = np.full(n, 1.0 / (n - 1))
-    w[[0, -1]] /= 2
-    return np.linspace(0.0, 1.0, n), w
-  if rule == "gausslegendre":
-    x, w = np.polynomial.legendre.leggauss(n)
-    return (x + 1) / 2, w / 2
-  return _clenshaw_curtis(n - 1)
+    """n nodes in [0, 1] and weights summing to 1 for `rule` (float64)."""
+    check_rule(rule)
+    if not isinstance(n, (int, np.integer)) or n < MIN_STEPS.get(rule, 1):
+        raise ValueError(
+            f"{rule} needs an integer number of steps >= {MIN_STEPS.get(rule, 1)}, got {n!r}."
+        )
+    n = int(n)
+    if rule == "riemann_left":
+        return np.arange(n) / n, np.full(n, 1.0 / n)
+    if rule == "riemann_right":
+        return np.arange(1, n + 1) / n, np.full(n, 1.0 / n)
+    if rule == "riemann_middle":
+        return (np.arange(n) + 0.5) / n, np.full(n, 1.0 / n)
+    if rule == "riemann_trapezoid":
+        w = np.full(n, 1.0 / (n - 1))
+        w[[0, -1]] /= 2
+        return np.linspace(0.0, 1.0, n), w
+    if rule == "gausslegendre":
+        x, w = np.polynomial.legendre.leggauss(n)
+        return (x + 1) / 2, w / 2
+    return _clenshaw_curtis(n - 1)
 
 
 def _clenshaw_curtis(m: int) -> tuple[np.ndarray, np.ndarray]:
-  """m+1 Clenshaw–Curtis nodes (cosine points incl. both ends) on [0, 1].
+    """m+1 Clenshaw–Curtis nodes (cosine points incl. both ends) on [0, 1].
 
-  Weights by the explicit cosine sum (Trefethen, "Spectral Methods in
-  MATLAB", clencurt): exact for polynomials up to degree m. Nodes for m and
-  2m are nested, which adaptive refinement uses; both ends are nodes, so
-  F(baseline) and F(input) come for free.
-  """
-  theta = np.pi * np.arange(m + 1) / m
-  j = np.arange(1, m // 2 + 1)
-  b = np.where(2 * j == m, 1.0, 2.0)
-  w = 1 - (b / (4 * j ** 2 - 1) * np.cos(2 * np.outer(theta, j))).sum(axis=1)
-  w *= np.where((np.arange(m + 1) == 0) | (np.arange(m + 1) == m), 1.0, 2.0)
-  w /= m
-  x = (1 - np.cos(theta)) / 2  # ascending from 0 to 1
-  return x, w / 2
+    Weights by the explicit cosine sum (Trefethen, "Spectral Methods in
+    MATLAB", clencurt): exact for polynomials up to degree m. Nodes for m and
+    2m are nested, which adaptive refinement uses; both ends are nodes, so
+    F(baseline) and F(input) come for free.
+    """
+    theta = np.pi * np.arange(m + 1) / m
+    j = np.arange(1, m // 2 + 1)
+    b = np.where(2 * j == m, 1.0, 2.0)
+    w = 1 - (b / (4 * j**2 - 1) * np.cos(2 * np.outer(theta, j))).sum(axis=1)
+    w *= np.where((np.arange(m + 1) == 0) | (np.arange(m + 1) == m), 1.0, 2.0)
+    w /= m
+    x = (1 - np.cos(theta)) / 2  # ascending from 0 to 1
+    return x, w / 2
 
 
 def refine(rule: str, n: int) -> int:
-  """Next step count for adaptive integration (nested where possible)."""
-  if rule in ("riemann_trapezoid", "clenshaw_curtis"):
-    return 2 * (n - 1) + 1  # 2^k + 1 points stay nested
-  return 2 * n
+    """Next step count for adaptive integration (nested where possible)."""
+    if rule in ("riemann_trapezoid", "clenshaw_curtis"):
+        return 2 * (n - 1) + 1  # 2^k + 1 points stay nested
+    return 2 * n

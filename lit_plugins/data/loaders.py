@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
-
 from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import types as lit_types
 
@@ -15,141 +15,152 @@ BUNDLED_DIR = os.path.join(os.path.dirname(__file__), "sentiment")
 SENTIMENT_LABELS = ("0", "1")  # negative, positive
 
 
-def _label_spec(labels: Optional[Sequence[str]], is_regression: bool):
-  if is_regression:
-    return lit_types.Scalar()
-  return lit_types.CategoryLabel(vocab=list(labels) if labels else None)
+def _label_spec(labels: Sequence[str] | None, is_regression: bool):
+    if is_regression:
+        return lit_types.Scalar()
+    return lit_types.CategoryLabel(vocab=list(labels) if labels else None)
 
 
 class RecordsDataset(lit_dataset.Dataset):
-  """A LIT Dataset from records, renaming source columns to LIT fields.
+    """A LIT Dataset from records, renaming source columns to LIT fields.
 
-  `text_fields` maps each LIT text field to its source column
-  (e.g. {"sentence": "review"}); `label_column` names the label column
-  (None: no labels). Labels are kept as strings for classification
-  (`labels` fixes the vocab order; default: sorted distinct values) and as
-  floats for regression.
-  """
+    `text_fields` maps each LIT text field to its source column
+    (e.g. {"sentence": "review"}); `label_column` names the label column
+    (None: no labels). Labels are kept as strings for classification
+    (`labels` fixes the vocab order; default: sorted distinct values) and as
+    floats for regression.
+    """
 
-  def __init__(
-      self,
-      records: Sequence[Mapping[str, Any]],
-      text_fields: Mapping[str, str],
-      label_column: Optional[str] = "label",
-      label_field: str = "label",
-      labels: Optional[Sequence[str]] = None,
-      is_regression: bool = False,
-      max_examples: Optional[int] = None,
-      description: str = "",
-  ):
-    if not text_fields:
-      raise ValueError("text_fields must map at least one LIT field to a "
-                       "source column, e.g. {'sentence': 'text'}.")
-    records = list(records)[:max_examples] if max_examples else list(records)
-    columns = set().union(*(r.keys() for r in records)) if records else set()
-    missing = [c for c in list(text_fields.values()) +
-               ([label_column] if label_column else []) if c not in columns]
-    if records and missing:
-      raise ValueError(f"Columns {missing} not found; available: "
-                       f"{sorted(columns)}.")
-    examples = []
-    for r in records:
-      ex = {f: "" if r.get(c) is None else str(r[c])
-            for f, c in text_fields.items()}
-      if label_column:
-        value = r.get(label_column)
-        if is_regression:
-          try:
-            ex[label_field] = float(value)
-          except (TypeError, ValueError):
-            raise ValueError(f"Label {value!r} is not a number.") from None
-        else:
-          ex[label_field] = _label_str(value)
-      examples.append(ex)
-    if label_column and not is_regression:
-      seen = sorted({ex[label_field] for ex in examples})
-      if labels is None:
-        labels = seen
-      else:
-        labels = [str(l) for l in labels]
-        unknown = sorted(set(seen) - set(labels))
-        if unknown:
-          raise ValueError(f"Labels {unknown} are not in the label vocab "
-                           f"{labels}.")
-    self._spec = {f: lit_types.TextSegment() for f in text_fields}
-    if label_column:
-      self._spec[label_field] = _label_spec(labels, is_regression)
-    self.labels = list(labels) if labels else []
-    super().__init__(spec=self._spec, examples=examples,
-                     description=description)
+    def __init__(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        text_fields: Mapping[str, str],
+        label_column: str | None = "label",
+        label_field: str = "label",
+        labels: Sequence[str] | None = None,
+        is_regression: bool = False,
+        max_examples: int | None = None,
+        description: str = "",
+    ):
+        if not text_fields:
+            raise ValueError(
+                "text_fields must map at least one LIT field to a "
+                "source column, e.g. {'sentence': 'text'}."
+            )
+        records = list(records)[:max_examples] if max_examples else list(records)
+        columns = set().union(*(r.keys() for r in records)) if records else set()
+        missing = [
+            c
+            for c in list(text_fields.values()) + ([label_column] if label_column else [])
+            if c not in columns
+        ]
+        if records and missing:
+            raise ValueError(f"Columns {missing} not found; available: {sorted(columns)}.")
+        examples = []
+        for r in records:
+            ex = {f: "" if r.get(c) is None else str(r[c]) for f, c in text_fields.items()}
+            if label_column:
+                value = r.get(label_column)
+                if is_regression:
+                    try:
+                        ex[label_field] = float(value)
+                    except (TypeError, ValueError):
+                        raise ValueError(f"Label {value!r} is not a number.") from None
+                else:
+                    ex[label_field] = _label_str(value)
+            examples.append(ex)
+        if label_column and not is_regression:
+            seen = sorted({ex[label_field] for ex in examples})
+            if labels is None:
+                labels = seen
+            else:
+                labels = [str(l) for l in labels]
+                unknown = sorted(set(seen) - set(labels))
+                if unknown:
+                    raise ValueError(f"Labels {unknown} are not in the label vocab {labels}.")
+        self._spec = {f: lit_types.TextSegment() for f in text_fields}
+        if label_column:
+            self._spec[label_field] = _label_spec(labels, is_regression)
+        self.labels = list(labels) if labels else []
+        super().__init__(spec=self._spec, examples=examples, description=description)
 
-  def spec(self) -> lit_types.Spec:
-    return self._spec
+    def spec(self) -> lit_types.Spec:
+        return self._spec
 
 
 def _label_str(value) -> str:
-  if isinstance(value, float) and value.is_integer():
-    value = int(value)
-  return str(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
 
 
 def read_table(path: str) -> list[dict[str, Any]]:
-  """Rows of a .csv, .tsv or .jsonl/.json file as dicts."""
-  ext = os.path.splitext(path)[1].lower()
-  if ext == ".csv":
-    frame = pd.read_csv(path, keep_default_na=False)
-  elif ext in (".tsv", ".txt"):
-    frame = pd.read_csv(path, sep="\t", keep_default_na=False, quoting=3)
-  elif ext in (".jsonl", ".json"):
-    with open(path) as f:
-      if ext == ".json":
-        return list(json.load(f))
-      return [json.loads(line) for line in f if line.strip()]
-  else:
-    raise ValueError(f"Unsupported file type {ext!r} for {path}; accepted: "
-                     ".csv, .tsv, .jsonl, .json.")
-  return frame.to_dict("records")
+    """Rows of a .csv, .tsv or .jsonl/.json file as dicts."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".csv":
+        frame = pd.read_csv(path, keep_default_na=False)
+    elif ext in (".tsv", ".txt"):
+        frame = pd.read_csv(path, sep="\t", keep_default_na=False, quoting=3)
+    elif ext in (".jsonl", ".json"):
+        with open(path) as f:
+            if ext == ".json":
+                return list(json.load(f))
+            return [json.loads(line) for line in f if line.strip()]
+    else:
+        raise ValueError(
+            f"Unsupported file type {ext!r} for {path}; accepted: .csv, .tsv, .jsonl, .json."
+        )
+    return frame.to_dict("records")
 
 
-def load_table(path: str, text_fields: Mapping[str, str],
-               label_column: Optional[str] = "label", **kw) -> RecordsDataset:
-  """A LIT Dataset from a CSV/TSV/JSONL file with column mapping."""
-  return RecordsDataset(read_table(path), text_fields, label_column,
-                        description=f"{os.path.basename(path)}", **kw)
+def load_table(
+    path: str, text_fields: Mapping[str, str], label_column: str | None = "label", **kw
+) -> RecordsDataset:
+    """A LIT Dataset from a CSV/TSV/JSONL file with column mapping."""
+    return RecordsDataset(
+        read_table(path), text_fields, label_column, description=f"{os.path.basename(path)}", **kw
+    )
 
 
-def load_hf_dataset(name_or_dir: str, split: str,
-                    text_fields: Mapping[str, str],
-                    label_column: Optional[str] = "label",
-                    **kw) -> RecordsDataset:
-  """A LIT Dataset from HF `datasets`: a `save_to_disk` directory, or a hub
-  name where the hub is reachable. Integer ClassLabel columns become their
-  names."""
-  import datasets  # optional dependency (extra "demo")
-  if os.path.isdir(name_or_dir):
-    data = datasets.load_from_disk(name_or_dir)
-  else:
-    data = datasets.load_dataset(name_or_dir)
-  if isinstance(data, datasets.DatasetDict):
-    if split not in data:
-      raise ValueError(f"Split {split!r} not in {list(data)}.")
-    data = data[split]
-  feature = data.features.get(label_column) if label_column else None
-  records = data.to_list()
-  if isinstance(feature, datasets.ClassLabel):
-    kw.setdefault("labels", feature.names)
-    for r in records:
-      r[label_column] = feature.int2str(r[label_column])
-  return RecordsDataset(records, text_fields, label_column,
-                        description=f"{name_or_dir}:{split}", **kw)
+def load_hf_dataset(
+    name_or_dir: str,
+    split: str,
+    text_fields: Mapping[str, str],
+    label_column: str | None = "label",
+    **kw,
+) -> RecordsDataset:
+    """A LIT Dataset from HF `datasets`: a `save_to_disk` directory, or a hub
+    name where the hub is reachable. Integer ClassLabel columns become their
+    names."""
+    import datasets  # optional dependency (extra "demo")
+
+    if os.path.isdir(name_or_dir):
+        data = datasets.load_from_disk(name_or_dir)
+    else:
+        data = datasets.load_dataset(name_or_dir)
+    if isinstance(data, datasets.DatasetDict):
+        if split not in data:
+            raise ValueError(f"Split {split!r} not in {list(data)}.")
+        data = data[split]
+    feature = data.features.get(label_column) if label_column else None
+    records = data.to_list()
+    if isinstance(feature, datasets.ClassLabel):
+        kw.setdefault("labels", feature.names)
+        for r in records:
+            r[label_column] = feature.int2str(r[label_column])
+    return RecordsDataset(
+        records, text_fields, label_column, description=f"{name_or_dir}:{split}", **kw
+    )
 
 
-def load_bundled_sentiment(split: str = "dev",
-                           max_examples: Optional[int] = None
-                           ) -> RecordsDataset:
-  """The project's own movie-review sentences (label '0' neg, '1' pos)."""
-  if split not in ("train", "dev"):
-    raise ValueError(f"split must be 'train' or 'dev', got {split!r}.")
-  return load_table(os.path.join(BUNDLED_DIR, f"{split}.tsv"),
-                    {"sentence": "sentence"}, "label",
-                    labels=SENTIMENT_LABELS, max_examples=max_examples)
+def load_bundled_sentiment(split: str = "dev", max_examples: int | None = None) -> RecordsDataset:
+    """The project's own movie-review sentences (label '0' neg, '1' pos)."""
+    if split not in ("train", "dev"):
+        raise ValueError(f"split must be 'train' or 'dev', got {split!r}.")
+    return load_table(
+        os.path.join(BUNDLED_DIR, f"{split}.tsv"),
+        {"sentence": "sentence"},
+        "label",
+        labels=SENTIMENT_LABELS,
+        max_examples=max_examples,
+    )

@@ -1,9 +1,14 @@
 """LIT interpreters (thin glue over the LIT-free math packages)."""
-from lit_plugins.interpreters.gradient_salience import GradientDotInput
-from lit_plugins.interpreters.gradient_salience import GradientNorm
+
+from lit_plugins.interpreters.gradient_salience import GradientDotInput, GradientNorm
 from lit_plugins.interpreters.integrated_gradients import IntegratedGradients
 from lit_plugins.interpreters.linear_probe import LinearProbeInterpreter
 from lit_plugins.interpreters.txray_shift import TXRayNeuronShift
 
-__all__ = ["GradientNorm", "GradientDotInput", "IntegratedGradients",
-           "TXRayNeuronShift", "LinearProbeInterpreter"]
+__all__ = [
+    "GradientDotInput",
+    "GradientNorm",
+    "IntegratedGradients",
+    "LinearProbeInterpreter",
+    "TXRayNeuronShift",
+]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import collections
 import re
 import threading
-from typing import Any, Callable, Hashable, Optional, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import numpy as np
-
 from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 from lit_nlp.lib import utils as lit_utils
@@ -28,151 +28,145 @@ EXCLUDE_SPECIAL_KEY = "Exclude special tokens from normalization"
 _SPECIAL_RE = re.compile(r"^(\[[A-Z]+\]|<[^<>\s]+>)$")
 
 
-def parse_int(config: JsonDict, key: str, default: int, low: int,
-              high: int) -> int:
-  value = config.get(key, default)
-  try:
-    number = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f"{key!r} must be an integer in [{low}, {high}], got "
-                     f"{value!r}.") from None
-  if not number.is_integer() or not low <= number <= high:
-    raise ValueError(f"{key!r} must be an integer in [{low}, {high}], got "
-                     f"{value!r}.")
-  return int(number)
+def parse_int(config: JsonDict, key: str, default: int, low: int, high: int) -> int:
+    value = config.get(key, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key!r} must be an integer in [{low}, {high}], got {value!r}.") from None
+    if not number.is_integer() or not low <= number <= high:
+        raise ValueError(f"{key!r} must be an integer in [{low}, {high}], got {value!r}.")
+    return int(number)
 
 
-def parse_float(config: JsonDict, key: str, default: float, low: float,
-                high: float) -> float:
-  value = config.get(key, default)
-  try:
-    number = float(value)
-  except (TypeError, ValueError):
-    number = float("nan")
-  if not low <= number <= high:  # also rejects NaN
-    raise ValueError(f"{key!r} must be a number in [{low}, {high}], got "
-                     f"{value!r}.")
-  return number
+def parse_float(config: JsonDict, key: str, default: float, low: float, high: float) -> float:
+    value = config.get(key, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not low <= number <= high:  # also rejects NaN
+        raise ValueError(f"{key!r} must be a number in [{low}, {high}], got {value!r}.")
+    return number
 
 
 def parse_bool(config: JsonDict, key: str, default: bool) -> bool:
-  value = config.get(key, default)
-  if isinstance(value, (bool, np.bool_)):
-    return bool(value)
-  if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-    return value.lower() in ("true", "1")
-  if isinstance(value, (int, float)) and value in (0, 1):
-    return bool(value)
-  raise ValueError(f"{key!r} must be true or false, got {value!r}.")
+    value = config.get(key, default)
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"{key!r} must be true or false, got {value!r}.")
 
 
-def parse_choice(config: JsonDict, key: str, default: str,
-                 choices: Sequence[str]) -> str:
-  value = config.get(key, default)
-  if value not in choices:
-    raise ValueError(f"{key!r} must be one of {list(choices)}, got {value!r}.")
-  return value
+def parse_choice(config: JsonDict, key: str, default: str, choices: Sequence[str]) -> str:
+    value = config.get(key, default)
+    if value not in choices:
+        raise ValueError(f"{key!r} must be one of {list(choices)}, got {value!r}.")
+    return value
 
 
-def target_vocab(model: lit_model.Model, target_field: Optional[str]
-                 ) -> Optional[list[str]]:
-  """Class names of the gradient-target field, if it has a vocab."""
-  spec = model.input_spec().get(target_field) or model.output_spec().get(
-      target_field)
-  vocab = getattr(spec, "vocab", None)
-  return list(vocab) if vocab else None
+def target_vocab(model: lit_model.Model, target_field: str | None) -> list[str] | None:
+    """Class names of the gradient-target field, if it has a vocab."""
+    spec = model.input_spec().get(target_field) or model.output_spec().get(target_field)
+    vocab = getattr(spec, "vocab", None)
+    return list(vocab) if vocab else None
 
 
-def requested_class(config: JsonDict, model: lit_model.Model,
-                    fields: specs.GradientFields) -> Optional[str]:
-  """The class to explain: the config's text, else the Salience Maps module's
-  dropdown, else None (the model's argmax)."""
-  vocab = target_vocab(model, fields.target)
-  text = str(config.get(CLASS_KEY, "") or "").strip()
-  if text:
-    if vocab is not None and text not in vocab:
-      raise ValueError(f"{CLASS_KEY!r} {text!r} is not a class of this "
-                       f"model; accepted: {vocab} (or empty for the "
-                       "predicted class).")
-    return text
-  info = config.get(TARGET_INFO_KEY)
-  if isinstance(info, dict) and info.get("index") is not None and vocab:
-    index = int(info["index"])
-    if not 0 <= index < len(vocab):
-      raise ValueError(f"Target index {index} out of range for {vocab}.")
-    return vocab[index]
-  return None
+def requested_class(
+    config: JsonDict, model: lit_model.Model, fields: specs.GradientFields
+) -> str | None:
+    """The class to explain: the config's text, else the Salience Maps module's
+    dropdown, else None (the model's argmax)."""
+    vocab = target_vocab(model, fields.target)
+    text = str(config.get(CLASS_KEY, "") or "").strip()
+    if text:
+        if vocab is not None and text not in vocab:
+            raise ValueError(
+                f"{CLASS_KEY!r} {text!r} is not a class of this "
+                f"model; accepted: {vocab} (or empty for the "
+                "predicted class)."
+            )
+        return text
+    info = config.get(TARGET_INFO_KEY)
+    if isinstance(info, dict) and info.get("index") is not None and vocab:
+        index = int(info["index"])
+        if not 0 <= index < len(vocab):
+            raise ValueError(f"Target index {index} out of range for {vocab}.")
+        return vocab[index]
+    return None
 
 
-def special_token_mask(model: lit_model.Model, tokens: Sequence[str]
-                       ) -> np.ndarray:
-  """True for special tokens ([CLS], [SEP], <s>, ...)."""
-  tokenizer = getattr(specs.unwrap(model), "tokenizer", None)
-  special = set(getattr(tokenizer, "all_special_tokens", []) or [])
-  return np.array([t in special or bool(_SPECIAL_RE.match(t))
-                   for t in tokens], dtype=bool)
+def special_token_mask(model: lit_model.Model, tokens: Sequence[str]) -> np.ndarray:
+    """True for special tokens ([CLS], [SEP], <s>, ...)."""
+    tokenizer = getattr(specs.unwrap(model), "tokenizer", None)
+    special = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    return np.array([t in special or bool(_SPECIAL_RE.match(t)) for t in tokens], dtype=bool)
 
 
-def outputs_for_target(inputs: list[JsonDict], model: lit_model.Model,
-                       model_outputs: Optional[list[JsonDict]],
-                       fields: specs.GradientFields,
-                       target: Optional[str]) -> list[JsonDict]:
-  """Model outputs whose gradients are for `target` (re-predicts if needed).
+def outputs_for_target(
+    inputs: list[JsonDict],
+    model: lit_model.Model,
+    model_outputs: list[JsonDict] | None,
+    fields: specs.GradientFields,
+    target: str | None,
+) -> list[JsonDict]:
+    """Model outputs whose gradients are for `target` (re-predicts if needed).
 
-  With no explicit target the given outputs are used as they are, which keeps
-  the defaults numerically identical to LIT's gradient_maps.
-  """
-  if model_outputs is None:
-    model_outputs = list(model.predict(inputs))
-  if target is None or fields.target is None:
-    return model_outputs
-  if all(o.get(fields.target) == target for o in model_outputs):
-    return model_outputs
-  pinned = [lit_utils.make_modified_input(ex, {fields.target: target},
-                                          "target") for ex in inputs]
-  return list(specs.unwrap(model).predict(pinned))
+    With no explicit target the given outputs are used as they are, which keeps
+    the defaults numerically identical to LIT's gradient_maps.
+    """
+    if model_outputs is None:
+        model_outputs = list(model.predict(inputs))
+    if target is None or fields.target is None:
+        return model_outputs
+    if all(o.get(fields.target) == target for o in model_outputs):
+        return model_outputs
+    pinned = [lit_utils.make_modified_input(ex, {fields.target: target}, "target") for ex in inputs]
+    return list(specs.unwrap(model).predict(pinned))
 
 
 def is_salience_spec(field: lit_types.LitType) -> bool:
-  return isinstance(field, (lit_types.TokenSalience,
-                            lit_types.FeatureSalience))
+    return isinstance(field, (lit_types.TokenSalience, lit_types.FeatureSalience))
 
 
 class FitOnceCache:
-  """Dataset-level fits cached by key: each key is fitted once even under
-  concurrent requests (a per-key lock), least recently used entries beyond
-  `max_entries` are dropped so a long-running server's memory stays bounded.
-  """
+    """Dataset-level fits cached by key: each key is fitted once even under
+    concurrent requests (a per-key lock), least recently used entries beyond
+    `max_entries` are dropped so a long-running server's memory stays bounded.
+    """
 
-  def __init__(self, max_entries: int = 16):
-    self._results: collections.OrderedDict = collections.OrderedDict()
-    self._key_locks: dict[Hashable, threading.Lock] = {}
-    self._lock = threading.Lock()
-    self.max_entries = max_entries
-    self.fit_count = 0
+    def __init__(self, max_entries: int = 16):
+        self._results: collections.OrderedDict = collections.OrderedDict()
+        self._key_locks: dict[Hashable, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+        self.fit_count = 0
 
-  def _lookup(self, key):
-    if key in self._results:
-      self._results.move_to_end(key)
-      return True, self._results[key]
-    return False, None
+    def _lookup(self, key):
+        if key in self._results:
+            self._results.move_to_end(key)
+            return True, self._results[key]
+        return False, None
 
-  def get_or_fit(self, key: Hashable, fit: Callable[[], Any]) -> Any:
-    with self._lock:
-      found, value = self._lookup(key)
-      if found:
-        return value
-      key_lock = self._key_locks.setdefault(key, threading.Lock())
-    with key_lock:
-      with self._lock:
-        found, value = self._lookup(key)
-        if found:
-          return value
-      value = fit()
-      with self._lock:
-        self._results[key] = value
-        while len(self._results) > self.max_entries:
-          self._results.popitem(last=False)
-        self._key_locks.pop(key, None)
-        self.fit_count += 1
-      return value
+    def get_or_fit(self, key: Hashable, fit: Callable[[], Any]) -> Any:
+        with self._lock:
+            found, value = self._lookup(key)
+            if found:
+                return value
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                found, value = self._lookup(key)
+                if found:
+                    return value
+            value = fit()
+            with self._lock:
+                self._results[key] = value
+                while len(self._results) > self.max_entries:
+                    self._results.popitem(last=False)
+                self._key_locks.pop(key, None)
+                self.fit_count += 1
+            return value

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Iterable, Optional, Sequence, Union
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from absl import logging
 import numpy as np
 import torch
 import transformers
-
+from absl import logging
 from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 
@@ -37,375 +37,403 @@ GRAD_CLASS = "grad_class"
 CLS_EMB = "cls_emb"
 
 
-def pick_device(device: Optional[str] = None) -> torch.device:
-  """'auto'/None → CUDA when available, else CPU; otherwise as given."""
-  if device in (None, "", "auto"):
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-  return torch.device(device)
+def pick_device(device: str | None = None) -> torch.device:
+    """'auto'/None → CUDA when available, else CPU; otherwise as given."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 class HFSequenceClassifier(lit_model.BatchedModel):
-  """LIT BatchedModel for a PyTorch HF sequence classifier or regressor."""
+    """LIT BatchedModel for a PyTorch HF sequence classifier or regressor."""
 
-  def __init__(
-      self,
-      model_name_or_path: str = "",
-      labels: Optional[Sequence[str]] = None,
-      text_fields: Sequence[str] = ("sentence",),
-      label_field: str = "label",
-      batch_size: int = 16,
-      max_length: int = 128,
-      device: str = "auto",
-      output_attention: bool = False,
-      *,
-      model: Optional[transformers.PreTrainedModel] = None,
-      tokenizer: Optional[transformers.PreTrainedTokenizerBase] = None,
-  ):
-    """Loads a checkpoint by path/hub name, or wraps objects already in memory.
+    def __init__(
+        self,
+        model_name_or_path: str = "",
+        labels: Sequence[str] | None = None,
+        text_fields: Sequence[str] = ("sentence",),
+        label_field: str = "label",
+        batch_size: int = 16,
+        max_length: int = 128,
+        device: str = "auto",
+        output_attention: bool = False,
+        *,
+        model: transformers.PreTrainedModel | None = None,
+        tokenizer: transformers.PreTrainedTokenizerBase | None = None,
+    ):
+        """Loads a checkpoint by path/hub name, or wraps objects already in memory.
 
-    Args:
-      model_name_or_path: a local directory or a hub name. Hub names only work
-        where the hub is reachable. `trust_remote_code` is never enabled.
-      labels: class names, in the head's output order; default: the config's
-        id2label. Ignored for a 1-output (regression) head.
-      text_fields: one input field name, or two for text pairs.
-      label_field: name of the gold label input field.
-      batch_size: examples per forward pass.
-      max_length: longer inputs are truncated (and a warning is logged).
-      device: 'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1'.
-      output_attention: also return per-layer attention heads.
-      model: an in-memory `transformers` model (use instead of a path).
-      tokenizer: its tokenizer (required with `model`).
-    """
-    if model is None:
-      if not model_name_or_path:
-        raise ValueError(
-            "Give model_name_or_path (a local directory or hub name) or "
-            "model= and tokenizer= objects.")
-      tokenizer = transformers.AutoTokenizer.from_pretrained(
-          model_name_or_path, trust_remote_code=False)
-      model = transformers.AutoModelForSequenceClassification.from_pretrained(
-          model_name_or_path, trust_remote_code=False,
-          **({"num_labels": len(labels)} if labels else {}))
-    elif tokenizer is None:
-      raise ValueError("tokenizer= is required together with model=.")
-    if isinstance(text_fields, str):
-      text_fields = (text_fields,)
-    if len(text_fields) not in (1, 2):
-      raise ValueError(
-          f"text_fields must name one field or a pair, got {text_fields!r}.")
-    if batch_size < 1 or max_length < 2:
-      raise ValueError("batch_size must be >= 1 and max_length >= 2.")
+        Args:
+          model_name_or_path: a local directory or a hub name. Hub names only work
+            where the hub is reachable. `trust_remote_code` is never enabled.
+          labels: class names, in the head's output order; default: the config's
+            id2label. Ignored for a 1-output (regression) head.
+          text_fields: one input field name, or two for text pairs.
+          label_field: name of the gold label input field.
+          batch_size: examples per forward pass.
+          max_length: longer inputs are truncated (and a warning is logged).
+          device: 'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1'.
+          output_attention: also return per-layer attention heads.
+          model: an in-memory `transformers` model (use instead of a path).
+          tokenizer: its tokenizer (required with `model`).
+        """
+        if model is None:
+            if not model_name_or_path:
+                raise ValueError(
+                    "Give model_name_or_path (a local directory or hub name) or "
+                    "model= and tokenizer= objects."
+                )
+            tokenizer = transformers.AutoTokenizer.from_pretrained(
+                model_name_or_path, trust_remote_code=False
+            )
+            model = transformers.AutoModelForSequenceClassification.from_pretrained(
+                model_name_or_path,
+                trust_remote_code=False,
+                **({"num_labels": len(labels)} if labels else {}),
+            )
+        elif tokenizer is None:
+            raise ValueError("tokenizer= is required together with model=.")
+        if isinstance(text_fields, str):
+            text_fields = (text_fields,)
+        if len(text_fields) not in (1, 2):
+            raise ValueError(f"text_fields must name one field or a pair, got {text_fields!r}.")
+        if batch_size < 1 or max_length < 2:
+            raise ValueError("batch_size must be >= 1 and max_length >= 2.")
 
-    self.name_or_path = model_name_or_path or getattr(
-        model.config, "_name_or_path", "")
-    self.tokenizer = tokenizer
-    self.text_fields = tuple(text_fields)
-    self.label_field = label_field
-    self.batch_size = int(batch_size)
-    self.max_length = int(min(max_length, _model_max_length(model, tokenizer)))
-    self.output_attention = bool(output_attention)
-    self.device = pick_device(device)
-    self.model = model.to(self.device).eval()
-    if output_attention:
-      self.model.set_attn_implementation("eager")
+        self.name_or_path = model_name_or_path or getattr(model.config, "_name_or_path", "")
+        self.tokenizer = tokenizer
+        self.text_fields = tuple(text_fields)
+        self.label_field = label_field
+        self.batch_size = int(batch_size)
+        self.max_length = int(min(max_length, _model_max_length(model, tokenizer)))
+        self.output_attention = bool(output_attention)
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+        if output_attention:
+            self.model.set_attn_implementation("eager")
 
-    num_outputs = int(self.model.config.num_labels)
-    self.is_regression = num_outputs == 1
-    if self.is_regression:
-      self.labels = []
-    else:
-      if labels is None:
-        id2label = self.model.config.id2label
-        labels = [str(id2label[i]) for i in range(num_outputs)]
-      labels = [str(l) for l in labels]
-      if len(labels) != num_outputs:
-        raise ValueError(
-            f"{len(labels)} labels given but the model's head has "
-            f"{num_outputs} outputs.")
-      self.labels = labels
-    self.num_layers = int(self.model.config.num_hidden_layers)
-    self.hidden_size = int(self.model.get_input_embeddings().embedding_dim)
-    # Serialises tokenisation and forward/backward passes on this model.
-    # LIT can call one model from several threads (a threaded WSGI server,
-    # notebooks; CachingModelWrapper only de-duplicates identical inputs and
-    # our interpreters call the unwrapped model). HF fast tokenizers mutate
-    # shared truncation/padding state on every call, and layer IG
-    # (hf_paths) installs a forward hook on a shared module, so unserialised
-    # calls could fail or return another request's numbers. Reentrant:
-    # predict_minibatch -> encode.
-    self.inference_lock = threading.RLock()
+        num_outputs = int(self.model.config.num_labels)
+        self.is_regression = num_outputs == 1
+        if self.is_regression:
+            self.labels = []
+        else:
+            if labels is None:
+                id2label = self.model.config.id2label
+                labels = [str(id2label[i]) for i in range(num_outputs)]
+            labels = [str(l) for l in labels]
+            if len(labels) != num_outputs:
+                raise ValueError(
+                    f"{len(labels)} labels given but the model's head has {num_outputs} outputs."
+                )
+            self.labels = labels
+        self.num_layers = int(self.model.config.num_hidden_layers)
+        self.hidden_size = int(self.model.get_input_embeddings().embedding_dim)
+        # Serialises tokenisation and forward/backward passes on this model.
+        # LIT can call one model from several threads (a threaded WSGI server,
+        # notebooks; CachingModelWrapper only de-duplicates identical inputs and
+        # our interpreters call the unwrapped model). HF fast tokenizers mutate
+        # shared truncation/padding state on every call, and layer IG
+        # (hf_paths) installs a forward hook on a shared module, so unserialised
+        # calls could fail or return another request's numbers. Reentrant:
+        # predict_minibatch -> encode.
+        self.inference_lock = threading.RLock()
 
-  # ---------------------------------------------------------------- LIT API
-  @classmethod
-  def init_spec(cls) -> lit_types.Spec:
-    # Only plain, safe arguments can come from the UI's "load model" dialog.
-    return {
-        "model_name_or_path": lit_types.String(),
-        "batch_size": lit_types.Integer(default=16, min_val=1, max_val=256),
-        "max_length": lit_types.Integer(default=128, min_val=8, max_val=512),
-    }
+    # ---------------------------------------------------------------- LIT API
+    @classmethod
+    def init_spec(cls) -> lit_types.Spec:
+        # Only plain, safe arguments can come from the UI's "load model" dialog.
+        return {
+            "model_name_or_path": lit_types.String(),
+            "batch_size": lit_types.Integer(default=16, min_val=1, max_val=256),
+            "max_length": lit_types.Integer(default=128, min_val=8, max_val=512),
+        }
 
-  def description(self) -> str:
-    return f"HFSequenceClassifier({self.name_or_path})"
+    def description(self) -> str:
+        return f"HFSequenceClassifier({self.name_or_path})"
 
-  def max_minibatch_size(self, **unused_kw) -> int:
-    return self.batch_size
+    def max_minibatch_size(self, **unused_kw) -> int:
+        return self.batch_size
 
-  @property
-  def supports_concurrent_predictions(self):
-    return False
+    @property
+    def supports_concurrent_predictions(self):
+        return False
 
-  def input_spec(self) -> lit_types.Spec:
-    spec: lit_types.Spec = {f: lit_types.TextSegment() for f in self.text_fields}
-    if self.is_regression:
-      spec[self.label_field] = lit_types.Scalar(required=False)
-    else:
-      spec[self.label_field] = lit_types.CategoryLabel(
-          vocab=self.labels, required=False)
-      spec[GRAD_CLASS] = lit_types.CategoryLabel(
-          vocab=self.labels, required=False)
-    spec[TOKEN_EMBS] = lit_types.TokenEmbeddings(align=TOKENS, required=False)
-    return spec
+    def input_spec(self) -> lit_types.Spec:
+        spec: lit_types.Spec = {f: lit_types.TextSegment() for f in self.text_fields}
+        if self.is_regression:
+            spec[self.label_field] = lit_types.Scalar(required=False)
+        else:
+            spec[self.label_field] = lit_types.CategoryLabel(vocab=self.labels, required=False)
+            spec[GRAD_CLASS] = lit_types.CategoryLabel(vocab=self.labels, required=False)
+        spec[TOKEN_EMBS] = lit_types.TokenEmbeddings(align=TOKENS, required=False)
+        return spec
 
-  def output_spec(self) -> lit_types.Spec:
-    spec: lit_types.Spec = {
-        TOKENS: lit_types.Tokens(parent=self.text_fields[0]),
-    }
-    if self.is_regression:
-      spec[SCORE] = lit_types.RegressionScore(parent=self.label_field)
-    else:
-      spec[PROBAS] = lit_types.MulticlassPreds(
-          vocab=self.labels, parent=self.label_field)
-    spec[TOKEN_EMBS] = lit_types.TokenEmbeddings(align=TOKENS)
-    spec[TOKEN_GRADS] = lit_types.TokenGradients(
-        align=TOKENS, grad_for=TOKEN_EMBS,
-        grad_target_field_key=None if self.is_regression else GRAD_CLASS)
-    if not self.is_regression:
-      spec[GRAD_CLASS] = lit_types.CategoryLabel(vocab=self.labels)
-    spec[CLS_EMB] = lit_types.Embeddings()
-    for i in range(self.num_layers + 1):
-      spec[f"layer_{i}/avg_emb"] = lit_types.Embeddings()
-    if self.output_attention:
-      for i in range(1, self.num_layers + 1):
-        spec[f"layer_{i}/attention"] = lit_types.AttentionHeads(
-            align_in=TOKENS, align_out=TOKENS)
-    for i in range(self.num_layers + 1):
-      spec[specs.LAYER_ACTIVATIONS_TEMPLATE.format(i)] = (
-          lit_types.TokenEmbeddings(align=TOKENS, required=False))
-    return spec
+    def output_spec(self) -> lit_types.Spec:
+        spec: lit_types.Spec = {
+            TOKENS: lit_types.Tokens(parent=self.text_fields[0]),
+        }
+        if self.is_regression:
+            spec[SCORE] = lit_types.RegressionScore(parent=self.label_field)
+        else:
+            spec[PROBAS] = lit_types.MulticlassPreds(vocab=self.labels, parent=self.label_field)
+        spec[TOKEN_EMBS] = lit_types.TokenEmbeddings(align=TOKENS)
+        spec[TOKEN_GRADS] = lit_types.TokenGradients(
+            align=TOKENS,
+            grad_for=TOKEN_EMBS,
+            grad_target_field_key=None if self.is_regression else GRAD_CLASS,
+        )
+        if not self.is_regression:
+            spec[GRAD_CLASS] = lit_types.CategoryLabel(vocab=self.labels)
+        spec[CLS_EMB] = lit_types.Embeddings()
+        for i in range(self.num_layers + 1):
+            spec[f"layer_{i}/avg_emb"] = lit_types.Embeddings()
+        if self.output_attention:
+            for i in range(1, self.num_layers + 1):
+                spec[f"layer_{i}/attention"] = lit_types.AttentionHeads(
+                    align_in=TOKENS, align_out=TOKENS
+                )
+        for i in range(self.num_layers + 1):
+            spec[specs.LAYER_ACTIVATIONS_TEMPLATE.format(i)] = lit_types.TokenEmbeddings(
+                align=TOKENS, required=False
+            )
+        return spec
 
-  def get_embedding_table(self) -> tuple[list[str], np.ndarray]:
-    vocab = self.tokenizer.convert_ids_to_tokens(
-        list(range(len(self.tokenizer))))
-    table = self.model.get_input_embeddings().weight.detach().cpu().numpy()
-    return vocab, table[:len(vocab)]
+    def get_embedding_table(self) -> tuple[list[str], np.ndarray]:
+        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        table = self.model.get_input_embeddings().weight.detach().cpu().numpy()
+        return vocab, table[: len(vocab)]
 
-  def predict_minibatch(
-      self,
-      inputs: list[JsonDict],
-      activation_layers: Union[None, str, Iterable[int]] = None,
-      gradients: bool = True,
-  ) -> list[JsonDict]:
-    """Runs one batch.
+    def predict_minibatch(
+        self,
+        inputs: list[JsonDict],
+        activation_layers: str | Iterable[int] | None = None,
+        gradients: bool = True,
+    ) -> list[JsonDict]:
+        """Runs one batch.
 
-    Args:
-      inputs: examples following input_spec().
-      activation_layers: also return `layer_<i>/token_activations` for these
-        layers ('all' for every layer incl. the embedding output, 0).
-      gradients: compute TokenGradients (set False for activation sweeps).
+        Args:
+          inputs: examples following input_spec().
+          activation_layers: also return `layer_<i>/token_activations` for these
+            layers ('all' for every layer incl. the embedding output, 0).
+          gradients: compute TokenGradients (set False for activation sweeps).
 
-    Returns:
-      One dict per example, trimmed to its own number of tokens.
-    """
-    layers = self._parse_layers(activation_layers)
-    with self.inference_lock:
-      batch = self.encode(inputs)
-      out = self.forward(batch, gradients=gradients)
-      return self._unbatch(batch, out, layers, gradients)
+        Returns:
+          One dict per example, trimmed to its own number of tokens.
+        """
+        layers = self._parse_layers(activation_layers)
+        with self.inference_lock:
+            batch = self.encode(inputs)
+            out = self.forward(batch, gradients=gradients)
+            return self._unbatch(batch, out, layers, gradients)
 
-  # ----------------------------------------------------------- tensors API
-  def encode(self, inputs: list[JsonDict]) -> dict[str, Any]:
-    """Tokenises a batch; returns tensors on the device plus bookkeeping."""
-    texts = [[_text(ex, f) for f in self.text_fields] for ex in inputs]
-    args = ([t[0] for t in texts],)
-    if len(self.text_fields) == 2:
-      args += ([t[1] for t in texts],)
-    with self.inference_lock:  # the tokenizer's settings are shared state
-      enc = self.tokenizer(
-          *args, padding=True, truncation=True, max_length=self.max_length,
-          return_tensors="pt", return_overflowing_tokens=False,
-          return_length=False)
-      full_lengths = [len(ids) for ids in self.tokenizer(
-          *args, truncation=False, verbose=False)["input_ids"]]
-    mask = enc["attention_mask"]
-    lengths = mask.sum(dim=1).tolist()
-    for ex_len, full in zip(lengths, full_lengths):
-      if full > ex_len:
-        logging.warning(
-            "Input of %d tokens truncated to the model's max length %d.",
-            full, self.max_length)
-    enc = {k: v.to(self.device) for k, v in enc.items()}
-    word_embs = self.model.get_input_embeddings()(enc["input_ids"]).detach()
-    for i, ex in enumerate(inputs):
-      given = ex.get(TOKEN_EMBS)
-      if given is None:
-        continue
-      given = np.asarray(given, dtype=np.float32)
-      if given.shape != (lengths[i], self.hidden_size):
-        raise ValueError(
-            f"{TOKEN_EMBS} of shape {given.shape} does not match the "
-            f"tokenised input: expected ({lengths[i]}, {self.hidden_size}).")
-      if not np.all(np.isfinite(given)):
-        raise ValueError(f"{TOKEN_EMBS} contains NaN or infinite values.")
-      word_embs[i, :lengths[i]] = torch.from_numpy(given).to(self.device)
-    targets = [self._target_index(ex) for ex in inputs]
-    return {"enc": enc, "embs": word_embs, "lengths": lengths,
+    # ----------------------------------------------------------- tensors API
+    def encode(self, inputs: list[JsonDict]) -> dict[str, Any]:
+        """Tokenises a batch; returns tensors on the device plus bookkeeping."""
+        texts = [[_text(ex, f) for f in self.text_fields] for ex in inputs]
+        args = ([t[0] for t in texts],)
+        if len(self.text_fields) == 2:
+            args += ([t[1] for t in texts],)
+        with self.inference_lock:  # the tokenizer's settings are shared state
+            enc = self.tokenizer(
+                *args,
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+                return_overflowing_tokens=False,
+                return_length=False,
+            )
+            full_lengths = [
+                len(ids)
+                for ids in self.tokenizer(*args, truncation=False, verbose=False)["input_ids"]
+            ]
+        mask = enc["attention_mask"]
+        lengths = mask.sum(dim=1).tolist()
+        for ex_len, full in zip(lengths, full_lengths):
+            if full > ex_len:
+                logging.warning(
+                    "Input of %d tokens truncated to the model's max length %d.",
+                    full,
+                    self.max_length,
+                )
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        word_embs = self.model.get_input_embeddings()(enc["input_ids"]).detach()
+        for i, ex in enumerate(inputs):
+            given = ex.get(TOKEN_EMBS)
+            if given is None:
+                continue
+            given = np.asarray(given, dtype=np.float32)
+            if given.shape != (lengths[i], self.hidden_size):
+                raise ValueError(
+                    f"{TOKEN_EMBS} of shape {given.shape} does not match the "
+                    f"tokenised input: expected ({lengths[i]}, {self.hidden_size})."
+                )
+            if not np.all(np.isfinite(given)):
+                raise ValueError(f"{TOKEN_EMBS} contains NaN or infinite values.")
+            word_embs[i, : lengths[i]] = torch.from_numpy(given).to(self.device)
+        targets = [self._target_index(ex) for ex in inputs]
+        return {
+            "enc": enc,
+            "embs": word_embs,
+            "lengths": lengths,
             "targets": targets,
-            "truncated": [f > l for f, l in zip(full_lengths, lengths)]}
+            "truncated": [f > l for f, l in zip(full_lengths, lengths)],
+        }
 
-  def forward(self, batch: dict[str, Any], gradients: bool = True
-              ) -> dict[str, Any]:
-    """Forward (and backward) on word embeddings; see `encode`.
+    def forward(self, batch: dict[str, Any], gradients: bool = True) -> dict[str, Any]:
+        """Forward (and backward) on word embeddings; see `encode`.
 
-    The gradient is d p_target / d word_embedding (softmax probability, LIT's
-    convention), or d score for a regression head. Examples in a batch are
-    independent, so one backward of the summed targets gives every example's
-    own gradient.
-    """
-    enc = batch["enc"]
-    embs = batch["embs"].clone().requires_grad_(gradients)
-    kwargs = {k: v for k, v in enc.items() if k != "input_ids"}
-    with torch.set_grad_enabled(gradients):
-      out = self.model(inputs_embeds=embs, output_hidden_states=True,
-                       output_attentions=self.output_attention, **kwargs)
-      logits = out.logits
-      if self.is_regression:
-        scores = logits[:, 0]
-        targets = None
-        chosen = scores
-      else:
-        probs = torch.softmax(logits, dim=-1)
-        targets = torch.tensor(
-            [int(probs[i].argmax()) if t is None else t
-             for i, t in enumerate(batch["targets"])], device=self.device)
-        chosen = probs.gather(1, targets[:, None])[:, 0]
-      grads = None
-      if gradients:
-        (grads,) = torch.autograd.grad(chosen.sum(), embs)
-    result = {"embs": embs.detach(), "grads": grads, "targets": targets,
-              "hidden_states": [h.detach() for h in out.hidden_states],
-              "attentions": out.attentions if self.output_attention else None}
-    if self.is_regression:
-      result["scores"] = scores.detach()
-    else:
-      result["probs"] = probs.detach()
-    return result
+        The gradient is d p_target / d word_embedding (softmax probability, LIT's
+        convention), or d score for a regression head. Examples in a batch are
+        independent, so one backward of the summed targets gives every example's
+        own gradient.
+        """
+        enc = batch["enc"]
+        embs = batch["embs"].clone().requires_grad_(gradients)
+        kwargs = {k: v for k, v in enc.items() if k != "input_ids"}
+        with torch.set_grad_enabled(gradients):
+            out = self.model(
+                inputs_embeds=embs,
+                output_hidden_states=True,
+                output_attentions=self.output_attention,
+                **kwargs,
+            )
+            logits = out.logits
+            if self.is_regression:
+                scores = logits[:, 0]
+                targets = None
+                chosen = scores
+            else:
+                probs = torch.softmax(logits, dim=-1)
+                targets = torch.tensor(
+                    [
+                        int(probs[i].argmax()) if t is None else t
+                        for i, t in enumerate(batch["targets"])
+                    ],
+                    device=self.device,
+                )
+                chosen = probs.gather(1, targets[:, None])[:, 0]
+            grads = None
+            if gradients:
+                (grads,) = torch.autograd.grad(chosen.sum(), embs)
+        result = {
+            "embs": embs.detach(),
+            "grads": grads,
+            "targets": targets,
+            "hidden_states": [h.detach() for h in out.hidden_states],
+            "attentions": out.attentions if self.output_attention else None,
+        }
+        if self.is_regression:
+            result["scores"] = scores.detach()
+        else:
+            result["probs"] = probs.detach()
+        return result
 
-  def integrated_gradients_path(self, inputs, baseline="zero",
-                                keep_special_tokens=False, layer=None,
-                                targets=None):
-    """Fast integrand for IG on this model's tensors; see hf_paths."""
-    from lit_plugins.models import hf_paths  # pylint: disable=g-import-not-at-top
-    return hf_paths.make_path_fn(self, inputs, baseline, keep_special_tokens,
-                                 layer, targets)
+    def integrated_gradients_path(
+        self, inputs, baseline="zero", keep_special_tokens=False, layer=None, targets=None
+    ):
+        """Fast integrand for IG on this model's tensors; see hf_paths."""
+        from lit_plugins.models import hf_paths  # pylint: disable=g-import-not-at-top
 
-  # -------------------------------------------------------------- helpers
-  def _parse_layers(self, activation_layers) -> list[int]:
-    if activation_layers is None:
-      return []
-    if activation_layers == "all":
-      return list(range(self.num_layers + 1))
-    layers = [int(l) for l in activation_layers]
-    bad = [l for l in layers if not 0 <= l <= self.num_layers]
-    if bad:
-      raise ValueError(
-          f"activation_layers {bad} out of range: 0 (embedding output) to "
-          f"{self.num_layers}.")
-    return layers
+        return hf_paths.make_path_fn(self, inputs, baseline, keep_special_tokens, layer, targets)
 
-  def _target_index(self, ex: JsonDict) -> Optional[int]:
-    if self.is_regression:
-      return None
-    target = ex.get(GRAD_CLASS)
-    if target is None or target == "":
-      return None
-    if str(target) not in self.labels:
-      raise ValueError(
-          f"{GRAD_CLASS}={target!r} is not a class of this model; accepted: "
-          f"{self.labels}.")
-    return self.labels.index(str(target))
+    # -------------------------------------------------------------- helpers
+    def _parse_layers(self, activation_layers) -> list[int]:
+        if activation_layers is None:
+            return []
+        if activation_layers == "all":
+            return list(range(self.num_layers + 1))
+        layers = [int(l) for l in activation_layers]
+        bad = [l for l in layers if not 0 <= l <= self.num_layers]
+        if bad:
+            raise ValueError(
+                f"activation_layers {bad} out of range: 0 (embedding output) to {self.num_layers}."
+            )
+        return layers
 
-  def _unbatch(self, batch, out, layers, gradients) -> list[JsonDict]:
-    mask = batch["enc"]["attention_mask"]
-    maskf = mask.unsqueeze(-1).to(out["hidden_states"][0].dtype)
-    pooled = [((h * maskf).sum(1) / maskf.sum(1)).cpu().numpy()
-              for h in out["hidden_states"]]
-    cls = out["hidden_states"][-1][:, 0].cpu().numpy()
-    embs = out["embs"].cpu().numpy()
-    grads = out["grads"].cpu().numpy() if gradients else None
-    hidden = {l: out["hidden_states"][l].cpu().numpy() for l in layers}
-    if self.is_regression:
-      scores = out["scores"].cpu().numpy()
-    else:
-      probs = out["probs"].cpu().numpy()
-      targets = out["targets"].cpu().numpy()
-    attn = ([a.cpu().numpy() for a in out["attentions"]]
-            if self.output_attention else None)
-    ids = batch["enc"]["input_ids"].cpu().numpy()
-    results = []
-    for i, n in enumerate(batch["lengths"]):
-      # Padding may sit on either side (tokenizer.padding_side).
-      pos = np.flatnonzero(mask[i].cpu().numpy())
-      r = {TOKENS: self.tokenizer.convert_ids_to_tokens(ids[i, pos].tolist()),
-           TOKEN_EMBS: embs[i, pos], CLS_EMB: cls[i]}
-      if self.is_regression:
-        r[SCORE] = float(scores[i])
-      else:
-        r[PROBAS] = probs[i]
-        r[GRAD_CLASS] = self.labels[int(targets[i])]
-      if gradients:
-        r[TOKEN_GRADS] = grads[i, pos]
-      for l, p in enumerate(pooled):
-        r[f"layer_{l}/avg_emb"] = p[i]
-      if attn is not None:
-        for l, a in enumerate(attn, start=1):
-          r[f"layer_{l}/attention"] = a[i][:, pos][:, :, pos]
-      for l in layers:
-        r[specs.LAYER_ACTIVATIONS_TEMPLATE.format(l)] = hidden[l][i, pos]
-      results.append(r)
-    return results
+    def _target_index(self, ex: JsonDict) -> int | None:
+        if self.is_regression:
+            return None
+        target = ex.get(GRAD_CLASS)
+        if target is None or target == "":
+            return None
+        if str(target) not in self.labels:
+            raise ValueError(
+                f"{GRAD_CLASS}={target!r} is not a class of this model; accepted: {self.labels}."
+            )
+        return self.labels.index(str(target))
+
+    def _unbatch(self, batch, out, layers, gradients) -> list[JsonDict]:
+        mask = batch["enc"]["attention_mask"]
+        maskf = mask.unsqueeze(-1).to(out["hidden_states"][0].dtype)
+        pooled = [((h * maskf).sum(1) / maskf.sum(1)).cpu().numpy() for h in out["hidden_states"]]
+        cls = out["hidden_states"][-1][:, 0].cpu().numpy()
+        embs = out["embs"].cpu().numpy()
+        grads = out["grads"].cpu().numpy() if gradients else None
+        hidden = {l: out["hidden_states"][l].cpu().numpy() for l in layers}
+        if self.is_regression:
+            scores = out["scores"].cpu().numpy()
+        else:
+            probs = out["probs"].cpu().numpy()
+            targets = out["targets"].cpu().numpy()
+        attn = [a.cpu().numpy() for a in out["attentions"]] if self.output_attention else None
+        ids = batch["enc"]["input_ids"].cpu().numpy()
+        results = []
+        for i in range(len(batch["lengths"])):
+            # Padding may sit on either side (tokenizer.padding_side).
+            pos = np.flatnonzero(mask[i].cpu().numpy())
+            r = {
+                TOKENS: self.tokenizer.convert_ids_to_tokens(ids[i, pos].tolist()),
+                TOKEN_EMBS: embs[i, pos],
+                CLS_EMB: cls[i],
+            }
+            if self.is_regression:
+                r[SCORE] = float(scores[i])
+            else:
+                r[PROBAS] = probs[i]
+                r[GRAD_CLASS] = self.labels[int(targets[i])]
+            if gradients:
+                r[TOKEN_GRADS] = grads[i, pos]
+            for l, p in enumerate(pooled):
+                r[f"layer_{l}/avg_emb"] = p[i]
+            if attn is not None:
+                for l, a in enumerate(attn, start=1):
+                    r[f"layer_{l}/attention"] = a[i][:, pos][:, :, pos]
+            for l in layers:
+                r[specs.LAYER_ACTIVATIONS_TEMPLATE.format(l)] = hidden[l][i, pos]
+            results.append(r)
+        return results
 
 
 def _text(ex: JsonDict, field: str) -> str:
-  value = ex.get(field)
-  if value is None:
-    raise ValueError(f"Input is missing the text field {field!r}.")
-  if not isinstance(value, str):
-    raise ValueError(f"Text field {field!r} must be a string, got "
-                     f"{type(value).__name__}.")
-  try:  # JSON may carry lone UTF-16 surrogates ("\ud800"): the Rust
-    value.encode("utf-8")  # tokenizer would fail with an opaque TypeError.
-  except UnicodeEncodeError as e:
-    raise ValueError(f"Text field {field!r} is not valid Unicode: {e.reason} "
-                     f"at position {e.start}.") from None
-  # Empty or whitespace-only text is classified from the special tokens alone
-  # (byte-level tokenizers would otherwise turn blanks into tokens).
-  return value if value.strip() else ""
+    value = ex.get(field)
+    if value is None:
+        raise ValueError(f"Input is missing the text field {field!r}.")
+    if not isinstance(value, str):
+        raise ValueError(f"Text field {field!r} must be a string, got {type(value).__name__}.")
+    try:  # JSON may carry lone UTF-16 surrogates ("\ud800"): the Rust
+        value.encode("utf-8")  # tokenizer would fail with an opaque TypeError.
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"Text field {field!r} is not valid Unicode: {e.reason} at position {e.start}."
+        ) from None
+    # Empty or whitespace-only text is classified from the special tokens alone
+    # (byte-level tokenizers would otherwise turn blanks into tokens).
+    return value if value.strip() else ""
 
 
 def _model_max_length(model, tokenizer) -> int:
-  limits = [getattr(model.config, "max_position_embeddings", None),
-            getattr(tokenizer, "model_max_length", None)]
-  limits = [l for l in limits if isinstance(l, int) and 0 < l < 100_000]
-  # RoBERTa reserves two positions for the padding offset.
-  if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta",
-                                                 "camembert"):
-    limits = [l - 2 if l == model.config.max_position_embeddings else l
-              for l in limits]
-  return min(limits) if limits else 512
+    limits = [
+        getattr(model.config, "max_position_embeddings", None),
+        getattr(tokenizer, "model_max_length", None),
+    ]
+    limits = [l for l in limits if isinstance(l, int) and 0 < l < 100_000]
+    # RoBERTa reserves two positions for the padding offset.
+    if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        limits = [l - 2 if l == model.config.max_position_embeddings else l for l in limits]
+    return min(limits) if limits else 512
 
 
 def from_pretrained(path: str, **kw) -> HFSequenceClassifier:
-  """Shorthand for HFSequenceClassifier(path, **kw)."""
-  return HFSequenceClassifier(os.fspath(path), **kw)
+    """Shorthand for HFSequenceClassifier(path, **kw)."""
+    return HFSequenceClassifier(os.fspath(path), **kw)

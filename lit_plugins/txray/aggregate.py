@@ -42,18 +42,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
-    "FeatureVocab",
+    "MODES",
     "FeatureScore",
+    "FeatureVocab",
     "NeuronDistributions",
     "NeuronFeatureAggregator",
     "merge_subwords",
-    "MODES",
 ]
 
 MODES = ("max1", "all")
@@ -103,7 +103,7 @@ class FeatureVocab:
         """Feature strings indexed by id (a copy)."""
         return list(self._names)
 
-    def freeze(self) -> "FeatureVocab":
+    def freeze(self) -> FeatureVocab:
         self.frozen = True
         return self
 
@@ -146,7 +146,7 @@ class FeatureVocab:
         return list(self._names)
 
     @classmethod
-    def from_list(cls, names: Sequence[str]) -> "FeatureVocab":
+    def from_list(cls, names: Sequence[str]) -> FeatureVocab:
         vocab = cls()
         for n in names:
             if n in vocab._id:
@@ -193,10 +193,10 @@ def merge_subwords(
             continue
         if continuation_prefix is not None:
             cont = tok.startswith(continuation_prefix) and len(tok) > len(continuation_prefix)
-            text = tok[len(continuation_prefix):] if cont else tok
+            text = tok[len(continuation_prefix) :] if cont else tok
         else:
             cont = not tok.startswith(word_start_prefix)
-            text = tok if cont else tok[len(word_start_prefix):]
+            text = tok if cont else tok[len(word_start_prefix) :]
         prev_special = bool(groups) and str(tokens[groups[-1][-1]]) in special
         if cont and groups and not prev_special:
             groups[-1].append(i)
@@ -364,7 +364,7 @@ class NeuronFeatureAggregator:
         self._csr_mass, self._csr_count = mass, count
 
     # ---------------------------------------------------------------- update
-    def update(self, activations, feature_ids, mask=None) -> "NeuronFeatureAggregator":
+    def update(self, activations, feature_ids, mask=None) -> NeuronFeatureAggregator:
         """Adds one batch.
 
         Args:
@@ -384,7 +384,9 @@ class NeuronFeatureAggregator:
                 f"activations must have trailing dimension {self.num_neurons} (num_neurons), "
                 f"got shape {acts.shape}"
             )
-        if not np.issubdtype(acts.dtype, np.number) or np.issubdtype(acts.dtype, np.complexfloating):
+        if not np.issubdtype(acts.dtype, np.number) or np.issubdtype(
+            acts.dtype, np.complexfloating
+        ):
             raise ValueError(f"activations must be real numbers, got dtype {acts.dtype}")
         lead = acts.shape[:-1]
         if fids.shape != lead:
@@ -471,7 +473,7 @@ class NeuronFeatureAggregator:
                 self._coalesce()
         return self
 
-    def update_many(self, batches: Iterable[tuple]) -> "NeuronFeatureAggregator":
+    def update_many(self, batches: Iterable[tuple]) -> NeuronFeatureAggregator:
         """Calls :meth:`update` for each ``(activations, feature_ids[, mask])`` tuple."""
         for b in batches:
             self.update(*b)
@@ -538,8 +540,10 @@ class NeuronFeatureAggregator:
             # cannot happen for data built by update(); be safe for from_coo() input
             m = m.copy()
             m.eliminate_zeros()
-            c = sp.csr_matrix((np.asarray(c[m.nonzero()]).ravel(), m.indices.copy(), m.indptr.copy()),
-                              shape=m.shape)
+            c = sp.csr_matrix(
+                (np.asarray(c[m.nonzero()]).ravel(), m.indices.copy(), m.indptr.copy()),
+                shape=m.shape,
+            )
         return m, c
 
     def neuron_mass(self) -> np.ndarray:
@@ -596,7 +600,12 @@ class NeuronFeatureAggregator:
         c = self.count_matrix()
         counts = np.asarray(c[m.row, m.col]).ravel().astype(np.int64)
         order = np.lexsort((m.col, m.row))
-        return m.row[order].astype(np.int64), m.col[order].astype(np.int64), m.data[order], counts[order]
+        return (
+            m.row[order].astype(np.int64),
+            m.col[order].astype(np.int64),
+            m.data[order],
+            counts[order],
+        )
 
     @classmethod
     def from_coo(
@@ -611,7 +620,7 @@ class NeuronFeatureAggregator:
         num_tokens: int = 0,
         num_credited: int | None = None,
         **kwargs,
-    ) -> "NeuronFeatureAggregator":
+    ) -> NeuronFeatureAggregator:
         """Rebuilds an aggregator from its non-zero cells (see :meth:`to_coo`)."""
         rows = np.asarray(rows, dtype=np.int64)
         cols = np.asarray(cols, dtype=np.int64)
@@ -644,19 +653,30 @@ class NeuronFeatureAggregator:
         agg.num_credited = int(count.sum()) if num_credited is None else int(num_credited)
         return agg
 
-    def remap_features(self, mapping, num_features: int) -> "NeuronFeatureAggregator":
+    def remap_features(self, mapping, num_features: int) -> NeuronFeatureAggregator:
         """New aggregator whose feature ``f`` becomes ``mapping[f]`` (e.g. onto a union vocab)."""
         mapping = np.asarray(mapping, dtype=np.int64)
         if mapping.shape[0] < self._num_features:
             raise ValueError("mapping shorter than the current feature space")
         r, c, m, n = self.to_coo()
         return NeuronFeatureAggregator.from_coo(
-            self.num_neurons, num_features, r, mapping[c], m, n, mode=self.mode,
-            num_tokens=self.num_tokens, num_credited=self.num_credited,
+            self.num_neurons,
+            num_features,
+            r,
+            mapping[c],
+            m,
+            n,
+            mode=self.mode,
+            num_tokens=self.num_tokens,
+            num_credited=self.num_credited,
         )
 
-    def save(self, path: str | os.PathLike, feature_names: Sequence[str] | FeatureVocab | None = None,
-             **metadata: str) -> None:
+    def save(
+        self,
+        path: str | os.PathLike,
+        feature_names: Sequence[str] | FeatureVocab | None = None,
+        **metadata: str,
+    ) -> None:
         """Writes a compressed ``.npz`` (format ``lit_plugins.txray.aggregation/1``).
 
         Keys: ``format``, ``mode``, ``num_neurons``, ``num_features``,
@@ -673,28 +693,37 @@ class NeuronFeatureAggregator:
             num_features=np.array(self._num_features, dtype=np.int64),
             num_tokens=np.array(self.num_tokens, dtype=np.int64),
             num_credited=np.array(self.num_credited, dtype=np.int64),
-            rows=r, cols=c, mass=m, count=n,
+            rows=r,
+            cols=c,
+            mass=m,
+            count=n,
         )
         if feature_names is not None:
             names = list(feature_names)
             if len(names) < self._num_features:
-                raise ValueError(
-                    f"{len(names)} feature names for {self._num_features} features"
-                )
+                raise ValueError(f"{len(names)} feature names for {self._num_features} features")
             arrays["feature_names"] = np.array(names, dtype=str)
         for k, v in metadata.items():
             arrays[f"meta_{k}"] = np.array(str(v))
         np.savez_compressed(path, **arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> tuple["NeuronFeatureAggregator", list[str] | None, dict]:
+    def load(
+        cls, path: str | os.PathLike
+    ) -> tuple[NeuronFeatureAggregator, list[str] | None, dict]:
         """Reads a file written by :meth:`save`; returns ``(aggregator, feature_names|None, metadata)``."""
         with np.load(path, allow_pickle=False) as z:
             if "format" not in z or str(z["format"]) != _NPZ_FORMAT:
                 raise ValueError(f"{path}: not a {_NPZ_FORMAT} file")
             agg = cls.from_coo(
-                int(z["num_neurons"]), int(z["num_features"]), z["rows"], z["cols"],
-                z["mass"], z["count"], mode=str(z["mode"]), num_tokens=int(z["num_tokens"]),
+                int(z["num_neurons"]),
+                int(z["num_features"]),
+                z["rows"],
+                z["cols"],
+                z["mass"],
+                z["count"],
+                mode=str(z["mode"]),
+                num_tokens=int(z["num_tokens"]),
                 num_credited=int(z["num_credited"]),
             )
             names = [str(s) for s in z["feature_names"]] if "feature_names" in z else None

@@ -38,15 +38,15 @@ import html
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from lit_plugins.txray.aggregate import FeatureVocab, NeuronFeatureAggregator
 from lit_plugins.txray.shift import NeuronShift, ShiftResult, compute_shift
 
-__all__ = ["write_report", "main", "load_pair"]
+__all__ = ["load_pair", "main", "write_report"]
 
 COLOR_A = "#1f77b4"
 COLOR_B = "#d62728"
@@ -72,7 +72,7 @@ def _neuron_bars(rec: NeuronShift, n_features: int):
     """Union of the top features of A and B for one neuron -> labels, pA, pB."""
     pa = {s.feature: s for s in rec.top_features_a}
     pb = {s.feature: s for s in rec.top_features_b}
-    feats = {**{f: s for f, s in pa.items()}, **{f: s for f, s in pb.items()}}
+    feats = {**dict(pa.items()), **dict(pb.items())}
     order = sorted(
         feats,
         key=lambda f: (-max(pa[f].prob if f in pa else 0.0, pb[f].prob if f in pb else 0.0), f),
@@ -114,12 +114,20 @@ def _png_hellinger_length(r: ShiftResult, ranked, path: Path):
     ax = fig.add_subplot(111)
     ax.scatter(r.hellinger_length, r.distance, s=12, alpha=0.6, color=COLOR_SAME, label="neuron")
     pos = {int(n): i for i, n in enumerate(r.shared)}
-    for recs, color, lab in ((ranked.most, COLOR_B, "most shifted"), (ranked.least, COLOR_GEN, "least shifted")):
+    for recs, color, lab in (
+        (ranked.most, COLOR_B, "most shifted"),
+        (ranked.least, COLOR_GEN, "least shifted"),
+    ):
         idx = [pos[x.neuron] for x in recs]
         ax.scatter(r.hellinger_length[idx], r.distance[idx], s=30, color=color, label=lab)
         for i in idx[:10]:
-            ax.annotate(str(int(r.shared[i])), (r.hellinger_length[i], r.distance[i]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                str(int(r.shared[i])),
+                (r.hellinger_length[i], r.distance[i]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
     if (r.hellinger_length > 0).all():
         ax.set_xscale("log")
     ax.set_xlabel("Hellinger length (# features in union, log)")
@@ -164,11 +172,16 @@ def _png_mass_activation(r: ShiftResult, path: Path):
     ax.set_ylabel(f"mass activation {r.label_b} (share of layer)")
     only_a = int((r.active_a & ~r.active_b).sum())
     only_b = int((r.active_b & ~r.active_a).sum())
-    ax.set_title(f"per neuron ({only_a} active only in {r.label_a}, {only_b} only in {r.label_b})",
-                 fontsize=9)
+    ax.set_title(
+        f"per neuron ({only_a} active only in {r.label_a}, {only_b} only in {r.label_b})",
+        fontsize=9,
+    )
     ax.legend(fontsize=8)
     ax2 = fig.add_subplot(122)
-    for m, color, lab in ((r.mass_activation_a, COLOR_A, r.label_a), (r.mass_activation_b, COLOR_B, r.label_b)):
+    for m, color, lab in (
+        (r.mass_activation_a, COLOR_A, r.label_a),
+        (r.mass_activation_b, COLOR_B, r.label_b),
+    ):
         s = np.sort(m[m > 0])[::-1]
         ax2.plot(np.arange(s.size), s, color=color, label=f"{lab} ({s.size} active)")
     ax2.set_yscale("log")
@@ -180,7 +193,9 @@ def _png_mass_activation(r: ShiftResult, path: Path):
     fig.savefig(path)
 
 
-def _png_neuron_grid(r: ShiftResult, recs: list[NeuronShift], n_features: int, title: str, path: Path):
+def _png_neuron_grid(
+    r: ShiftResult, recs: list[NeuronShift], n_features: int, title: str, path: Path
+):
     rows, cols = _grid(len(recs))
     fig = _new_fig(3.3 * cols, 0.28 * n_features * rows + 1.2 * rows + 0.6)
     for i, rec in enumerate(recs):
@@ -193,8 +208,10 @@ def _png_neuron_grid(r: ShiftResult, recs: list[NeuronShift], n_features: int, t
         ax.set_yticklabels([_mpl_text(s) for s in labels], fontsize=7)
         ax.invert_yaxis()
         ax.tick_params(axis="x", labelsize=7)
-        ax.set_title(f"neuron {rec.neuron}  d={rec.distance:.3g}  "
-                     f"len {rec.length_a}\u2192{rec.length_b}", fontsize=8)
+        ax.set_title(
+            f"neuron {rec.neuron}  d={rec.distance:.3g}  len {rec.length_a}\u2192{rec.length_b}",
+            fontsize=8,
+        )
         if i == 0:
             ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
@@ -210,20 +227,35 @@ def _fig_hellinger_length(r: ShiftResult, ranked):
 
     most = {x.neuron for x in ranked.most}
     least = {x.neuron for x in ranked.least}
-    group = np.array(["most shifted" if n in most else "least shifted" if n in least else "neuron"
-                      for n in r.shared.tolist()])
+    group = np.array(
+        [
+            "most shifted" if n in most else "least shifted" if n in least else "neuron"
+            for n in r.shared.tolist()
+        ]
+    )
     fig = go.Figure()
     text = [f"neuron {n}<br>len {a}\u2192{b}" for n, a, b in zip(r.shared, r.length_a, r.length_b)]
-    for g, color in (("neuron", COLOR_SAME), ("most shifted", COLOR_B), ("least shifted", COLOR_GEN)):
+    for g, color in (
+        ("neuron", COLOR_SAME),
+        ("most shifted", COLOR_B),
+        ("least shifted", COLOR_GEN),
+    ):
         m = group == g
-        fig.add_trace(go.Scatter(
-            x=r.hellinger_length[m], y=r.distance[m], mode="markers", name=g,
-            marker=dict(color=color, size=7 if g == "neuron" else 10, opacity=0.7),
-            text=np.array(text)[m], hovertemplate="%{text}<br>length %{x}<br>distance %{y:.4g}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=r.hellinger_length[m],
+                y=r.distance[m],
+                mode="markers",
+                name=g,
+                marker=dict(color=color, size=7 if g == "neuron" else 10, opacity=0.7),
+                text=np.array(text)[m],
+                hovertemplate="%{text}<br>length %{x}<br>distance %{y:.4g}<extra></extra>",
+            )
+        )
     fig.update_layout(
         title=f"Hellinger distance vs length: {r.num_shared} neurons active in both {r.label_a} and {r.label_b}",
-        xaxis_title="Hellinger length (log)", yaxis_title=_distance_label(r),
+        xaxis_title="Hellinger length (log)",
+        yaxis_title=_distance_label(r),
         xaxis_type="log" if (r.hellinger_length > 0).all() else "linear",
     )
     return fig
@@ -235,15 +267,26 @@ def _fig_length_shift(r: ShiftResult):
     order = np.lexsort((r.shared, r.length_shift))
     ls = r.length_shift[order]
     colors = np.where(ls < 0, COLOR_SPEC, np.where(ls > 0, COLOR_GEN, COLOR_SAME))
-    text = [f"neuron {n}<br>len {a}\u2192{b}" for n, a, b in
-            zip(r.shared[order], r.length_a[order], r.length_b[order])]
-    fig = go.Figure(go.Bar(x=np.arange(ls.size), y=ls, marker_color=colors.tolist(), text=text,
-                           hovertemplate="%{text}<br>shift %{y}<extra></extra>", textposition="none"))
+    text = [
+        f"neuron {n}<br>len {a}\u2192{b}"
+        for n, a, b in zip(r.shared[order], r.length_a[order], r.length_b[order])
+    ]
+    fig = go.Figure(
+        go.Bar(
+            x=np.arange(ls.size),
+            y=ls,
+            marker_color=colors.tolist(),
+            text=text,
+            hovertemplate="%{text}<br>shift %{y}<extra></extra>",
+            textposition="none",
+        )
+    )
     n_spec, n_gen = int((ls < 0).sum()), int((ls > 0).sum())
     fig.update_layout(
         title=f"Length shift {r.label_b} - {r.label_a}: {n_spec} specialised, {n_gen} generalised, "
-              f"{ls.size - n_spec - n_gen} unchanged",
-        xaxis_title="neurons active in both (sorted by length shift)", yaxis_title="len_B - len_A",
+        f"{ls.size - n_spec - n_gen} unchanged",
+        xaxis_title="neurons active in both (sorted by length shift)",
+        yaxis_title="len_B - len_A",
         bargap=0,
     )
     return fig
@@ -256,18 +299,50 @@ def _fig_mass_activation(r: ShiftResult):
     fig = make_subplots(rows=1, cols=2, subplot_titles=("per neuron", "mass activation profile"))
     both = np.flatnonzero(r.active_a & r.active_b)
     ma, mb = r.mass_activation_a[both], r.mass_activation_b[both]
-    fig.add_trace(go.Scatter(x=ma, y=mb, mode="markers", name="neuron", marker=dict(color=COLOR_SAME),
-                             text=[f"neuron {n}" for n in both],
-                             hovertemplate="%{text}<br>A %{x:.3g}<br>B %{y:.3g}<extra></extra>"), 1, 1)
+    fig.add_trace(
+        go.Scatter(
+            x=ma,
+            y=mb,
+            mode="markers",
+            name="neuron",
+            marker=dict(color=COLOR_SAME),
+            text=[f"neuron {n}" for n in both],
+            hovertemplate="%{text}<br>A %{x:.3g}<br>B %{y:.3g}<extra></extra>",
+        ),
+        1,
+        1,
+    )
     lo, hi = float(min(ma.min(), mb.min())), float(max(ma.max(), mb.max()))
-    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="equal share",
-                             line=dict(color="black", dash="dash")), 1, 1)
-    for m, color, lab in ((r.mass_activation_a, COLOR_A, r.label_a), (r.mass_activation_b, COLOR_B, r.label_b)):
+    fig.add_trace(
+        go.Scatter(
+            x=[lo, hi],
+            y=[lo, hi],
+            mode="lines",
+            name="equal share",
+            line=dict(color="black", dash="dash"),
+        ),
+        1,
+        1,
+    )
+    for m, color, lab in (
+        (r.mass_activation_a, COLOR_A, r.label_a),
+        (r.mass_activation_b, COLOR_B, r.label_b),
+    ):
         idx = np.flatnonzero(m > 0)
         o = idx[np.argsort(-m[idx], kind="stable")]
-        fig.add_trace(go.Scatter(x=np.arange(o.size), y=m[o], mode="lines", name=lab,
-                                 line=dict(color=color), text=[f"neuron {n}" for n in o],
-                                 hovertemplate="%{text}<br>%{y:.3g}<extra></extra>"), 1, 2)
+        fig.add_trace(
+            go.Scatter(
+                x=np.arange(o.size),
+                y=m[o],
+                mode="lines",
+                name=lab,
+                line=dict(color=color),
+                text=[f"neuron {n}" for n in o],
+                hovertemplate="%{text}<br>%{y:.3g}<extra></extra>",
+            ),
+            1,
+            2,
+        )
     fig.update_xaxes(type="log", title_text=f"{r.label_a} share of layer mass", row=1, col=1)
     fig.update_yaxes(type="log", title_text=f"{r.label_b} share of layer mass", row=1, col=1)
     fig.update_xaxes(title_text="neurons sorted by mass activation", row=1, col=2)
@@ -282,18 +357,32 @@ def _fig_neuron_grid(r: ShiftResult, recs: list[NeuronShift], n_features: int, t
 
     rows, cols = _grid(len(recs))
     fig = make_subplots(
-        rows=rows, cols=cols,
-        subplot_titles=[f"n{x.neuron} d={x.distance:.3g} len {x.length_a}\u2192{x.length_b}" for x in recs],
-        horizontal_spacing=0.08, vertical_spacing=0.12,
+        rows=rows,
+        cols=cols,
+        subplot_titles=[
+            f"n{x.neuron} d={x.distance:.3g} len {x.length_a}\u2192{x.length_b}" for x in recs
+        ],
+        horizontal_spacing=0.08,
+        vertical_spacing=0.12,
     )
     for i, rec in enumerate(recs):
         labels, ya, yb = _neuron_bars(rec, n_features)
         rr, cc = i // cols + 1, i % cols + 1
         for y, color, lab in ((ya, COLOR_A, r.label_a), (yb, COLOR_B, r.label_b)):
-            fig.add_trace(go.Bar(y=labels, x=y, orientation="h", name=lab, marker_color=color,
-                                 legendgroup=lab, showlegend=(i == 0),
-                                 hovertemplate="%{y}: %{x:.3g}<extra>" + html.escape(lab) + "</extra>"),
-                          rr, cc)
+            fig.add_trace(
+                go.Bar(
+                    y=labels,
+                    x=y,
+                    orientation="h",
+                    name=lab,
+                    marker_color=color,
+                    legendgroup=lab,
+                    showlegend=(i == 0),
+                    hovertemplate="%{y}: %{x:.3g}<extra>" + html.escape(lab) + "</extra>",
+                ),
+                rr,
+                cc,
+            )
         fig.update_yaxes(autorange="reversed", tickfont=dict(size=9), row=rr, col=cc)
     fig.update_layout(title=title, barmode="group", height=max(400, rows * (22 * n_features + 120)))
     return fig
@@ -337,15 +426,29 @@ def write_report(
     k = max(1, min(int(k), result.num_shared))
     ranked = result.rank_shifts(k=k, n_features=n_features)
     written: dict[str, Path] = {}
-    top_title = f"Top-{k} most shifted neurons: feature distributions {result.label_a} vs {result.label_b}"
-    least_title = f"{k} least shifted neurons: feature distributions {result.label_a} vs {result.label_b}"
+    top_title = (
+        f"Top-{k} most shifted neurons: feature distributions {result.label_a} vs {result.label_b}"
+    )
+    least_title = (
+        f"{k} least shifted neurons: feature distributions {result.label_a} vs {result.label_b}"
+    )
 
     if png:
-        p = out / "hellinger_length.png"; _png_hellinger_length(result, ranked, p); written[p.name] = p
-        p = out / "length_shift.png"; _png_length_shift(result, p); written[p.name] = p
-        p = out / "mass_activation.png"; _png_mass_activation(result, p); written[p.name] = p
-        p = out / "top_shifted.png"; _png_neuron_grid(result, ranked.most, n_features, top_title, p); written[p.name] = p
-        p = out / "least_shifted.png"; _png_neuron_grid(result, ranked.least, n_features, least_title, p); written[p.name] = p
+        p = out / "hellinger_length.png"
+        _png_hellinger_length(result, ranked, p)
+        written[p.name] = p
+        p = out / "length_shift.png"
+        _png_length_shift(result, p)
+        written[p.name] = p
+        p = out / "mass_activation.png"
+        _png_mass_activation(result, p)
+        written[p.name] = p
+        p = out / "top_shifted.png"
+        _png_neuron_grid(result, ranked.most, n_features, top_title, p)
+        written[p.name] = p
+        p = out / "least_shifted.png"
+        _png_neuron_grid(result, ranked.least, n_features, least_title, p)
+        written[p.name] = p
 
     if html_out:
         import plotly.offline
@@ -378,7 +481,7 @@ def write_report(
         heading = html.escape(title or f"TX-Ray: {result.label_a} vs {result.label_b}")
         summary = html.escape(_summary_line(result))
         page = (
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"/>"
+            '<!DOCTYPE html>\n<html><head><meta charset="utf-8"/>'
             f"<title>{heading}</title>{js_tag}</head>\n<body>\n<h1>{heading}</h1>\n<p>{summary}</p>\n"
             f"{body}\n</body></html>\n"
         )
@@ -396,25 +499,40 @@ def write_report(
 
     def rec_json(x: NeuronShift) -> dict:
         return dict(
-            neuron=x.neuron, distance=x.distance, hellinger_length=x.hellinger_length,
-            length_a=x.length_a, length_b=x.length_b, length_shift=x.length_shift,
+            neuron=x.neuron,
+            distance=x.distance,
+            hellinger_length=x.hellinger_length,
+            length_a=x.length_a,
+            length_b=x.length_b,
+            length_shift=x.length_shift,
             top_features_a=[[_feat_label(s), s.prob] for s in x.top_features_a],
             top_features_b=[[_feat_label(s), s.prob] for s in x.top_features_b],
         )
 
     p = out / "summary.json"
-    p.write_text(json.dumps(dict(
-        label_a=result.label_a, label_b=result.label_b, mode=result.mode,
-        weighting=result.weighting, normalize_by_length=result.normalize_by_length,
-        num_neurons=result.num_neurons, num_features=result.num_features,
-        active_a=int(result.active_a.sum()), active_b=int(result.active_b.sum()),
-        shared=result.num_shared,
-        mean_distance=float(result.distance.mean()),
-        specialised=int((result.length_shift < 0).sum()),
-        generalised=int((result.length_shift > 0).sum()),
-        most_shifted=[rec_json(x) for x in ranked.most],
-        least_shifted=[rec_json(x) for x in ranked.least],
-    ), indent=2), encoding="utf-8")
+    p.write_text(
+        json.dumps(
+            dict(
+                label_a=result.label_a,
+                label_b=result.label_b,
+                mode=result.mode,
+                weighting=result.weighting,
+                normalize_by_length=result.normalize_by_length,
+                num_neurons=result.num_neurons,
+                num_features=result.num_features,
+                active_a=int(result.active_a.sum()),
+                active_b=int(result.active_b.sum()),
+                shared=result.num_shared,
+                mean_distance=float(result.distance.mean()),
+                specialised=int((result.length_shift < 0).sum()),
+                generalised=int((result.length_shift > 0).sum()),
+                most_shifted=[rec_json(x) for x in ranked.most],
+                least_shifted=[rec_json(x) for x in ranked.least],
+            ),
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     written[p.name] = p
     return written
 
@@ -453,12 +571,16 @@ def _format_ranked(result: ShiftResult, k: int, n_features: int) -> str:
     lines = []
     for head, recs in (("most shifted", ranked.most), ("least shifted", ranked.least)):
         lines.append(f"\n## {head}\n")
-        lines.append(f"| neuron | distance | len A | len B | top features {result.label_a} | top features {result.label_b} |")
+        lines.append(
+            f"| neuron | distance | len A | len B | top features {result.label_a} | top features {result.label_b} |"
+        )
         lines.append("|---:|---:|---:|---:|---|---|")
         for x in recs:
             fa = ", ".join(_feat_label(s) for s in x.top_features_a)
             fb = ", ".join(_feat_label(s) for s in x.top_features_b)
-            lines.append(f"| {x.neuron} | {x.distance:.4g} | {x.length_a} | {x.length_b} | {fa} | {fb} |")
+            lines.append(
+                f"| {x.neuron} | {x.distance:.4g} | {x.length_a} | {x.length_b} | {fa} | {fb} |"
+            )
     return "\n".join(lines)
 
 
@@ -468,17 +590,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="TX-Ray neuron shift report between two saved aggregations (or a synthetic demo).",
     )
     src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--synthetic", action="store_true", help="run on synthetic activations with planted shifts")
-    src.add_argument("--a", metavar="A.npz", help="aggregation of model A (reference / pre-trained)")
+    src.add_argument(
+        "--synthetic", action="store_true", help="run on synthetic activations with planted shifts"
+    )
+    src.add_argument(
+        "--a", metavar="A.npz", help="aggregation of model A (reference / pre-trained)"
+    )
     ap.add_argument("--b", metavar="B.npz", help="aggregation of model B (fine-tuned)")
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--labels", nargs=2, default=None, metavar=("LABEL_A", "LABEL_B"))
     ap.add_argument("--k", type=int, default=10, help="most / least shifted neurons to show")
-    ap.add_argument("--n-features", type=int, default=10, help="features per neuron in detail plots")
-    ap.add_argument("--normalize-by-length", action="store_true",
-                    help="divide distances by the Hellinger length (original TX-Ray code)")
-    ap.add_argument("--weighting", choices=("mass", "mean"), default="mass",
-                    help="'mass' (default) or the original code's 'mean' of normalised activations")
+    ap.add_argument(
+        "--n-features", type=int, default=10, help="features per neuron in detail plots"
+    )
+    ap.add_argument(
+        "--normalize-by-length",
+        action="store_true",
+        help="divide distances by the Hellinger length (original TX-Ray code)",
+    )
+    ap.add_argument(
+        "--weighting",
+        choices=("mass", "mean"),
+        default="mass",
+        help="'mass' (default) or the original code's 'mean' of normalised activations",
+    )
     ap.add_argument("--plotlyjs", choices=("directory", "inline"), default="directory")
     ap.add_argument("--no-png", action="store_true")
     ap.add_argument("--no-html", action="store_true")
@@ -488,8 +623,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     g.add_argument("--vocab", type=int, default=3000)
     g.add_argument("--tokens", type=int, default=14400)
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--save-aggregations", action="store_true",
-                   help="also write a.npz / b.npz (the CLI's input format) to --out")
+    g.add_argument(
+        "--save-aggregations",
+        action="store_true",
+        help="also write a.npz / b.npz (the CLI's input format) to --out",
+    )
     args = ap.parse_args(argv)
 
     try:
@@ -515,12 +653,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             agg_a, agg_b, names = load_pair(args.a, args.b)
             labels = tuple(args.labels or (Path(args.a).stem, Path(args.b).stem))
         result = compute_shift(
-            agg_a, agg_b, normalize_by_length=args.normalize_by_length, weighting=args.weighting,
-            feature_names=names, labels=labels,
+            agg_a,
+            agg_b,
+            normalize_by_length=args.normalize_by_length,
+            weighting=args.weighting,
+            feature_names=names,
+            labels=labels,
         )
         written = write_report(
-            result, args.out, k=args.k, n_features=args.n_features, png=not args.no_png,
-            html_out=not args.no_html, plotlyjs=args.plotlyjs,
+            result,
+            args.out,
+            k=args.k,
+            n_features=args.n_features,
+            png=not args.no_png,
+            html_out=not args.no_html,
+            plotlyjs=args.plotlyjs,
         )
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

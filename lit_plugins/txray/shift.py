@@ -89,7 +89,7 @@ mass-share distribution ``m(n,f)/M(n)``, whatever ``weighting`` is.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -102,14 +102,14 @@ from lit_plugins.txray.aggregate import (
 )
 
 __all__ = [
-    "hellinger",
-    "hellinger_rows",
-    "compute_shift",
-    "rank_shifts",
-    "ShiftResult",
+    "WEIGHTINGS",
     "NeuronShift",
     "RankedShifts",
-    "WEIGHTINGS",
+    "ShiftResult",
+    "compute_shift",
+    "hellinger",
+    "hellinger_rows",
+    "rank_shifts",
 ]
 
 WEIGHTINGS = ("mass", "mean")
@@ -323,10 +323,12 @@ def _hellinger_sq_and_union(Ma, sa, Mb, sb, H: int, F: int, max_cells: int = 1 <
     for r0 in range(0, H, step):
         r1 = min(H, r0 + step)
         a0, a1, b0, b1 = ip_a[r0], ip_a[r1], ip_b[r0], ip_b[r1]
-        rows = np.concatenate([
-            np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(ip_a[r0:r1 + 1])),
-            np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(ip_b[r0:r1 + 1])),
-        ])
+        rows = np.concatenate(
+            [
+                np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(ip_a[r0 : r1 + 1])),
+                np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(ip_b[r0 : r1 + 1])),
+            ]
+        )
         cols = np.concatenate([Ma.indices[a0:a1], Mb.indices[b0:b1]]).astype(np.int64)
         vals = np.concatenate([sa[a0:a1], -sb[b0:b1]])
         keys, inv_idx = np.unique(rows * F + cols, return_inverse=True)
@@ -370,7 +372,9 @@ def compute_shift(
       ValueError: different neuron counts, an empty aggregation, or no neuron
         active in both models.
     """
-    if not isinstance(agg_a, NeuronFeatureAggregator) or not isinstance(agg_b, NeuronFeatureAggregator):
+    if not isinstance(agg_a, NeuronFeatureAggregator) or not isinstance(
+        agg_b, NeuronFeatureAggregator
+    ):
         raise ValueError("agg_a and agg_b must be NeuronFeatureAggregator instances")
     if agg_a.num_neurons != agg_b.num_neurons:
         raise ValueError(
@@ -435,7 +439,11 @@ def compute_shift(
 
     names = None
     if feature_names is not None:
-        names = feature_names.names if isinstance(feature_names, FeatureVocab) else [str(s) for s in feature_names]
+        names = (
+            feature_names.names
+            if isinstance(feature_names, FeatureVocab)
+            else [str(s) for s in feature_names]
+        )
 
     return ShiftResult(
         num_neurons=H,

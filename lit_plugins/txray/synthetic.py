@@ -23,11 +23,11 @@ All other neurons are *untouched* (distance ~ 0).
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["SyntheticTXRay", "SyntheticBatch"]
+__all__ = ["SyntheticBatch", "SyntheticTXRay"]
 
 
 @dataclasses.dataclass
@@ -64,15 +64,19 @@ class SyntheticTXRay:
         self.feature_probs = p / p.sum()
         self.bump = rng.uniform(2.0, 4.0, size=vocab_size)
         # every neuron owns at least one feature when vocab_size >= num_neurons
-        owner = rng.permutation(np.arange(vocab_size) % num_neurons) if vocab_size >= num_neurons \
+        owner = (
+            rng.permutation(np.arange(vocab_size) % num_neurons)
+            if vocab_size >= num_neurons
             else rng.integers(0, num_neurons, size=vocab_size)
+        )
         self.owner_a = owner.astype(np.int64)
         self.owner_b = self.owner_a.copy()
         planted = rng.choice(num_neurons, size=2 * (num_swaps + num_specialise), replace=False)
         self.swaps = [(int(planted[2 * i]), int(planted[2 * i + 1])) for i in range(num_swaps)]
         off = 2 * num_swaps
         self.specialise = [
-            (int(planted[off + 2 * i]), int(planted[off + 2 * i + 1])) for i in range(num_specialise)
+            (int(planted[off + 2 * i]), int(planted[off + 2 * i + 1]))
+            for i in range(num_specialise)
         ]
         for p_, q_ in self.swaps:
             fp, fq = self.owner_a == p_, self.owner_a == q_
@@ -89,13 +93,17 @@ class SyntheticTXRay:
         rng = self._rng if rng is None else rng
         H = self.num_neurons
         fids = rng.choice(self.vocab_size, size=num_tokens, p=self.feature_probs).astype(np.int64)
-        base = (rng.standard_normal((num_tokens, H), dtype=np.float32) * np.float32(self.noise))
-        height = (self.bump[fids] * (1.0 + 0.1 * rng.standard_normal(num_tokens))).astype(np.float32)
+        base = rng.standard_normal((num_tokens, H), dtype=np.float32) * np.float32(self.noise)
+        height = (self.bump[fids] * (1.0 + 0.1 * rng.standard_normal(num_tokens))).astype(
+            np.float32
+        )
         rows = np.arange(num_tokens)
         a = base.copy()
         a[rows, self.owner_a[fids]] += height
         b = base
-        b += rng.standard_normal((num_tokens, H), dtype=np.float32) * np.float32(self.finetune_noise)
+        b += rng.standard_normal((num_tokens, H), dtype=np.float32) * np.float32(
+            self.finetune_noise
+        )
         b[rows, self.owner_b[fids]] += height * np.float32(1.0 + self.finetune_noise)
         return SyntheticBatch(fids, a, b)
 

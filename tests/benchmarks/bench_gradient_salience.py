@@ -8,39 +8,41 @@ import os
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from lit_nlp.components import gradient_maps  # noqa: E402
-from lit_plugins import demo_models  # noqa: E402
-from lit_plugins import interpreters  # noqa: E402
-from lit_plugins.data import loaders  # noqa: E402
+from lit_nlp.components import gradient_maps
+
+from lit_plugins import (
+    demo_models,
+    interpreters,
+)
+from lit_plugins.data import loaders
 
 
 def best_of(fn, repeats=3):
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return min(times)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def main():
-  model = demo_models.finetuned_minilm(batch_size=32)
-  examples = loaders.load_bundled_sentiment("dev").examples
-  outputs = list(model.predict(examples))
-  predict = best_of(lambda: list(model.predict(examples)))
-  print(f"{len(examples)} dev sentences; model predict with gradients: "
-        f"{predict:.2f}s\n")
-  print("| interpreter | interpreter time (s) | overhead over predict |")
-  print("|---|---|---|")
-  for name, interp in [("lit-plugins GradientNorm", interpreters.GradientNorm()),
-                       ("lit-plugins GradientDotInput",
-                        interpreters.GradientDotInput()),
-                       ("LIT GradientNorm", gradient_maps.GradientNorm()),
-                       ("LIT GradientDotInput",
-                        gradient_maps.GradientDotInput())]:
-    t = best_of(lambda: interp.run(examples, model, None, outputs))
-    print(f"| {name} | {t:.4f} | {t / predict:.2%} |")
+    model = demo_models.finetuned_minilm(batch_size=32)
+    examples = loaders.load_bundled_sentiment("dev").examples
+    outputs = list(model.predict(examples))
+    predict = best_of(lambda: list(model.predict(examples)))
+    print(f"{len(examples)} dev sentences; model predict with gradients: {predict:.2f}s\n")
+    print("| interpreter | interpreter time (s) | overhead over predict |")
+    print("|---|---|---|")
+    for name, interp in [
+        ("lit-plugins GradientNorm", interpreters.GradientNorm()),
+        ("lit-plugins GradientDotInput", interpreters.GradientDotInput()),
+        ("LIT GradientNorm", gradient_maps.GradientNorm()),
+        ("LIT GradientDotInput", gradient_maps.GradientDotInput()),
+    ]:
+        t = best_of(lambda: interp.run(examples, model, None, outputs))
+        print(f"| {name} | {t:.4f} | {t / predict:.2%} |")
 
 
 if __name__ == "__main__":
-  main()
+    main()

@@ -150,17 +150,39 @@ def compare(H, V, T, bt, repeat, seed=0):
     t_all, (_, agg_all, _) = _timeit(lambda: ours(batches(), H, mode="all"), max(1, repeat // 2))
 
     ref_neurons = np.array(sorted(ref))
-    same_shared = np.array_equal(ref_neurons, r_orig.shared) and np.array_equal(ref_neurons, r_paper.shared)
+    same_shared = np.array_equal(ref_neurons, r_orig.shared) and np.array_equal(
+        ref_neurons, r_paper.shared
+    )
     nan = float("nan")
-    d_orig = float(np.abs(np.array([ref[n][0] for n in ref_neurons]) - r_orig.distance).max()) if same_shared else nan
-    d_paper = float(np.abs(np.array([ref[n][2] for n in ref_neurons]) - r_paper.distance).max()) if same_shared else nan
-    same_len = same_shared and np.array_equal(np.array([ref[n][1] for n in ref_neurons]), r_orig.hellinger_length)
+    d_orig = (
+        float(np.abs(np.array([ref[n][0] for n in ref_neurons]) - r_orig.distance).max())
+        if same_shared
+        else nan
+    )
+    d_paper = (
+        float(np.abs(np.array([ref[n][2] for n in ref_neurons]) - r_paper.distance).max())
+        if same_shared
+        else nan
+    )
+    same_len = same_shared and np.array_equal(
+        np.array([ref[n][1] for n in ref_neurons]), r_orig.hellinger_length
+    )
     rank_ref = sorted(ref, key=lambda n: (-ref[n][0], -ref[n][1], n))[:10]
     rank_ours = [x.neuron for x in r_orig.rank_shifts(10).most]
     return dict(
-        T=T, n_ref=len(ref), same_shared=same_shared, same_len=same_len, d_orig=d_orig, d_paper=d_paper,
-        rank_equal=rank_ref == rank_ours, t_ref=t_ref, t_orig=t_orig, t_paper=t_paper, t_all=t_all,
-        credits_all=agg_all.num_credited, seen=agg_a.num_features,
+        T=T,
+        n_ref=len(ref),
+        same_shared=same_shared,
+        same_len=same_len,
+        d_orig=d_orig,
+        d_paper=d_paper,
+        rank_equal=rank_ref == rank_ours,
+        t_ref=t_ref,
+        t_orig=t_orig,
+        t_paper=t_paper,
+        t_all=t_all,
+        credits_all=agg_all.num_credited,
+        seen=agg_a.num_features,
     )
 
 
@@ -173,8 +195,11 @@ def main():
     ap.add_argument("--batch-sentences", type=int, default=32)
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--no-reference-at-scale", action="store_true",
-                    help="skip the (slow, memory-hungry) pandas reference on the scaled dataset")
+    ap.add_argument(
+        "--no-reference-at-scale",
+        action="store_true",
+        help="skip the (slow, memory-hungry) pandas reference on the scaled dataset",
+    )
     args = ap.parse_args()
 
     H, V = args.neurons, args.vocab
@@ -185,45 +210,72 @@ def main():
         runs.append(compare(H, V, args.scale * T, bt, max(1, args.repeat // 2)))
 
     print("# TX-Ray benchmark\n")
-    print(f"Synthetic layer: H={H} neurons, {args.sentences} sentences x {args.tokens_per_sentence} "
-          f"tokens = {T} positions (1x), vocabulary {V} ({runs[0]['seen']} seen at 1x); ours streams "
-          f"batches of {bt} positions, including the token-string -> id encoding; max-1 crediting "
-          f"unless stated.\n")
+    print(
+        f"Synthetic layer: H={H} neurons, {args.sentences} sentences x {args.tokens_per_sentence} "
+        f"tokens = {T} positions (1x), vocabulary {V} ({runs[0]['seen']} seen at 1x); ours streams "
+        f"batches of {bt} positions, including the token-string -> id encoding; max-1 crediting "
+        f"unless stated.\n"
+    )
     print("## Agreement with the pandas reference (published procedure)\n")
-    print("| data | definition | shared neurons equal | Hellinger lengths equal | max abs diff of distances | top-10 ranking equal |")
+    print(
+        "| data | definition | shared neurons equal | Hellinger lengths equal | max abs diff of distances | top-10 ranking equal |"
+    )
     print("|---|---|---|---|---|---|")
     ok = True
     for r in runs:
         tag = f"{r['T'] // T}x ({r['T']} pos.)"
-        print(f"| {tag} | original code: mean weighting, H / length | {r['same_shared']} ({r['n_ref']}) | "
-              f"{r['same_len']} | {r['d_orig']:.2e} | {r['rank_equal']} |")
-        print(f"| {tag} | paper: mass-share distribution, plain H | {r['same_shared']} ({r['n_ref']}) | "
-              f"{r['same_len']} | {r['d_paper']:.2e} | - |")
+        print(
+            f"| {tag} | original code: mean weighting, H / length | {r['same_shared']} ({r['n_ref']}) | "
+            f"{r['same_len']} | {r['d_orig']:.2e} | {r['rank_equal']} |"
+        )
+        print(
+            f"| {tag} | paper: mass-share distribution, plain H | {r['same_shared']} ({r['n_ref']}) | "
+            f"{r['same_len']} | {r['d_paper']:.2e} | - |"
+        )
         ok &= r["d_orig"] <= 1e-9 and r["d_paper"] <= 1e-9
     print(f"\nTolerance 1e-9: {'PASS' if ok else 'FAIL'}\n")
 
     print("## Speed (wall time for both models: activations -> per-neuron distances)\n")
-    print("| data | pandas reference (s) | ours, original-code def. (s) | speed-up | ours, paper def. (s) | speed-up | ours, all-mode (s) |")
+    print(
+        "| data | pandas reference (s) | ours, original-code def. (s) | speed-up | ours, paper def. (s) | speed-up | ours, all-mode (s) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in runs:
-        print(f"| {r['T'] // T}x ({r['T']} pos.) | {r['t_ref']:.3f} | {r['t_orig']:.4f} | "
-              f"{r['t_ref'] / r['t_orig']:.0f}x | {r['t_paper']:.4f} | {r['t_ref'] / r['t_paper']:.0f}x | "
-              f"{r['t_all']:.3f} |")
-    print(f"\nOurs: median of {args.repeat} runs at 1x ({max(1, args.repeat // 2)} at {args.scale}x); "
-          f"reference: one run. all-mode has no reference (the original code is max-1 only); "
-          f"it records {runs[0]['credits_all']} credits per model at 1x.\n")
+        print(
+            f"| {r['T'] // T}x ({r['T']} pos.) | {r['t_ref']:.3f} | {r['t_orig']:.4f} | "
+            f"{r['t_ref'] / r['t_orig']:.0f}x | {r['t_paper']:.4f} | {r['t_ref'] / r['t_paper']:.0f}x | "
+            f"{r['t_all']:.3f} |"
+        )
+    print(
+        f"\nOurs: median of {args.repeat} runs at 1x ({max(1, args.repeat // 2)} at {args.scale}x); "
+        f"reference: one run. all-mode has no reference (the original code is max-1 only); "
+        f"it records {runs[0]['credits_all']} credits per model at 1x.\n"
+    )
 
-    print(f"## Memory: ours streaming over {args.scale}x the data ({args.scale * T} positions, batches of {bt})\n")
+    print(
+        f"## Memory: ours streaming over {args.scale}x the data ({args.scale * T} positions, batches of {bt})\n"
+    )
     full_act = args.scale * T * H * 4 / 2**20
-    print(f"For scale: one model's full [tokens x neurons] float32 activation matrix at {args.scale}x "
-          f"= {full_act:.0f} MiB; ours never materialises it (batches generated on the fly).\n")
-    print("| run | storage | positions | peak traced memory (MiB) | of which the 2 input batches (MiB) | time (s) |")
+    print(
+        f"For scale: one model's full [tokens x neurons] float32 activation matrix at {args.scale}x "
+        f"= {full_act:.0f} MiB; ours never materialises it (batches generated on the fly).\n"
+    )
+    print(
+        "| run | storage | positions | peak traced memory (MiB) | of which the 2 input batches (MiB) | time (s) |"
+    )
     print("|---|---|---:|---:|---:|---:|")
     for scale in (1, args.scale):
-        for mode, storage in (("max1", "sparse"), ("max1", "dense"), ("all", "sparse"), ("all", "dense")):
+        for mode, storage in (
+            ("max1", "sparse"),
+            ("max1", "dense"),
+            ("all", "sparse"),
+            ("all", "dense"),
+        ):
             peak, bmb, el, _, is_sp = streaming_peak(0, H, V, scale * T, bt, mode, storage)
-            print(f"| ours {mode}, {scale}x | {'sparse' if is_sp else 'dense'} | {scale * T} | "
-                  f"{peak:.1f} | {bmb:.1f} | {el:.2f} |")
+            print(
+                f"| ours {mode}, {scale}x | {'sparse' if is_sp else 'dense'} | {scale * T} | "
+                f"{peak:.1f} | {bmb:.1f} | {el:.2f} |"
+            )
     gen = SyntheticTXRay(num_neurons=H, vocab_size=V, seed=0)
     data = gen.batch(T)
     tokens = [gen.feature_names[i] for i in data.feature_ids]
@@ -233,10 +285,14 @@ def main():
     ref_calculate(df1, df2)
     _, peak_ref = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"| pandas reference, 1x (input activations excluded) | frames | {T} | {peak_ref / 2**20:.1f} | - | - |")
-    print("\n(peak traced = tracemalloc peak during aggregation + compute_shift, including the "
-          "synthetic generator's per-batch temporaries; 'dense' storage at a growing 3000-feature "
-          "vocabulary is shown for comparison only: storage='auto' picks sparse there.)")
+    print(
+        f"| pandas reference, 1x (input activations excluded) | frames | {T} | {peak_ref / 2**20:.1f} | - | - |"
+    )
+    print(
+        "\n(peak traced = tracemalloc peak during aggregation + compute_shift, including the "
+        "synthetic generator's per-batch temporaries; 'dense' storage at a growing 3000-feature "
+        "vocabulary is shown for comparison only: storage='auto' picks sparse there.)"
+    )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ def test_all_hand_worked():
         rtol=1e-15,
     )
     # layer total 6.5
-    np.testing.assert_allclose(agg.mass_activation(), [1.75 / 6.5, 2.5 / 6.5, 2.25 / 6.5], rtol=1e-15)
+    np.testing.assert_allclose(
+        agg.mass_activation(), [1.75 / 6.5, 2.5 / 6.5, 2.25 / 6.5], rtol=1e-15
+    )
 
 
 def test_max1_tie_goes_to_lowest_neuron_and_inactive_flagged():
@@ -102,7 +104,9 @@ def test_sparse_and_dense_paths_equal(mode):
     acts, fids = _dyadic_data(1)
     dense = NeuronFeatureAggregator(40, mode=mode, storage="dense").update(acts, fids)
     sparse = NeuronFeatureAggregator(40, mode=mode, storage="sparse", coalesce_every=100)
-    auto_small = NeuronFeatureAggregator(40, mode=mode, dense_max_cells=40 * 100)  # switches to sparse
+    auto_small = NeuronFeatureAggregator(
+        40, mode=mode, dense_max_cells=40 * 100
+    )  # switches to sparse
     for s in range(0, 3000, 250):
         sparse.update(acts[s : s + 250], fids[s : s + 250])
         auto_small.update(acts[s : s + 250], fids[s : s + 250])
@@ -122,7 +126,9 @@ def test_general_floats_streaming_close():
     streamed = NeuronFeatureAggregator(30, mode="all", storage="sparse", coalesce_every=1000)
     for s in range(0, 2000, 64):
         streamed.update(acts[s : s + 64], fids[s : s + 64])
-    np.testing.assert_allclose(one.mass_matrix().toarray(), streamed.mass_matrix().toarray(), rtol=1e-12)
+    np.testing.assert_allclose(
+        one.mass_matrix().toarray(), streamed.mass_matrix().toarray(), rtol=1e-12
+    )
     assert (one.count_matrix() != streamed.count_matrix()).nnz == 0
     # reference: plain python loop over positions
     ref = np.zeros((30, 100))
@@ -146,9 +152,15 @@ def test_torch_input():
     torch = pytest.importorskip("torch")
     acts = torch.tensor(ACTS, dtype=torch.float32, requires_grad=True)
     agg = NeuronFeatureAggregator(3).update(acts * 1, torch.tensor(FIDS))
-    np.testing.assert_array_equal(agg.mass_matrix().toarray(), [[1.0, 0, 0], [0, 2.0, 0], [0, 0, 1.5]])
-    agg16 = NeuronFeatureAggregator(3).update(torch.tensor(ACTS, dtype=torch.bfloat16), torch.tensor(FIDS))
-    np.testing.assert_array_equal(agg16.mass_matrix().toarray(), [[1.0, 0, 0], [0, 2.0, 0], [0, 0, 1.5]])
+    np.testing.assert_array_equal(
+        agg.mass_matrix().toarray(), [[1.0, 0, 0], [0, 2.0, 0], [0, 0, 1.5]]
+    )
+    agg16 = NeuronFeatureAggregator(3).update(
+        torch.tensor(ACTS, dtype=torch.bfloat16), torch.tensor(FIDS)
+    )
+    np.testing.assert_array_equal(
+        agg16.mass_matrix().toarray(), [[1.0, 0, 0], [0, 2.0, 0], [0, 0, 1.5]]
+    )
 
 
 @pytest.mark.parametrize(
@@ -231,11 +243,23 @@ def test_feature_vocab():
 def test_merge_subwords():
     toks = ["[CLS]", "un", "##believ", "##able", "film", "##s", "!", "[SEP]", "##x"]
     assert merge_subwords(toks, special_tokens=["[CLS]", "[SEP]"]) == [
-        "[CLS]", "unbelievable", "unbelievable", "unbelievable", "films", "films", "!", "[SEP]", "x",
+        "[CLS]",
+        "unbelievable",
+        "unbelievable",
+        "unbelievable",
+        "films",
+        "films",
+        "!",
+        "[SEP]",
+        "x",
     ]
     sp_toks = ["\u2581The", "\u2581un", "believ", "able", "\u2581film"]
     assert merge_subwords(sp_toks, continuation_prefix=None, word_start_prefix="\u2581") == [
-        "The", "unbelievable", "unbelievable", "unbelievable", "film",
+        "The",
+        "unbelievable",
+        "unbelievable",
+        "unbelievable",
+        "film",
     ]
     with pytest.raises(ValueError):
         merge_subwords(toks, continuation_prefix=None)

@@ -19,7 +19,9 @@ def small_result():
     b = gen.batch(3000)
     a_ = NeuronFeatureAggregator(48).update(b.acts_a, b.feature_ids)
     b_ = NeuronFeatureAggregator(48).update(b.acts_b, b.feature_ids)
-    names = [f"tok${i}" if i % 7 == 0 else f"w{i}" for i in range(300)]  # '$' must not break mathtext
+    names = [
+        f"tok${i}" if i % 7 == 0 else f"w{i}" for i in range(300)
+    ]  # '$' must not break mathtext
     return compute_shift(a_, b_, feature_names=names, labels=("pre", "fine"))
 
 
@@ -44,8 +46,12 @@ def test_write_report_files(tmp_path, small_result):
     assert index.count("Plotly.newPlot") == len(PLOTS)
     assert re.findall(r'<script[^>]*src="([^"]+)"', index) == ["plotly.min.js"]
     csv_lines = (out / "shift_table.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("neuron,distance") and len(csv_lines) == small_result.num_shared + 1
-    assert set(written) >= {f"{n}.png" for n in PLOTS} | {f"{n}.html" for n in PLOTS} | {"summary.json"}
+    assert (
+        csv_lines[0].startswith("neuron,distance") and len(csv_lines) == small_result.num_shared + 1
+    )
+    assert set(written) >= {f"{n}.png" for n in PLOTS} | {f"{n}.html" for n in PLOTS} | {
+        "summary.json"
+    }
     assert all(p.stat().st_size > 0 for p in written.values())
 
 
@@ -61,18 +67,50 @@ def test_write_report_inline_html_only(tmp_path, small_result):
 
 def test_cli_synthetic_then_npz(tmp_path, capsys):
     d1, d2 = tmp_path / "syn", tmp_path / "npz"
-    rc = main(["--synthetic", "--out", str(d1), "--neurons", "48", "--vocab", "300",
-               "--tokens", "3000", "--save-aggregations", "--no-html", "--k", "4"])
+    rc = main(
+        [
+            "--synthetic",
+            "--out",
+            str(d1),
+            "--neurons",
+            "48",
+            "--vocab",
+            "300",
+            "--tokens",
+            "3000",
+            "--save-aggregations",
+            "--no-html",
+            "--k",
+            "4",
+        ]
+    )
     assert rc == 0
     assert "most shifted" in capsys.readouterr().out
     _assert_png(d1 / "top_shifted.png")
-    rc = main(["--a", str(d1 / "a.npz"), "--b", str(d1 / "b.npz"), "--out", str(d2),
-               "--normalize-by-length", "--weighting", "mean", "--no-png", "--k", "4"])
+    rc = main(
+        [
+            "--a",
+            str(d1 / "a.npz"),
+            "--b",
+            str(d1 / "b.npz"),
+            "--out",
+            str(d2),
+            "--normalize-by-length",
+            "--weighting",
+            "mean",
+            "--no-png",
+            "--k",
+            "4",
+        ]
+    )
     assert rc == 0
     assert (d2 / "hellinger_length.html").stat().st_size > 0
-    a, b, names = load_pair(d1 / "a.npz", d1 / "b.npz")
+    a, _b, names = load_pair(d1 / "a.npz", d1 / "b.npz")
     assert names[:2] == ["w0", "w1"] and a.num_neurons == 48
-    assert main(["--a", str(tmp_path / "missing.npz"), "--b", str(d1 / "b.npz"), "--out", str(d2)]) == 2
+    assert (
+        main(["--a", str(tmp_path / "missing.npz"), "--b", str(d1 / "b.npz"), "--out", str(d2)])
+        == 2
+    )
 
 
 def test_load_pair_remaps_differing_vocabularies(tmp_path):
@@ -88,9 +126,24 @@ def test_load_pair_remaps_differing_vocabularies(tmp_path):
 
 def test_module_entry_point(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "lit_plugins.txray.report", "--synthetic", "--out", str(tmp_path),
-         "--neurons", "32", "--vocab", "200", "--tokens", "2000", "--no-png"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "lit_plugins.txray.report",
+            "--synthetic",
+            "--out",
+            str(tmp_path),
+            "--neurons",
+            "32",
+            "--vocab",
+            "200",
+            "--tokens",
+            "2000",
+            "--no-png",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "RuntimeWarning" not in proc.stderr

@@ -54,7 +54,9 @@ def test_hellinger_rows_dense_sparse_agree():
     P = np.array([[0.36, 0.64, 0], [1, 0, 0]])
     Q = np.array([[0.64, 0.36, 0], [0, 0, 1]])
     np.testing.assert_allclose(hellinger_rows(P, Q), [0.2, 1.0], atol=1e-15)
-    np.testing.assert_allclose(hellinger_rows(sp.csr_matrix(P), sp.csr_matrix(Q)), [0.2, 1.0], atol=1e-15)
+    np.testing.assert_allclose(
+        hellinger_rows(sp.csr_matrix(P), sp.csr_matrix(Q)), [0.2, 1.0], atol=1e-15
+    )
 
 
 @pytest.mark.parametrize(
@@ -173,8 +175,12 @@ def test_dense_and_sparse_shift_results_equal():
     batch = gen.batch(5000)
     res = []
     for storage in ("dense", "sparse"):
-        a = NeuronFeatureAggregator(64, storage=storage, mode="all").update(batch.acts_a, batch.feature_ids)
-        b = NeuronFeatureAggregator(64, storage=storage, mode="all").update(batch.acts_b, batch.feature_ids)
+        a = NeuronFeatureAggregator(64, storage=storage, mode="all").update(
+            batch.acts_a, batch.feature_ids
+        )
+        b = NeuronFeatureAggregator(64, storage=storage, mode="all").update(
+            batch.acts_b, batch.feature_ids
+        )
         res.append(compute_shift(a, b))
     np.testing.assert_array_equal(res[0].shared, res[1].shared)
     np.testing.assert_allclose(res[0].distance, res[1].distance, rtol=0, atol=1e-12)
