@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
 from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 
 Spec = lit_types.Spec
+# One LIT example or model output: field name -> value.
+JsonDict = dict[str, Any]
 
 LAYER_ACTIVATIONS_TEMPLATE = "layer_{}/token_activations"
 _LAYER_ACTIVATIONS_RE = re.compile(r"^layer_(\d+)/token_activations$")

@@ -565,9 +565,9 @@ def test_other_model_over_http_refits(server, data):
 
 
 def test_fit_cache_is_bounded_and_fits_once_per_key():
-    from lit_plugins.interpreters import common
+    from lit_plugins import dataset_level
 
-    cache = common.FitOnceCache(max_entries=2)
+    cache = dataset_level.FitOnceCache(max_entries=2)
     calls = []
     fit = lambda k: cache.get_or_fit(k, lambda: calls.append(k) or k * 10)
     assert [fit(1), fit(1), fit(2), fit(1), fit(3)] == [10, 10, 20, 10, 30]

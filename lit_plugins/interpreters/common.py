@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import collections
-import re
-import threading
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 from lit_nlp.api import model as lit_model
@@ -15,7 +11,7 @@ from lit_nlp.lib import utils as lit_utils
 
 from lit_plugins import specs
 
-JsonDict = dict[str, Any]
+JsonDict = specs.JsonDict
 
 # Config keys LIT users know from lit_nlp.components.gradient_maps.
 CLASS_KEY = "Class to explain"
@@ -24,8 +20,6 @@ INTERPOLATION_KEY = "Interpolation steps"
 # Set by LIT's Salience Maps module from its "Class to explain" dropdown.
 TARGET_INFO_KEY = "_salience_target"
 EXCLUDE_SPECIAL_KEY = "Exclude special tokens from normalization"
-
-_SPECIAL_RE = re.compile(r"^(\[[A-Z]+\]|<[^<>\s]+>)$")
 
 
 def parse_int(config: JsonDict, key: str, default: int, low: int, high: int) -> int:
@@ -99,13 +93,6 @@ def requested_class(
     return None
 
 
-def special_token_mask(model: lit_model.Model, tokens: Sequence[str]) -> np.ndarray:
-    """True for special tokens ([CLS], [SEP], <s>, ...)."""
-    tokenizer = getattr(specs.unwrap(model), "tokenizer", None)
-    special = set(getattr(tokenizer, "all_special_tokens", []) or [])
-    return np.array([t in special or bool(_SPECIAL_RE.match(t)) for t in tokens], dtype=bool)
-
-
 def outputs_for_target(
     inputs: list[JsonDict],
     model: lit_model.Model,
@@ -130,43 +117,3 @@ def outputs_for_target(
 
 def is_salience_spec(field: lit_types.LitType) -> bool:
     return isinstance(field, (lit_types.TokenSalience, lit_types.FeatureSalience))
-
-
-class FitOnceCache:
-    """Dataset-level fits cached by key: each key is fitted once even under
-    concurrent requests (a per-key lock), least recently used entries beyond
-    `max_entries` are dropped so a long-running server's memory stays bounded.
-    """
-
-    def __init__(self, max_entries: int = 16):
-        self._results: collections.OrderedDict = collections.OrderedDict()
-        self._key_locks: dict[Hashable, threading.Lock] = {}
-        self._lock = threading.Lock()
-        self.max_entries = max_entries
-        self.fit_count = 0
-
-    def _lookup(self, key):
-        if key in self._results:
-            self._results.move_to_end(key)
-            return True, self._results[key]
-        return False, None
-
-    def get_or_fit(self, key: Hashable, fit: Callable[[], Any]) -> Any:
-        with self._lock:
-            found, value = self._lookup(key)
-            if found:
-                return value
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
-            with self._lock:
-                found, value = self._lookup(key)
-                if found:
-                    return value
-            value = fit()
-            with self._lock:
-                self._results[key] = value
-                while len(self._results) > self.max_entries:
-                    self._results.popitem(last=False)
-                self._key_locks.pop(key, None)
-                self.fit_count += 1
-            return value

@@ -16,11 +16,11 @@ from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 from lit_nlp.components.citrus import utils as citrus_utils
 
-from lit_plugins import specs
+from lit_plugins import alignment, specs
 from lit_plugins.attribution import salience
 from lit_plugins.interpreters import common
 
-JsonDict = common.JsonDict
+JsonDict = specs.JsonDict
 
 
 def _l2_normalize(scores: np.ndarray) -> np.ndarray:
@@ -71,7 +71,7 @@ class _GradientSalience(lit_components.Interpreter):
             outputs = common.outputs_for_target(inputs, model, model_outputs, fields, target)
             for result, output in zip(results, outputs):
                 tokens = list(output[fields.tokens])
-                include = ~common.special_token_mask(model, tokens) if exclude_special else None
+                include = ~alignment.special_token_mask(model, tokens) if exclude_special else None
                 values = salience.normalize_within(
                     self.scores(output, fields), self.normalize, include
                 )

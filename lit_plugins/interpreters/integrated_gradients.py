@@ -25,13 +25,13 @@ from lit_nlp.api import types as lit_types
 from lit_nlp.components.citrus import utils as citrus_utils
 from lit_nlp.lib import utils as lit_utils
 
-from lit_plugins import specs
+from lit_plugins import alignment, specs
 from lit_plugins.attribution import baselines as baselines_lib
 from lit_plugins.attribution import integrated_gradients as ig_lib
 from lit_plugins.attribution import quadrature
 from lit_plugins.interpreters import common
 
-JsonDict = common.JsonDict
+JsonDict = specs.JsonDict
 
 RULE_KEY = "Integration rule"
 BASELINE_KEY = "Baseline"
@@ -285,7 +285,7 @@ def _lit_path_fn(
                 else np.broadcast_to(pad_or_mask, xi.shape).copy()
             )
             if options["keep_special"]:
-                keep = common.special_token_mask(model, ti)
+                keep = alignment.special_token_mask(model, ti)
                 bi[keep] = xi[keep]
             b.append(bi)
         xs.append(x)

@@ -25,8 +25,9 @@ from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 
 from lit_plugins import specs
+from lit_plugins.devices import pick_device
 
-JsonDict = dict[str, Any]
+JsonDict = specs.JsonDict
 
 TOKENS = "tokens"
 PROBAS = "probas"
@@ -35,13 +36,6 @@ TOKEN_EMBS = "token_embs"
 TOKEN_GRADS = "token_grads"
 GRAD_CLASS = "grad_class"
 CLS_EMB = "cls_emb"
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """'auto'/None → CUDA when available, else CPU; otherwise as given."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class HFSequenceClassifier(lit_model.BatchedModel):

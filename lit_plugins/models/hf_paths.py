@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
 
+from lit_plugins import specs
 from lit_plugins.attribution import baselines as baselines_lib
 
-JsonDict = dict[str, Any]
+JsonDict = specs.JsonDict
 
 # Most (path point × token) rows in one forward+backward: 16k rows of a
 # 384-wide 6-layer encoder stay around 1-2 GB of activations.

@@ -8,7 +8,7 @@ Data: the bundled sentiment train split (probes are fit on it) and dev split
 
 (a) Ours: ONE streamed pass of `model.predict(..., activation_layers='all',
     gradients=False)` over train + dev, mean-pooled per layer with
-    `linear_probe.collect_pooled_activations` (the interpreter's own
+    `probe_inputs.collect_pooled_activations` (the interpreter's own
     collection code), then `probing.LayerSweep` (one elastic-net
     `LinearProbe` per layer, the interpreter's defaults L1 = L2 = 1e-3).
     Baseline ("Carpentries-style" probing tutorial loop): for each layer, run
@@ -38,10 +38,10 @@ import torch
 
 from lit_plugins import (
     demo_models,
+    probe_inputs,
     probing,
 )
 from lit_plugins.data import loaders
-from lit_plugins.interpreters import linear_probe
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -55,7 +55,7 @@ def _sync(device):
 
 def ours(model, train, dev, y_tr, y_dev):
     """One forward pass (all layers) + one linear probe per layer."""
-    acts = linear_probe.collect_pooled_activations(
+    acts = probe_inputs.collect_pooled_activations(
         model, train + dev, "all", "mean", batch_size=BATCH
     )
     n = len(train)
