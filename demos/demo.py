@@ -9,6 +9,9 @@ Your own model and data:
   ./run demo --models=mine:/path/to/checkpoint --labels=negative,positive \
       --dataset=/path/to/reviews.csv --text_fields=sentence=review \
       --label_column=stars --max_examples=500
+
+Beyond this machine (no authentication; see README "Limits, caching and
+safety"): --host=0.0.0.0 --allowed_hosts=lit.example.org
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from lit_nlp import (
     server_flags,
 )
 
-from lit_plugins import registration
+from lit_plugins import registration, serving
 from lit_plugins.data import loaders
 from lit_plugins.models import HFSequenceClassifier
 
@@ -66,6 +69,35 @@ _ALLOWED_MODEL_DIRS = flags.DEFINE_list(
     None,
     "Directories under which the UI may load other checkpoints (default: "
     "the lit-plugins cache and the directories of --models).",
+)
+_ALLOWED_HOSTS = flags.DEFINE_list(
+    "allowed_hosts",
+    None,
+    "Host names (or IP addresses) in the URLs clients use, served besides "
+    "127.0.0.1, localhost and [::1] (default: the --host value); other Host "
+    "headers get 400 (DNS rebinding). Required with a non-loopback --host; "
+    "'*' serves any name.",
+)
+_ALLOWED_ORIGINS = flags.DEFINE_list(
+    "allowed_origins",
+    None,
+    "Other web origins allowed to call the API (e.g. https://lit.example.org "
+    "behind a proxy that rewrites Host); the server's own origin always is.",
+)
+_DATAPOINTS_DIR = flags.DEFINE_string(
+    "datapoints_dir",
+    None,
+    "The only directory /save_datapoints and /load_datapoints may write and "
+    "read (default: <lit-plugins cache>/datapoints). LIT's --data_dir is its "
+    "prediction cache, not this.",
+)
+_MAX_REQUEST_MB = flags.DEFINE_float(
+    "max_request_mb", 32.0, "Larger request bodies are refused (413)."
+)
+_DEBUG_ERRORS = flags.DEFINE_bool(
+    "debug_errors",
+    False,
+    "Send Python tracebacks in error responses (they always go to the server log).",
 )
 
 
@@ -126,6 +158,12 @@ def load_dataset(models) -> dict[str, loaders.RecordsDataset]:
 def main(argv: Sequence[str]) -> dev_server.LitServerType | None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if _MAX_REQUEST_MB.value <= 0:
+        raise app.UsageError("--max_request_mb must be > 0")
+    try:  # fail before loading models
+        serving.check_exposure(FLAGS.host, _ALLOWED_HOSTS.value)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     models = load_models(list(_text_fields()))
     datasets = load_dataset(models)
     for name, ds in datasets.items():
@@ -145,16 +183,20 @@ def main(argv: Sequence[str]) -> dev_server.LitServerType | None:
     loader = registration.safe_model_loader(
         roots, text_fields=tuple(_text_fields()), device=_DEVICE.value
     )
-    server = dev_server.Server(
+    flags_ = server_flags.get_flags()
+    print(f"\nlit-plugins demo: http://{flags_['host']}:{flags_['port']}\n", flush=True)
+    return registration.serve(
         models,
         datasets,
         interpreters=interpreters,
         model_loaders={"HFSequenceClassifier": loader},
-        **server_flags.get_flags(),
+        allowed_hosts=_ALLOWED_HOSTS.value or (),
+        allowed_origins=_ALLOWED_ORIGINS.value or (),
+        datapoints_dir=_DATAPOINTS_DIR.value,
+        max_request_mb=_MAX_REQUEST_MB.value,
+        debug_errors=_DEBUG_ERRORS.value,
+        **flags_,
     )
-    flags_ = server_flags.get_flags()
-    print(f"\nlit-plugins demo: http://{flags_['host']}:{flags_['port']}\n", flush=True)
-    return server.serve()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from absl import logging
 from lit_nlp.api import components as lit_components
 from lit_nlp.api import model as lit_model
 from lit_nlp.components import core as lit_core
@@ -78,3 +79,67 @@ def safe_model_loader(allowed_roots, **model_kw):
         return HFSequenceClassifier(path, batch_size=batch_size, max_length=max_length, **model_kw)
 
     return load_checkpoint, HFSequenceClassifier.init_spec()
+
+
+def serve(
+    models,
+    datasets,
+    *,
+    allowed_hosts=(),
+    allowed_origins=(),
+    datapoints_dir: str | None = None,
+    max_request_mb: float | None = None,
+    debug_errors: bool = False,
+    **server_kw,
+):
+    """`dev_server.Server(models, datasets, **server_kw).serve()` behind
+    `lit_plugins.serving`'s safety layer: only loopback and `allowed_hosts`
+    host names, no cross-site requests, datapoint files confined to
+    `datapoints_dir`, request bodies capped at `max_request_mb`, no tracebacks
+    in error responses unless `debug_errors`. See `serving.secure_app`.
+
+    `server_kw` are LIT's (e.g. `**server_flags.get_flags()`, `interpreters=`,
+    `model_loaders=`). A non-loopback `host` needs `allowed_hosts` (ValueError
+    otherwise) and logs a warning. Returns what `Server.serve()` returns; for
+    `server_type="external"` the wrapped WSGI app (e.g. for gunicorn: list
+    the names clients use in `allowed_hosts`).
+    """
+    from lit_nlp import dev_server  # pylint: disable=g-import-not-at-top
+
+    from lit_plugins import serving  # pylint: disable=g-import-not-at-top
+
+    server_type = server_kw.pop("server_type", "default")
+    host = server_kw.get("host", "127.0.0.1")
+    port = server_kw.get("port", 5432)
+    if server_type not in ("external", "prebake"):
+        if server_type not in dev_server.WSGI_SERVERS:
+            raise ValueError(f"Unknown server_type {server_type!r}")
+        warning = serving.check_exposure(host, allowed_hosts)
+        if warning:
+            logging.warning(warning)
+    lit_app = dev_server.Server(models, datasets, server_type="external", **server_kw).serve()
+    if server_type == "prebake":  # as LIT: run start-up tasks, save the cache, exit
+        lit_app.save_cache()
+        return None
+    app = serving.secure_app(
+        lit_app,
+        allowed_hosts=[*allowed_hosts, *([] if host in serving.WILDCARD_BINDS else [host])],
+        allowed_origins=allowed_origins,
+        datapoints_dir=datapoints_dir,
+        max_request_mb=max_request_mb or serving.DEFAULT_MAX_REQUEST_MB,
+        debug_errors=debug_errors,
+    )
+    logging.info(
+        "lit-plugins serving: hosts %s; datapoint files under %s; requests up to %g MB",
+        ", ".join(sorted(app.allowed_hosts)) + (" and any other" if app.any_host else ""),
+        app.datapoints_dir,
+        app.max_request_bytes / 2**20,
+    )
+    if server_type == "external":
+        return app
+    server = dev_server.WSGI_SERVERS[server_type](app, host=host, port=port)
+    server.serve()
+    if server_type == "notebook":
+        return server
+    lit_app.save_cache()
+    return None
