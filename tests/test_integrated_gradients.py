@@ -85,9 +85,12 @@ def test_fast_path_equals_lit_predict_path(tiny_classifier):
             np.testing.assert_allclose(
                 a["token_grads"].salience, b["token_grads"].salience, atol=2e-5
             )
-            np.testing.assert_allclose(
-                a["completeness"].salience, b["completeness"].salience, rtol=1e-3, atol=1e-6
-            )
+            # Item 0, the relative completeness error, carries float32
+            # rounding of order 1e-4 that differs by BLAS kernel between
+            # machines: compare it absolutely; the other items relatively.
+            ca, cb = a["completeness"].salience, b["completeness"].salience
+            assert abs(ca[0] - cb[0]) < 1e-3
+            np.testing.assert_allclose(ca[1:], cb[1:], rtol=1e-3, atol=1e-6)
 
 
 class _Plain(lit_model.Model):

@@ -14,6 +14,7 @@ Two ways to evaluate the path, same numbers:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -43,6 +44,21 @@ TARGET_LAYER_KEY = "Attribution target"
 INPUT_TARGET = "input embeddings"
 COMPLETENESS_KEY = "completeness"
 _LAYER_RE = re.compile(r"^\s*layer\s+(\d+)\s*$", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class IGOptions:
+    """A parsed config (see `IntegratedGradients.config_spec` for the keys)."""
+
+    rule: str  # quadrature.RULES
+    steps: int  # path points (fixed mode) or the first level (adaptive)
+    tolerance: float | None  # relative completeness error target; None = fixed steps
+    max_steps: int  # adaptive mode's cap
+    batch_size: int  # path points per forward+backward chunk
+    baseline: str  # baselines.BASELINES
+    keep_special: bool  # special tokens keep their input embedding in the baseline
+    normalize: bool
+    layer: int | None  # None = input embeddings, else layer IG on that layer's states
 
 
 class IntegratedGradients(lit_components.Interpreter):
@@ -127,15 +143,15 @@ class IntegratedGradients(lit_components.Interpreter):
         if hasattr(raw, "integrated_gradients_path") and len(all_fields) == 1:
             path_fn, tokens, _ = raw.integrated_gradients_path(
                 inputs,
-                options["baseline"],
-                options["keep_special"],
-                options["layer"],
+                options.baseline,
+                options.keep_special,
+                options.layer,
                 [target] * len(inputs),
             )
             token_fields = [[(all_fields[0], len(t))] for t in tokens]
             tokens = [[t] for t in tokens]
         else:
-            if options["layer"] is not None:
+            if options.layer is not None:
                 raise ValueError(
                     f"{TARGET_LAYER_KEY!r} 'layer N' needs a model with "
                     "integrated_gradients_path (e.g. HFSequenceClassifier); this "
@@ -151,16 +167,16 @@ class IntegratedGradients(lit_components.Interpreter):
         ig = ig_lib.integrated_gradients(
             len(inputs),
             path_fn,
-            rule=options["rule"],
-            steps=options["steps"],
-            tolerance=options["tolerance"],
-            max_steps=options["max_steps"],
-            batch_size=options["batch_size"],
+            rule=options.rule,
+            steps=options.steps,
+            tolerance=options.tolerance,
+            max_steps=options.max_steps,
+            batch_size=options.batch_size,
         )
         results = []
         for res, toks, layout in zip(ig, tokens, token_fields):
             scores = res.attributions
-            if options["normalize"]:
+            if options.normalize:
                 scores = citrus_utils.normalize_scores(scores)
             out, start = {}, 0
             for (fields, length), field_tokens in zip(layout, toks):
@@ -173,7 +189,7 @@ class IntegratedGradients(lit_components.Interpreter):
         return results
 
     # -------------------------------------------------------------- config
-    def parse_config(self, config: JsonDict) -> JsonDict:
+    def parse_config(self, config: JsonDict) -> IGOptions:
         """Validated options; a bad value raises ValueError naming what's
         accepted."""
         rule = common.parse_choice(config, RULE_KEY, self._rule, quadrature.RULES)
@@ -199,19 +215,19 @@ class IntegratedGradients(lit_components.Interpreter):
                 f"'layer N' (N = 0 for the embedding output), got "
                 f"{layer_text!r}."
             )
-        return {
-            "rule": rule,
-            "steps": steps,
-            "tolerance": tolerance if tolerance > 0 else None,
-            "max_steps": max_steps,
-            "batch_size": common.parse_int(config, BATCH_KEY, self._batch_size, 1, 4096),
-            "baseline": common.parse_choice(
+        return IGOptions(
+            rule=rule,
+            steps=steps,
+            tolerance=tolerance if tolerance > 0 else None,
+            max_steps=max_steps,
+            batch_size=common.parse_int(config, BATCH_KEY, self._batch_size, 1, 4096),
+            baseline=common.parse_choice(
                 config, BASELINE_KEY, self._baseline, baselines_lib.BASELINES
             ),
-            "keep_special": common.parse_bool(config, KEEP_SPECIAL_KEY, False),
-            "normalize": common.parse_bool(config, common.NORMALIZATION_KEY, self._normalize),
-            "layer": layer,
-        }
+            keep_special=common.parse_bool(config, KEEP_SPECIAL_KEY, False),
+            normalize=common.parse_bool(config, common.NORMALIZATION_KEY, self._normalize),
+            layer=layer,
+        )
 
 
 COMPLETENESS_ITEMS = (
@@ -220,7 +236,8 @@ COMPLETENESS_ITEMS = (
     "sum of attributions",
     "path points",
     "quadrature nodes",
-    "converged",
+    "tolerance",
+    "within tolerance",
 )
 
 
@@ -231,24 +248,36 @@ def completeness_salience(res: ig_lib.IGResult) -> dtypes.TokenSalience:
     module labels FeatureSalience keys with the datapoint's field of that name
     ("key: undefined" for ours). `salience[i]` is the number for
     COMPLETENESS_ITEMS[i]; the chip text shows it too.
+
+    The error is judged against `res.tolerance` (the adaptive target, or
+    ig_lib.DEFAULT_TOLERANCE = 1 % with fixed steps). "within tolerance" is
+    +1 when the error is within it; above it, it is negative and as large as
+    the largest other value, so LIT, which scales a map's chip colours by its
+    largest |value|, shows that chip at full strength in the negative colour,
+    and the chip and the error's chip say "above tolerance".
     """
-    values = (
+    tol = res.tolerance
+    values = [
         res.completeness_error,
         res.delta_f,
         float(np.sum(res.attributions)),
         float(res.evaluations),
         float(res.steps),
-        float(res.converged),
-    )
-    labels = (
-        f"completeness error {res.completeness_error:.3%}",
+        tol,
+    ]
+    within = bool(res.converged and res.completeness_error <= tol)
+    flag = 1.0 if within else -max(1.0, *(abs(v) for v in values if np.isfinite(v)))
+    labels = [
+        f"completeness error {res.completeness_error:.3%}"
+        + ("" if within else f" > {tol:.2%} tolerance"),
         f"F(input) - F(baseline) = {res.delta_f:.4g}",
         f"sum of attributions = {values[2]:.4g}",
         f"{res.evaluations} path points",
         f"{res.steps} quadrature nodes",
-        "converged" if res.converged else "tolerance not met",
-    )
-    return dtypes.TokenSalience(list(labels), np.asarray(values))
+        f"tolerance {tol:.2%}",
+        "within tolerance" if within else "ABOVE TOLERANCE: not converged",
+    ]
+    return dtypes.TokenSalience(labels, np.asarray([*values, flag]))
 
 
 def completeness_dict(salience: dtypes.TokenSalience) -> dict[str, float]:
@@ -261,7 +290,7 @@ def _lit_path_fn(
     inputs: list[JsonDict],
     outputs: list[JsonDict],
     all_fields: list[specs.GradientFields],
-    options: JsonDict,
+    options: IGOptions,
     target: str | None,
 ):
     """Integrand through LIT's predict, for any model with LIT IG's fields."""
@@ -271,8 +300,8 @@ def _lit_path_fn(
     target_key = all_fields[0].target
     vocab = common.target_vocab(model, target_key)
     pad_or_mask = None
-    if options["baseline"] != "zero":
-        pad_or_mask = _token_embedding(model, options["baseline"])
+    if options.baseline != "zero":
+        pad_or_mask = _token_embedding(model, options.baseline)
     xs, bs, tokens, targets = [], [], [], []
     for out in outputs:
         x = [np.asarray(out[f.embeddings], dtype=np.float32) for f in all_fields]
@@ -284,7 +313,7 @@ def _lit_path_fn(
                 if pad_or_mask is None
                 else np.broadcast_to(pad_or_mask, xi.shape).copy()
             )
-            if options["keep_special"]:
+            if options.keep_special:
                 keep = alignment.special_token_mask(model, ti)
                 bi[keep] = xi[keep]
             b.append(bi)
