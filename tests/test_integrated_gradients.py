@@ -184,8 +184,11 @@ def _errors(path_fn, n_examples, rule, steps):
 def test_error_shrinks_at_the_rules_order(minilm_paths, rule):
     examples, path_fn, _, _ = minilm_paths
     extra = 1 if rule == "riemann_trapezoid" else 0
-    coarse = np.median(_errors(path_fn, len(examples), rule, 32 + extra))
-    fine = np.median(_errors(path_fn, len(examples), rule, 64 + extra))
+    # 64 -> 128 points: at 32 the left rule's median error is not yet in its
+    # asymptotic regime on every machine's fine-tune (observed order 0.3 on
+    # one, 0.9 at 64 -> 128 on the same model).
+    coarse = np.median(_errors(path_fn, len(examples), rule, 64 + extra))
+    fine = np.median(_errors(path_fn, len(examples), rule, 128 + extra))
     observed_order = np.log2(coarse / fine)
     expected = quadrature.ORDER[rule]
     assert expected - 0.5 <= observed_order <= expected + 1.0, observed_order
