@@ -25,6 +25,9 @@ PathPoint = tuple[int, float]
 PathFn = Callable[[list[PathPoint]], list[tuple[float, np.ndarray]]]
 
 MAX_STEPS = 1024
+# Fixed-step results are judged against this relative completeness error:
+# `converged` is False above it (adaptive mode judges against its own target).
+DEFAULT_TOLERANCE = 0.01
 _ALPHA_DECIMALS = 12  # node identity for reuse across nested levels
 
 
@@ -37,7 +40,8 @@ class IGResult:
     completeness_error: float  # |Σ attributions − ΔF| / |ΔF|
     steps: int  # quadrature nodes of the final level
     evaluations: int  # distinct path points evaluated for this example
-    converged: bool  # adaptive: tolerance met (always True for fixed steps)
+    converged: bool  # completeness_error <= tolerance
+    tolerance: float = DEFAULT_TOLERANCE  # adaptive target, or DEFAULT_TOLERANCE (fixed steps)
 
 
 def relative_completeness_error(attributions: np.ndarray, delta_f: float) -> float:
@@ -89,6 +93,7 @@ def integrated_gradients(
     tolerance: float | None = None,
     max_steps: int = 256,
     batch_size: int = 64,
+    fixed_tolerance: float = DEFAULT_TOLERANCE,
 ) -> list[IGResult]:
     """Integrated gradients for `num_examples` paths.
 
@@ -102,9 +107,12 @@ def integrated_gradients(
         <= tolerance or the next level would exceed `max_steps`.
       max_steps: cap on nodes per example in adaptive mode.
       batch_size: the most path points per model call.
+      fixed_tolerance: without `tolerance`, the relative completeness error a
+        fixed-step result is judged against (its `converged` and `tolerance`).
 
     Returns:
-      One IGResult per example.
+      One IGResult per example; `converged` is True only when its completeness
+      error is within the tolerance, in both modes.
     """
     quadrature.check_rule(rule)
     _check_int("steps", steps, quadrature.MIN_STEPS.get(rule, 1), MAX_STEPS)
@@ -112,6 +120,9 @@ def integrated_gradients(
     _check_int("batch_size", batch_size, 1, 1 << 20)
     if tolerance is not None and not (0 < tolerance < 1):
         raise ValueError(f"tolerance must be in (0, 1), got {tolerance!r}.")
+    if not (0 < fixed_tolerance < 1):
+        raise ValueError(f"fixed_tolerance must be in (0, 1), got {fixed_tolerance!r}.")
+    judge = fixed_tolerance if tolerance is None else tolerance
     cache = _PointCache(path_fn, batch_size)
 
     # Endpoints give F(b) and F(x); rules with end nodes reuse them.
@@ -128,10 +139,12 @@ def integrated_gradients(
         for i in active:
             attr = _integrate_level(cache, i, rule, level)
             err = relative_completeness_error(attr, delta_f[i])
-            done = tolerance is None or err <= tolerance
+            within = bool(err <= judge)
             next_level = quadrature.refine(rule, level)
-            results[i] = IGResult(attr, delta_f[i], err, level, cache.count(i), converged=done)
-            if not done and next_level <= max_steps:
+            results[i] = IGResult(
+                attr, delta_f[i], err, level, cache.count(i), converged=within, tolerance=judge
+            )
+            if tolerance is not None and not within and next_level <= max_steps:
                 still.append(i)
         active = still
         level = quadrature.refine(rule, level)

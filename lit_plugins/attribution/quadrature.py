@@ -5,6 +5,19 @@ Each rule returns nodes α_k and weights w_k with Σ w_k = 1, so that
 middle/trapezoid O(1/n²), Gauss–Legendre and Clenshaw–Curtis faster than any
 power of 1/n. LIT 1.3's IG evaluates α = 0 … (n−1)/n and averages trapezoid
 pairs among them, so its path never reaches the input (α = 1).
+
+`gausslegendre_graded` is Gauss–Legendre after the change of variables
+α = t³ (nodes t_k³, weights 3 t_k² w_k): the nodes crowd toward α = 0, the
+smallest at ~(1.2/n)⁶ instead of ~(1.2/n)², at the price of half the node
+density in the middle of the path. It is for stiff paths whose score moves
+steeply as α → 0 and hardly anywhere else, e.g. a zero baseline through a
+model that normalises the word embeddings before anything breaks the scale
+(ModernBERT; DeBERTa-v3 style, relative positions only): with no bias before
+the LayerNorm, LN(α·x) = LN(x) except for α below ~√eps / std(x). On such a
+tiny ModernBERT, 64 graded nodes give a 3e-5 relative completeness error
+where 64 plain ones give 210 %; on the fine-tuned MiniLM (zero baseline,
+features mid-path) they are worse (max 1.9 % vs 0.55 % over 16 dev
+sentences), so plain `gausslegendre` stays the default.
 """
 
 from __future__ import annotations
@@ -18,7 +31,10 @@ RULES = (
     "riemann_trapezoid",
     "gausslegendre",
     "clenshaw_curtis",
+    "gausslegendre_graded",
 )
+# α = t**GRADING_POWER for gausslegendre_graded (3: see the module docstring).
+GRADING_POWER = 3
 # Observed convergence order of the error in n (None: super-algebraic).
 ORDER = {
     "riemann_left": 1,
@@ -27,11 +43,13 @@ ORDER = {
     "riemann_trapezoid": 2,
     "gausslegendre": None,
     "clenshaw_curtis": None,
+    "gausslegendre_graded": None,
 }
 # Node sets that contain the previous level's nodes when n is refined as
 # `refine(n)`: adaptive integration then reuses every earlier evaluation.
 NESTED = {"riemann_left", "riemann_right", "riemann_trapezoid", "clenshaw_curtis"}
-MIN_STEPS = {"riemann_trapezoid": 2, "clenshaw_curtis": 2}
+# gausslegendre_graded: 1 node cannot integrate the Jacobian 3t² (weights sum to 3/4).
+MIN_STEPS = {"riemann_trapezoid": 2, "clenshaw_curtis": 2, "gausslegendre_graded": 2}
 
 
 def check_rule(rule: str) -> str:
@@ -58,9 +76,13 @@ def nodes_and_weights(rule: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         w = np.full(n, 1.0 / (n - 1))
         w[[0, -1]] /= 2
         return np.linspace(0.0, 1.0, n), w
-    if rule == "gausslegendre":
+    if rule in ("gausslegendre", "gausslegendre_graded"):
         x, w = np.polynomial.legendre.leggauss(n)
-        return (x + 1) / 2, w / 2
+        x, w = (x + 1) / 2, w / 2
+        if rule == "gausslegendre_graded":  # ∫ g(α) dα = ∫ g(t^p) p t^(p−1) dt
+            p = GRADING_POWER
+            x, w = x**p, w * p * x ** (p - 1)
+        return x, w
     return _clenshaw_curtis(n - 1)
 
 
