@@ -19,12 +19,22 @@ Crediting modes (``mode``):
     its activation value.
 
 Memory is O(neurons x distinct features), never O(tokens x neurons): each
-batch is reduced to ``(neuron, feature, value)`` triples immediately.  Small,
-fixed feature spaces (e.g. POS tags) accumulate in a dense ``float64``/``int64``
-array; large or growing ones (tokens, words) as ``scipy.sparse`` CSR matrices
-with a bounded buffer of pending COO triples that is coalesced periodically.
-``storage="auto"`` picks dense only when ``num_features`` is given and
-``num_neurons x num_features <= dense_max_cells``.
+batch is reduced to per-(neuron, feature) credits immediately.  Two storages:
+
+* dense: feature-major ``[features, neurons]`` tables of mass and count,
+  growing in blocks of features (no copy when the feature space grows);
+* sparse: a canonical CSR pair (mass, count) with one shared pattern, plus a
+  buffer of pending ``(neuron << 32 | feature, mass, count)`` cells merged
+  (one stable sort, then in-order sums) once it outgrows
+  ``max(coalesce_every, stored cells)``.
+
+``storage="auto"`` uses sparse storage for max-1 crediting over a growing
+feature space (about one credited neuron per position: a sparse table), and
+dense otherwise while ``num_neurons x num_features <= dense_max_cells``; "all"
+crediting fills nearly every cell of a seen feature (about half the layer is
+positive at each position), where a dense table is both smaller and faster,
+so its default has no such limit.  Both storages add every cell's credits in
+batch order, so they give bit-identical sums.
 
 NaN or ``+inf`` activations raise ``ValueError``; ``-inf`` is accepted (it can
 never be credited).
@@ -254,25 +264,50 @@ def _to_numpy(x, name: str) -> np.ndarray:
     return arr
 
 
+_KEY_SHIFT = 32  # sparse cell key = neuron << 32 | feature
+_MAX_FEATURE_ID = (1 << 31) - 1
+_BLOCK_CELLS = 1 << 18  # cells per dense block while the feature space grows
+# storage="auto" dense/sparse threshold (cells) per mode when none is given:
+# max-1 fills ~1 neuron per feature, so its table is sparse; "all" credits
+# every positive activation (about half the layer per position), so nearly
+# every (neuron, feature) cell of a seen feature is filled and a dense table
+# is both smaller (16 B per cell vs 24 B per stored cell plus the pending
+# buffer) and faster: no threshold.
+_DEFAULT_DENSE_MAX_CELLS = {"max1": 1 << 18, "all": None}
+
+
 class NeuronFeatureAggregator:
     """Accumulates activation mass and counts per (neuron, feature).
 
     Args:
       num_neurons: layer width H.
       num_features: size of the feature id space if known (ids must then be
-        ``< num_features``); ``None`` lets the space grow with the largest id seen.
+        ``< num_features``); ``None`` lets the space grow with the largest id seen
+        (ids must be ``< 2**31``).
       mode: ``"max1"`` (default, the paper's) or ``"all"`` — see module docstring.
-      storage: ``"auto"`` (dense iff ``num_features`` is given and
-        ``H x num_features <= dense_max_cells``, else sparse), ``"dense"``
-        (grows by doubling if ``num_features`` is None) or ``"sparse"``.
-      dense_max_cells: dense/sparse threshold for ``storage="auto"``.
-      coalesce_every: in sparse storage, pending COO triples are merged into
-        the CSR accumulators once more than ``max(coalesce_every, stored cells)``
-        are buffered.
+      storage: ``"auto"``, ``"dense"`` (grows in blocks of features if
+        ``num_features`` is None) or ``"sparse"``.  ``"auto"`` is dense while
+        ``H x num_features <= dense_max_cells`` and switches to sparse once
+        a growing feature space exceeds it; in ``"max1"`` mode it starts
+        sparse when ``num_features`` is not given.
+      dense_max_cells: dense/sparse threshold for ``storage="auto"``; default
+        ``2**18`` cells in ``"max1"`` mode and no limit in ``"all"`` mode
+        (there, nearly every cell of a seen feature is filled, so a dense
+        table is smaller than a sparse one).
+      coalesce_every: in sparse storage, pending cells are merged into the CSR
+        accumulators once more than ``max(coalesce_every, stored cells)`` are
+        buffered.
 
     Use :meth:`update` once per batch; feature ids ``< 0`` (and positions with
     ``mask == False``) are skipped, which is convenient for padding / special
     tokens.
+
+    Storage: dense tables are feature-major blocks ``[features, H]`` (mass
+    ``float64``; counts ``float64`` too, exact below ``2**53``, returned as
+    ``int64``); sparse storage is a canonical CSR pair with one shared
+    pattern plus a buffer of pending ``(neuron << 32 | feature, mass, count)``
+    cells.  Both add every cell's contributions in batch order, so dense and
+    sparse storage give bit-identical sums.
     """
 
     def __init__(
@@ -281,13 +316,15 @@ class NeuronFeatureAggregator:
         num_features: int | None = None,
         mode: str = "max1",
         storage: str = "auto",
-        dense_max_cells: int = 1 << 18,
+        dense_max_cells: int | None = None,
         coalesce_every: int = 1 << 18,
     ):
         if int(num_neurons) <= 0:
             raise ValueError(f"num_neurons must be positive, got {num_neurons}")
         if num_features is not None and int(num_features) <= 0:
             raise ValueError(f"num_features must be positive or None, got {num_features}")
+        if num_features is not None and int(num_features) > _MAX_FEATURE_ID + 1:
+            raise ValueError(f"num_features must be <= 2**31, got {num_features}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if storage not in ("auto", "dense", "sparse"):
@@ -296,72 +333,115 @@ class NeuronFeatureAggregator:
         self.fixed_num_features = None if num_features is None else int(num_features)
         self.mode = mode
         self.storage_policy = storage
-        self.dense_max_cells = int(dense_max_cells)
+        if dense_max_cells is None:
+            dense_max_cells = _DEFAULT_DENSE_MAX_CELLS[mode]
+        self.dense_max_cells = None if dense_max_cells is None else int(dense_max_cells)
         self.coalesce_every = int(coalesce_every)
         self.num_tokens = 0  # token positions seen (after mask / negative-id filtering)
         self.num_credited = 0  # (position, neuron) credits recorded
         self._num_features = 0 if num_features is None else int(num_features)
-        # dense state
-        self._dense_mass: np.ndarray | None = None
-        self._dense_count: np.ndarray | None = None
-        # sparse state
+        # dense state: feature-major blocks, block k holds features [k*R, (k+1)*R)
+        self._blocks: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._block_rows = 0
+        # sparse state: canonical CSR pair sharing one pattern + pending cells
         self._csr_mass: sp.csr_matrix | None = None
         self._csr_count: sp.csr_matrix | None = None
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         self._pending_n = 0
 
-        initial_cap = self._num_features if num_features is not None else 64
         if storage == "dense" or (
             storage == "auto"
-            and num_features is not None
-            and self.num_neurons * initial_cap <= self.dense_max_cells
+            and (num_features is not None or mode == "all")
+            and self._dense_fits(max(self._num_features, 1))
         ):
-            self._init_dense(initial_cap)
+            self._init_dense()
         else:
             self._init_sparse()
 
     # ----------------------------------------------------------------- state
     @property
     def is_sparse(self) -> bool:
-        return self._dense_mass is None
+        return self._blocks is None
 
     @property
     def num_features(self) -> int:
         """Current size of the feature id space (fixed, or 1 + largest id seen)."""
         return self._num_features
 
-    def _init_dense(self, cap: int) -> None:
-        cap = max(int(cap), 1)
-        self._dense_mass = np.zeros((self.num_neurons, cap), dtype=np.float64)
-        self._dense_count = np.zeros((self.num_neurons, cap), dtype=np.int64)
+    def _dense_fits(self, num_features: int) -> bool:
+        limit = self.dense_max_cells
+        return limit is None or self.num_neurons * num_features <= limit
+
+    def _init_dense(self) -> None:
+        self._csr_mass = self._csr_count = None
+        self._pending, self._pending_n = [], 0
+        self._blocks = []
+        if self.fixed_num_features is not None:
+            self._block_rows = self.fixed_num_features  # one block, exactly sized
+        else:
+            self._block_rows = max(1, _BLOCK_CELLS // self.num_neurons)
+        self._ensure_dense_capacity(self._num_features)
 
     def _init_sparse(self) -> None:
-        self._dense_mass = self._dense_count = None
-        self._csr_mass = sp.csr_matrix((self.num_neurons, self._num_features), dtype=np.float64)
-        self._csr_count = sp.csr_matrix((self.num_neurons, self._num_features), dtype=np.int64)
+        self._blocks = None
+        shape = (self.num_neurons, self._num_features)
+        self._csr_mass = sp.csr_matrix(shape, dtype=np.float64)
+        self._csr_count = sp.csr_matrix(shape, dtype=np.int64)
+        self._pending, self._pending_n = [], 0
 
     def _ensure_dense_capacity(self, needed: int) -> None:
-        cap = self._dense_mass.shape[1]
-        if needed <= cap:
+        """Allocates dense blocks up to feature ``needed - 1`` (or switches to sparse)."""
+        R = self._block_rows
+        if len(self._blocks) * R >= needed:
             return
-        new_cap = max(needed, 2 * cap)
-        if self.fixed_num_features is not None:
-            new_cap = max(needed, self.fixed_num_features)
-        if self.storage_policy == "auto" and self.num_neurons * new_cap > self.dense_max_cells:
+        if self.storage_policy == "auto" and not self._dense_fits(needed):
             self._dense_to_sparse()
             return
-        mass = np.zeros((self.num_neurons, new_cap), dtype=np.float64)
-        count = np.zeros((self.num_neurons, new_cap), dtype=np.int64)
-        mass[:, :cap] = self._dense_mass
-        count[:, :cap] = self._dense_count
-        self._dense_mass, self._dense_count = mass, count
+        H = self.num_neurons
+        while len(self._blocks) * R < needed:
+            self._blocks.append((np.zeros((R, H)), np.zeros((R, H))))
 
     def _dense_to_sparse(self) -> None:
-        f = self._num_features
-        mass = sp.csr_matrix(self._dense_mass[:, :f])
-        count = sp.csr_matrix(self._dense_count[:, :f])
+        m, c = self._dense_csr()
         self._init_sparse()
-        self._csr_mass, self._csr_count = mass, count
+        self._csr_mass, self._csr_count = m, c
+
+    def _dense_csr(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """Canonical ``[H, F]`` (mass, count) CSR pair of the dense blocks (cells with mass > 0).
+
+        Two passes: count the cells per neuron, then fill the CSR arrays block by
+        block, so only one block's index temporaries exist at a time.
+        """
+        H, F, R = self.num_neurons, self._num_features, self._block_rows
+        views = [
+            (k * R, m[: min(R, F - k * R)], c[: min(R, F - k * R)])
+            for k, (m, c) in enumerate(self._blocks)
+            if k * R < F
+        ]
+        per_block = [np.count_nonzero(m > 0, axis=0) for _, m, _ in views]  # [H] each
+        indptr = np.zeros(H + 1, dtype=np.int64)
+        np.cumsum(np.sum(per_block, axis=0) if views else np.zeros(H, np.int64), out=indptr[1:])
+        nnz = int(indptr[-1])
+        idx_dtype = np.int32 if nnz < 2**31 else np.int64
+        indices = np.empty(nnz, dtype=idx_dtype)
+        mass = np.empty(nnz)
+        count = np.empty(nnz, dtype=np.int64)
+        before = indptr[:-1].copy()  # where the block's run of each neuron starts
+        for (lo, m, c), cnt in zip(views, per_block):
+            mt, ct = m.T, c.T  # [H, r] views
+            n, f = np.nonzero(mt > 0)  # logical (C) order of the view: by neuron, feature
+            if len(views) == 1:
+                dest = slice(None)
+            else:
+                dest = before[n] + (np.arange(n.shape[0]) - (np.cumsum(cnt) - cnt)[n])
+            indices[dest], mass[dest], count[dest] = f + lo, mt[n, f], ct[n, f]
+            before += cnt
+            del n, f, dest
+        indptr = indptr.astype(idx_dtype)
+        m = sp.csr_matrix((mass, indices, indptr), shape=(H, F))
+        c = sp.csr_matrix((count, indices, indptr), shape=(H, F))
+        m.has_sorted_indices = c.has_sorted_indices = True
+        return m, c
 
     # ---------------------------------------------------------------- update
     def update(self, activations, feature_ids, mask=None) -> NeuronFeatureAggregator:
@@ -384,25 +464,25 @@ class NeuronFeatureAggregator:
                 f"activations must have trailing dimension {self.num_neurons} (num_neurons), "
                 f"got shape {acts.shape}"
             )
-        if not np.issubdtype(acts.dtype, np.number) or np.issubdtype(
-            acts.dtype, np.complexfloating
-        ):
+        if acts.dtype.kind not in "fiu":
             raise ValueError(f"activations must be real numbers, got dtype {acts.dtype}")
         lead = acts.shape[:-1]
         if fids.shape != lead:
             raise ValueError(
                 f"feature_ids shape {fids.shape} must equal the activations' leading shape {lead}"
             )
-        if fids.size and not np.issubdtype(fids.dtype, np.integer):
+        if fids.size and fids.dtype.kind not in "iu":
             raise ValueError(f"feature_ids must be integers, got dtype {fids.dtype}")
-        acts = acts.reshape(-1, self.num_neurons)
+        H = self.num_neurons
+        acts = acts.reshape(-1, H)
         fids = fids.reshape(-1).astype(np.int64, copy=False)
-        is_float = np.issubdtype(acts.dtype, np.floating)
+        is_float = acts.dtype.kind == "f"
         if is_float and self.mode == "all" and not np.isfinite(acts).all():
             raise ValueError("activations contain NaN or infinite values")
-        keep = None
-        if fids.size and fids.min() < 0:
-            keep = fids >= 0
+        if fids.size == 0:
+            return self
+        fmin, fmax = int(fids.min()), int(fids.max())
+        keep = fids >= 0 if fmin < 0 else None
         if mask is not None:
             m = _to_numpy(mask, "mask")
             if m.shape != lead:
@@ -411,14 +491,16 @@ class NeuronFeatureAggregator:
             keep = m if keep is None else (keep & m)
         if keep is not None and not keep.all():
             acts, fids = acts[keep], fids[keep]
+            if fids.size == 0:
+                return self
+            fmax = int(fids.max())
         n_tok = fids.shape[0]
-        if n_tok == 0:
-            return self
-        fmax = int(fids.max())
         if self.fixed_num_features is not None and fmax >= self.fixed_num_features:
             raise ValueError(
                 f"feature id {fmax} out of range for num_features={self.fixed_num_features}"
             )
+        if fmax > _MAX_FEATURE_ID:
+            raise ValueError(f"feature id {fmax} out of range (ids must be < 2**31)")
 
         if self.mode == "max1":
             # one credit per position: (argmax neuron, feature, value) triples
@@ -430,48 +512,83 @@ class NeuronFeatureAggregator:
             if is_float and not np.isfinite(value).all():
                 raise ValueError("activations contain NaN or infinite values")
             pos = value > 0
-            rows = neuron[pos].astype(np.int64, copy=False)
-            cols = fids[pos]
-            vals = value[pos].astype(np.float64)
-            cnts = None  # all ones
+            if not pos.all():
+                neuron, fids, value = neuron[pos], fids[pos], value[pos]
+            n_new = int(neuron.shape[0])
+            self._record(n_tok, n_new, fmax)
+            if n_new:
+                self._add_cells(neuron, fids, value, None)  # float64 when summed
         else:  # "all": per-batch (feature x neuron) sums via a sparse one-hot product
             uniq, inv = np.unique(fids, return_inverse=True)
             onehot = sp.csr_matrix(
-                (np.ones(n_tok), (inv.ravel(), np.arange(n_tok))), shape=(uniq.shape[0], n_tok)
-            )
+                (np.ones(n_tok), inv.ravel(), np.arange(n_tok + 1)), shape=(n_tok, uniq.shape[0])
+            ).T.tocsr()  # [u, T], rows in position order
             positive = acts > 0
-            S = onehot @ np.where(positive, acts, 0).astype(np.float64)  # [u, H] mass
+            S = onehot @ np.maximum(acts, 0, dtype=np.float64)  # [u, H] mass
             C = onehot @ positive.astype(np.float64)  # [u, H] counts (exact small ints)
-            fi, rows = np.nonzero(C)
-            vals = S[fi, rows]
-            cnts = C[fi, rows].astype(np.int64)
-            cols = uniq[fi]
-            rows = rows.astype(np.int64, copy=False)
+            n_new = int(np.count_nonzero(positive))
+            self._record(n_tok, n_new, fmax)
+            if n_new:
+                self._add_rows(uniq, S, C)
+        return self
 
-        n_new = int(rows.shape[0]) if cnts is None else int(cnts.sum())
+    def _record(self, n_tok: int, n_new: int, fmax: int) -> None:
         self.num_tokens += n_tok
         self.num_credited += n_new
         self._num_features = max(self._num_features, fmax + 1)
-        if rows.shape[0] == 0:
-            return self
         if not self.is_sparse:
             self._ensure_dense_capacity(self._num_features)
+
+    def _block_slices(self, feats_sorted: np.ndarray):
+        """(block, lo, hi) for runs of sorted feature ids falling in each dense block."""
+        R = self._block_rows
+        if len(self._blocks) == 1 or int(feats_sorted[-1]) < R:
+            yield self._blocks[0], 0, 0, feats_sorted.shape[0]
+            return
+        k0, k1 = int(feats_sorted[0]) // R, int(feats_sorted[-1]) // R
+        bounds = np.searchsorted(feats_sorted, np.arange(k0, k1 + 2) * R)
+        for k in range(k0, k1 + 1):
+            lo, hi = int(bounds[k - k0]), int(bounds[k - k0 + 1])
+            if hi > lo:
+                yield self._blocks[k], k * R, lo, hi
+
+    def _add_rows(self, uniq: np.ndarray, S: np.ndarray, C: np.ndarray) -> None:
+        """Adds per-feature rows ``S``/``C`` ``[u, H]`` for sorted unique feature ids."""
         if not self.is_sparse:
-            cap = self._dense_mass.shape[1]
-            flat = rows * cap + cols
-            np.add.at(self._dense_mass.reshape(-1), flat, vals)
-            np.add.at(self._dense_count.reshape(-1), flat, 1 if cnts is None else cnts)
-        else:
-            if cnts is None:
-                cnts = np.ones(rows.shape[0], dtype=np.int64)
-            self._pending.append((rows, cols, vals, cnts))
-            self._pending_n += rows.shape[0]
-            # amortised: merge when the buffer outgrows max(coalesce_every, stored
-            # cells), so the buffer stays O(neurons x features) and each stored
-            # cell is re-merged O(log) times.
-            if self._pending_n > max(self.coalesce_every, self._csr_mass.nnz):
-                self._coalesce()
-        return self
+            for (m, c), base, lo, hi in self._block_slices(uniq):
+                idx = uniq[lo:hi] - base
+                m[idx] += S[lo:hi]
+                c[idx] += C[lo:hi]
+            return
+        fi, neuron = np.nonzero(C)
+        self._add_cells(neuron, uniq[fi], S[fi, neuron], C[fi, neuron])
+
+    def _add_cells(self, neuron, feats, vals, cnts) -> None:
+        """Adds credits to cells (neuron, feature); ``cnts=None`` means one each."""
+        if not self.is_sparse:
+            H = self.num_neurons
+            if len(self._blocks) == 1 or int(feats.max()) < self._block_rows:
+                m, c = self._blocks[0]
+                flat = feats * H + neuron
+                np.add.at(m.reshape(-1), flat, vals)
+                np.add.at(c.reshape(-1), flat, 1.0 if cnts is None else cnts)
+                return
+            order = np.argsort(feats, kind="stable")
+            feats, neuron, vals = feats[order], neuron[order], vals[order]
+            cnts = None if cnts is None else cnts[order]
+            for (m, c), base, lo, hi in self._block_slices(feats):
+                flat = (feats[lo:hi] - base) * H + neuron[lo:hi]
+                np.add.at(m.reshape(-1), flat, vals[lo:hi])
+                np.add.at(c.reshape(-1), flat, 1.0 if cnts is None else cnts[lo:hi])
+            return
+        keys = (neuron.astype(np.int64) << _KEY_SHIFT) | feats
+        self._pending.append((keys, vals, cnts))
+        self._pending_n += keys.shape[0]
+        # amortised: merge when the buffer outgrows max(coalesce_every, stored
+        # cells), so the buffer stays O(neurons x features) and each stored
+        # cell is re-merged O(log) times.
+        if self._pending_n > max(self.coalesce_every, self._csr_mass.nnz):
+            self._coalesce()
 
     def update_many(self, batches: Iterable[tuple]) -> NeuronFeatureAggregator:
         """Calls :meth:`update` for each ``(activations, feature_ids[, mask])`` tuple."""
@@ -479,78 +596,88 @@ class NeuronFeatureAggregator:
             self.update(*b)
         return self
 
+    def coalesce(self) -> NeuronFeatureAggregator:
+        """Merges the buffered cells of sparse storage into its CSR accumulators.
+
+        Results do this themselves; call it to end a stream with the final
+        state in place (a no-op for dense storage).
+        """
+        self._coalesce()
+        return self
+
     def _coalesce(self) -> None:
-        if self.is_sparse:
-            shape = (self.num_neurons, self._num_features)
-            if self._csr_mass.shape != shape:
-                self._csr_mass.resize(shape)
-                self._csr_count.resize(shape)
-            if self._pending:
-                rows = np.concatenate([p[0] for p in self._pending])
-                cols = np.concatenate([p[1] for p in self._pending])
-                vals = np.concatenate([p[2] for p in self._pending])
-                cnts = np.concatenate([p[3] for p in self._pending])
-                self._pending, self._pending_n = [], 0
-                # tocsr() sums duplicate (row, col) entries.
-                m = sp.coo_matrix((vals, (rows, cols)), shape=shape).tocsr()
-                c = sp.coo_matrix((cnts, (rows, cols)), shape=shape).tocsr()
-                self._csr_mass = (self._csr_mass + m).tocsr()
-                self._csr_count = (self._csr_count + c).tocsr()
-                self._csr_mass.sum_duplicates()
-                self._csr_count.sum_duplicates()
+        """Merges the pending cells into the CSR pair (sparse storage)."""
+        if not self.is_sparse:
+            return
+        shape = (self.num_neurons, self._num_features)
+        m, c = self._csr_mass, self._csr_count
+        if not self._pending:
+            if m.shape != shape:  # the feature space grew: same cells, more columns
+                self._csr_mass = sp.csr_matrix((m.data, m.indices, m.indptr), shape=shape)
+                self._csr_count = sp.csr_matrix((c.data, c.indices, c.indptr), shape=shape)
+            return
+        rows = np.repeat(np.arange(shape[0], dtype=np.int64), np.diff(m.indptr))
+        keys = [(rows << _KEY_SHIFT) | m.indices, *(p[0] for p in self._pending)]
+        vals = [m.data, *(p[1] for p in self._pending)]
+        cnts = [c.data.astype(np.float64)]
+        cnts += [np.ones(p[0].shape[0]) if p[2] is None else p[2] for p in self._pending]
+        self._pending, self._pending_n = [], 0
+        del rows, m, c
+        keys = np.concatenate(keys)
+        order = _stable_key_order(keys, shape)
+        keys = keys[order]
+        first = np.empty(keys.shape[0], dtype=bool)
+        first[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=first[1:])
+        ukeys = keys[first]
+        group = np.cumsum(first) - 1
+        del keys, first
+        # The order is stable, and bincount adds in it: per cell the stored sum
+        # first, then the batches in order -- the order of the dense tables'
+        # in-place additions, so both storages give bit-identical sums.
+        n = ukeys.shape[0]
+        mass = np.bincount(group, weights=np.concatenate(vals)[order], minlength=n)
+        del vals
+        count = np.bincount(group, weights=np.concatenate(cnts)[order], minlength=n)
+        del cnts, group, order
+        self._csr_mass, self._csr_count = _csr_from_keys(ukeys, mass, count, shape)
 
     # --------------------------------------------------------------- results
-    def mass_matrix(self) -> sp.csr_matrix:
-        """``[H, F]`` CSR matrix of activation mass (only positive entries stored)."""
-        if self.is_sparse:
-            self._coalesce()
-            m = self._csr_mass.copy()
-        else:
-            m = sp.csr_matrix(self._dense_mass[:, : self._num_features])
-        m.eliminate_zeros()
-        return m
-
-    def count_matrix(self) -> sp.csr_matrix:
-        """``[H, F]`` CSR matrix of credited-position counts."""
-        if self.is_sparse:
-            self._coalesce()
-            c = self._csr_count.copy()
-        else:
-            c = sp.csr_matrix(self._dense_count[:, : self._num_features])
-        c.eliminate_zeros()
-        return c
-
     def _csr_pair(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """(mass, count) CSR matrices sharing one canonical sparsity pattern.
+        """(mass, count) canonical CSR matrices ``[H, F]`` sharing one pattern:
+        the cells with mass > 0.
 
         Internal, no defensive copy in sparse storage: do not mutate.
         """
-        if self.is_sparse:
-            self._coalesce()
-            m, c = self._csr_mass, self._csr_count
-        else:
-            f = self._num_features
-            m = sp.csr_matrix(self._dense_mass[:, :f])
-            c = sp.csr_matrix(self._dense_count[:, :f])
-        if not m.has_canonical_format:
-            m.sum_duplicates()
-        if not c.has_canonical_format:
-            c.sum_duplicates()
-        if not (np.array_equal(m.indptr, c.indptr) and np.array_equal(m.indices, c.indices)):
-            # cannot happen for data built by update(); be safe for from_coo() input
-            m = m.copy()
-            m.eliminate_zeros()
-            c = sp.csr_matrix(
-                (np.asarray(c[m.nonzero()]).ravel(), m.indices.copy(), m.indptr.copy()),
-                shape=m.shape,
-            )
+        if not self.is_sparse:
+            return self._dense_csr()
+        self._coalesce()
+        m, c = self._csr_mass, self._csr_count
+        if m.nnz and not (m.data > 0).all():  # only from_coo() input can hold zero mass
+            keep = m.data > 0
+            rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+            keys = (rows[keep] << _KEY_SHIFT) | m.indices[keep]
+            return _csr_from_keys(keys, m.data[keep], c.data[keep], m.shape)
         return m, c
+
+    def mass_matrix(self) -> sp.csr_matrix:
+        """``[H, F]`` CSR matrix of activation mass (only positive entries stored)."""
+        m, _ = self._csr_pair()
+        return m.copy() if self.is_sparse else m
+
+    def count_matrix(self) -> sp.csr_matrix:
+        """``[H, F]`` CSR matrix of credited-position counts."""
+        _, c = self._csr_pair()
+        return c.copy() if self.is_sparse else c
 
     def neuron_mass(self) -> np.ndarray:
         """Total activation mass per neuron, ``float64 [H]``."""
         if self.is_sparse:
-            return np.asarray(self.mass_matrix().sum(axis=1)).ravel()
-        return self._dense_mass.sum(axis=1)
+            return np.asarray(self._csr_pair()[0].sum(axis=1)).ravel()
+        total = np.zeros(self.num_neurons)
+        for m, _ in self._blocks:
+            total += m.sum(axis=0)
+        return total
 
     def active(self) -> np.ndarray:
         """Bool ``[H]``: neuron was credited with positive mass at least once."""
@@ -596,16 +723,9 @@ class NeuronFeatureAggregator:
     # ---------------------------------------------------------- persistence
     def to_coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(rows, cols, mass, count)`` of all non-zero cells, sorted by (row, col)."""
-        m = self.mass_matrix().tocoo()
-        c = self.count_matrix()
-        counts = np.asarray(c[m.row, m.col]).ravel().astype(np.int64)
-        order = np.lexsort((m.col, m.row))
-        return (
-            m.row[order].astype(np.int64),
-            m.col[order].astype(np.int64),
-            m.data[order],
-            counts[order],
-        )
+        m, c = self._csr_pair()
+        rows = np.repeat(np.arange(self.num_neurons, dtype=np.int64), np.diff(m.indptr))
+        return rows, m.indices.astype(np.int64), m.data.copy(), c.data.astype(np.int64)
 
     @classmethod
     def from_coo(
@@ -621,34 +741,31 @@ class NeuronFeatureAggregator:
         num_credited: int | None = None,
         **kwargs,
     ) -> NeuronFeatureAggregator:
-        """Rebuilds an aggregator from its non-zero cells (see :meth:`to_coo`)."""
+        """Rebuilds an aggregator from its non-zero cells (see :meth:`to_coo`);
+        repeated cells are summed."""
         rows = np.asarray(rows, dtype=np.int64)
         cols = np.asarray(cols, dtype=np.int64)
         mass = np.asarray(mass, dtype=np.float64)
         count = np.asarray(count, dtype=np.int64)
-        if not (rows.shape == cols.shape == mass.shape == count.shape):
-            raise ValueError("rows, cols, mass and count must have equal shapes")
+        if not (rows.shape == cols.shape == mass.shape == count.shape) or rows.ndim != 1:
+            raise ValueError("rows, cols, mass and count must be 1-D with equal shapes")
         if rows.size and (rows.min() < 0 or rows.max() >= num_neurons):
             raise ValueError("row index out of range")
         if cols.size and (cols.min() < 0 or cols.max() >= num_features):
             raise ValueError("column index out of range")
         if not np.isfinite(mass).all() or (mass < 0).any() or (count < 0).any():
             raise ValueError("mass must be finite and non-negative, counts non-negative")
+        if int(num_features) > _MAX_FEATURE_ID + 1:
+            raise ValueError(f"num_features must be <= 2**31, got {num_features}")
         agg = cls(num_neurons, num_features=None, mode=mode, **kwargs)
+        if agg.storage_policy == "auto" and agg.is_sparse and agg._dense_fits(int(num_features)):
+            agg._init_dense()  # a known feature space that fits: dense, as in __init__
         agg._num_features = int(num_features)
-        shape = (agg.num_neurons, agg._num_features)
-        m = sp.coo_matrix((mass, (rows, cols)), shape=shape).tocsr()
-        c = sp.coo_matrix((count, (rows, cols)), shape=shape).tocsr()
-        cells = agg.num_neurons * agg._num_features
-        if agg.storage_policy == "dense" or (
-            agg.storage_policy == "auto" and cells <= agg.dense_max_cells
-        ):
-            agg._init_dense(agg._num_features)
-            agg._dense_mass[:] = m.toarray()
-            agg._dense_count[:] = c.toarray()
-        else:
-            agg._init_sparse()
-            agg._csr_mass, agg._csr_count = m, c
+        if not agg.is_sparse:
+            agg._ensure_dense_capacity(agg._num_features)
+        if rows.size:
+            agg._add_cells(rows, cols, mass, count.astype(np.float64))
+            agg._coalesce()
         agg.num_tokens = int(num_tokens)
         agg.num_credited = int(count.sum()) if num_credited is None else int(num_credited)
         return agg
@@ -766,3 +883,29 @@ def _top_of_row(
             nm = names.name(f) if isinstance(names, FeatureVocab) else str(names[f])
         out.append(FeatureScore(f, nm, prob, float(vals[j]), cnt))
     return out
+
+
+def _stable_key_order(keys: np.ndarray, shape) -> np.ndarray:
+    """Stable argsort of ``neuron << 32 | feature`` keys.
+
+    Two stable 16-bit (radix) sorts when both fit in 16 bits, else one
+    comparison sort.
+    """
+    if shape[0] <= 1 << 16 and shape[1] <= 1 << 16:
+        order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+        return order[np.argsort((keys[order] >> _KEY_SHIFT).astype(np.uint16), kind="stable")]
+    return np.argsort(keys, kind="stable")
+
+
+def _csr_from_keys(keys, mass, count, shape) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """CSR (mass, count) pair from sorted unique ``neuron << 32 | feature`` keys."""
+    H = shape[0]
+    rows = keys >> _KEY_SHIFT
+    idx_dtype = np.int32 if keys.shape[0] < 2**31 else np.int64
+    indices = (keys & ((1 << _KEY_SHIFT) - 1)).astype(idx_dtype)
+    indptr = np.zeros(H + 1, dtype=idx_dtype)
+    np.cumsum(np.bincount(rows, minlength=H), out=indptr[1:])
+    m = sp.csr_matrix((mass, indices, indptr), shape=shape)
+    c = sp.csr_matrix((count.astype(np.int64), indices, indptr), shape=shape)
+    m.has_sorted_indices = c.has_sorted_indices = True
+    return m, c

@@ -308,42 +308,40 @@ def rank_shifts(result: ShiftResult, k: int = 10, n_features: int = 5) -> Ranked
 # --------------------------------------------------------------------------- #
 # Main entry point
 # --------------------------------------------------------------------------- #
-def _hellinger_sq_and_union(Ma, sa, Mb, sb, H: int, F: int, max_cells: int = 1 << 18):
+def _with_shape(m: sp.csr_matrix, data: np.ndarray, shape) -> sp.csr_matrix:
+    """CSR with ``m``'s pattern, values ``data`` and (column-padded) ``shape``; no copy."""
+    out = sp.csr_matrix((data, m.indices, m.indptr), shape=shape, copy=False)
+    out.has_sorted_indices = True
+    return out
+
+
+def _own_pair(agg: NeuronFeatureAggregator) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The aggregator's canonical (mass, count) CSR pair, not aliasing its state."""
+    m, c = agg._csr_pair()
+    if agg.is_sparse:  # sparse storage hands out its own arrays: copy them once
+        m = m.copy()
+        c = _with_shape(m, c.data.copy(), c.shape)
+    return m, c
+
+
+def _hellinger_sq_and_union(Ma, sa, Mb, sb, shape):
     """Per row: sum over the union of features of (sa - sb)^2, and the union size.
 
-    ``sa``/``sb`` are per-cell values on the CSR patterns of ``Ma``/``Mb``.
-    Rows are processed in chunks of about ``max_cells`` stored cells so the
-    temporaries stay bounded.
+    ``sa``/``sb`` are per-cell values on the canonical CSR patterns of
+    ``Ma``/``Mb``.  Linear merges of the two sorted patterns (scipy's
+    canonical CSR binops), O(nnz).  The sums add the squared differences of
+    each row in feature order; cells where ``sa == sb`` exactly add 0.
     """
-    sq = np.zeros(H, dtype=np.float64)
-    union = np.zeros(H, dtype=np.int64)
-    ip_a, ip_b = Ma.indptr, Mb.indptr
-    total = int(ip_a[-1] + ip_b[-1])
-    step = max(1, int(max_cells * H / max(total, 1)))
-    for r0 in range(0, H, step):
-        r1 = min(H, r0 + step)
-        a0, a1, b0, b1 = ip_a[r0], ip_a[r1], ip_b[r0], ip_b[r1]
-        rows = np.concatenate(
-            [
-                np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(ip_a[r0 : r1 + 1])),
-                np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(ip_b[r0 : r1 + 1])),
-            ]
-        )
-        cols = np.concatenate([Ma.indices[a0:a1], Mb.indices[b0:b1]]).astype(np.int64)
-        vals = np.concatenate([sa[a0:a1], -sb[b0:b1]])
-        keys, inv_idx = np.unique(rows * F + cols, return_inverse=True)
-        diff = np.bincount(inv_idx.ravel(), weights=vals, minlength=keys.shape[0])
-        urow = keys // F
-        sq += np.bincount(urow, weights=diff * diff, minlength=H)
-        union += np.bincount(urow, minlength=H)
-    return sq, union
-
-
-def _resized(m: sp.csr_matrix, shape) -> sp.csr_matrix:
-    m = m.tocsr(copy=True)
-    if m.shape != shape:
-        m.resize(shape)
-    return m
+    H = shape[0]
+    D = _with_shape(Ma, sa, shape) - _with_shape(Mb, sb, shape)
+    rows = np.repeat(np.arange(H, dtype=np.int64), np.diff(D.indptr))
+    sq = np.bincount(rows, weights=D.data * D.data, minlength=H)
+    del D, rows
+    common = _with_shape(Ma, np.ones(Ma.nnz), shape).multiply(
+        _with_shape(Mb, np.ones(Mb.nnz), shape)
+    )
+    union = np.diff(Ma.indptr) + np.diff(Mb.indptr) - np.diff(sp.csr_matrix(common).indptr)
+    return sq, union.astype(np.int64)
 
 
 def compute_shift(
@@ -391,8 +389,8 @@ def compute_shift(
     F = max(agg_a.num_features, agg_b.num_features)
     if feature_names is not None and len(feature_names) < F:
         raise ValueError(f"{len(feature_names)} feature names for {F} features")
-    Ma, Ca = agg_a._csr_pair()
-    Mb, Cb = agg_b._csr_pair()
+    Ma, Ca = _own_pair(agg_a)
+    Mb, Cb = _own_pair(agg_b)
 
     mass_a = np.asarray(Ma.sum(axis=1)).ravel()
     mass_b = np.asarray(Mb.sum(axis=1)).ravel()
@@ -420,7 +418,8 @@ def compute_shift(
         val_a = Ma.data / Ca.data * np.repeat(inv(mass_a), np.diff(Ma.indptr))
         val_b = Mb.data / Cb.data * np.repeat(inv(mass_b), np.diff(Mb.indptr))
 
-    sq, union_all = _hellinger_sq_and_union(Ma, np.sqrt(val_a), Mb, np.sqrt(val_b), H, F)
+    shape = (H, F)
+    sq, union_all = _hellinger_sq_and_union(Ma, np.sqrt(val_a), Mb, np.sqrt(val_b), shape)
     dist = np.sqrt(sq[shared]) * _INV_SQRT2
     union = union_all[shared]
     if normalize_by_length:
@@ -429,13 +428,8 @@ def compute_shift(
     len_b_all = np.diff(Mb.indptr).astype(np.int64)
     len_a, len_b = len_a_all[shared], len_b_all[shared]
 
-    def csr(data, like, shape):
-        return sp.csr_matrix((data, like.indices, like.indptr), shape=shape, copy=False)
-
-    shape = (H, F)
-    Pa = _resized(csr(share_a, Ma, Ma.shape), shape)
-    Pb = _resized(csr(share_b, Mb, Mb.shape), shape)
-    Ca, Cb = _resized(Ca, shape), _resized(Cb, shape)
+    Pa, Pb = _with_shape(Ma, share_a, shape), _with_shape(Mb, share_b, shape)
+    Ca, Cb = _with_shape(Ca, Ca.data, shape), _with_shape(Cb, Cb.data, shape)
 
     names = None
     if feature_names is not None:

@@ -118,6 +118,58 @@ def test_sparse_and_dense_paths_equal(mode):
         np.testing.assert_array_equal(dense.mass_activation(), other.mass_activation())
 
 
+@pytest.mark.parametrize("mode", ["max1", "all"])
+def test_dense_blocks_sparse_and_switch_bit_identical(mode, monkeypatch):
+    """Dense tables grow in blocks of features (here 7 rows, so ~70 blocks); dense,
+    sparse and auto (dense, then switching to sparse mid-stream) add every
+    cell's credits in batch order: bit-identical sums even for general floats."""
+    from lit_plugins.txray import aggregate
+
+    monkeypatch.setattr(aggregate, "_BLOCK_CELLS", 7 * 40)
+    rng = np.random.default_rng(5)
+    acts = rng.standard_normal((3000, 40)).astype(np.float32)
+    fids = rng.integers(0, 500, size=3000)
+    fids[:200] = rng.integers(0, 20, size=200)  # the feature space grows mid-stream
+    kinds = dict(
+        dense=dict(storage="dense"),
+        sparse=dict(storage="sparse", coalesce_every=300),
+        auto=dict(dense_max_cells=40 * 100),
+    )
+    aggs = {k: NeuronFeatureAggregator(40, mode=mode, **kw) for k, kw in kinds.items()}
+    for s in range(0, 3000, 173):
+        for agg in aggs.values():
+            agg.update(acts[s : s + 173], fids[s : s + 173])
+    dense, sparse, auto = aggs["dense"], aggs["sparse"], aggs["auto"]
+    assert len(dense._blocks) > 60 and sparse.is_sparse and auto.is_sparse
+    for other in (sparse, auto):
+        for a, b in (
+            (dense.mass_matrix(), other.mass_matrix()),
+            (dense.count_matrix(), other.count_matrix()),
+        ):
+            assert a.has_canonical_format and b.has_canonical_format
+            np.testing.assert_array_equal(a.indptr, b.indptr)
+            np.testing.assert_array_equal(a.indices, b.indices)
+            np.testing.assert_array_equal(a.data, b.data)  # bit-identical
+    # round trips through COO keep the dense blocks and the cells
+    r, c, m, n = dense.to_coo()
+    back = NeuronFeatureAggregator.from_coo(
+        40, dense.num_features, r, c, m, n, mode=mode, storage="dense"
+    )
+    assert len(back._blocks) == len(dense._blocks)
+    assert (back.mass_matrix() != dense.mass_matrix()).nnz == 0
+    assert (back.count_matrix() != dense.count_matrix()).nnz == 0
+    # one-batch reference computed from the definitions
+    expect = np.zeros((40, 500))
+    if mode == "max1":
+        n_ = acts.argmax(axis=1)
+        v = acts[np.arange(3000), n_]
+        np.add.at(expect, (n_[v > 0], fids[v > 0]), v[v > 0].astype(np.float64))
+    else:
+        r_, c_ = np.nonzero(acts > 0)
+        np.add.at(expect, (c_, fids[r_]), acts[r_, c_].astype(np.float64))
+    np.testing.assert_allclose(dense.mass_matrix().toarray(), expect, rtol=1e-12)
+
+
 def test_general_floats_streaming_close():
     rng = np.random.default_rng(2)
     acts = rng.standard_normal((2000, 30)).astype(np.float32)
