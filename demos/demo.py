@@ -8,7 +8,11 @@ beside LIT's defaults.
 Your own model and data:
   ./run demo --models=mine:/path/to/checkpoint --labels=negative,positive \
       --dataset=/path/to/reviews.csv --text_fields=sentence=review \
-      --label_column=stars --max_examples=500
+      --label_column=stars --max_examples=500 \
+      --reference_model=/path/to/the/pretrained/checkpoint  # for TX-Ray
+
+LIT's icon font is served by this server (lit_plugins/offline_ui.py), so the
+UI needs no network.
 
 Beyond this machine (no authentication; see README "Limits, caching and
 safety"): --host=0.0.0.0 --allowed_hosts=lit.example.org
@@ -28,8 +32,9 @@ from lit_nlp import (
     server_flags,
 )
 
-from lit_plugins import registration, serving
+from lit_plugins import offline_ui, registration, serving
 from lit_plugins.data import loaders
+from lit_plugins.interpreters import TXRayNeuronShift
 from lit_plugins.models import HFSequenceClassifier
 
 FLAGS = flags.FLAGS
@@ -39,6 +44,14 @@ _MODELS = flags.DEFINE_list(
     None,
     "Models as name:path_or_hub_name (comma separated). Default: the "
     "embedded fine-tuned and pre-trained MiniLM-L6.",
+)
+_REFERENCE_MODEL = flags.DEFINE_string(
+    "reference_model",
+    None,
+    "TX-Ray's reference: a checkpoint (path or name:path) loaded only to compare "
+    "the served models with, e.g. the pre-trained model --models was fine-tuned "
+    "from. Default: the pre-trained MiniLM in the default setup; with --models, "
+    "none (TX-Ray then says what it needs instead of comparing a model with itself).",
 )
 _LABELS = flags.DEFINE_list(
     "labels",
@@ -129,12 +142,34 @@ def load_models(text_fields: Sequence[str]) -> dict[str, HFSequenceClassifier]:
         }
     models = {}
     for spec in _MODELS.value:
-        name, sep, path = spec.partition(":")
-        if not sep:
-            name, path = os.path.basename(spec.rstrip("/")) or spec, spec
+        name, path = _name_and_path(spec)
         logging.info("Loading model %r from %s", name, path)
         models[name] = HFSequenceClassifier(path, labels=_LABELS.value, **kw)
     return models
+
+
+def _name_and_path(spec: str) -> tuple[str, str]:
+    name, sep, path = spec.partition(":")
+    if not sep:
+        name, path = os.path.basename(spec.rstrip("/")) or spec, spec
+    return name, path
+
+
+def load_reference(models, text_fields: Sequence[str]) -> tuple[str, HFSequenceClassifier] | None:
+    """--reference_model as (name, model), or None."""
+    if not _REFERENCE_MODEL.value:
+        return None
+    name, path = _name_and_path(_REFERENCE_MODEL.value)
+    if name in models:
+        name = f"{name} (reference)"
+    logging.info("Loading TX-Ray's reference model %r from %s", name, path)
+    return name, HFSequenceClassifier(
+        path,
+        batch_size=_BATCH_SIZE.value,
+        max_length=_MAX_LENGTH.value,
+        device=_DEVICE.value,
+        text_fields=tuple(text_fields),
+    )
 
 
 def load_dataset(models) -> dict[str, loaders.RecordsDataset]:
@@ -173,6 +208,12 @@ def main(argv: Sequence[str]) -> dev_server.LitServerType | None:
         include_lit_defaults=True,
         reference_model="minilm-pretrained" if not _MODELS.value else None,
     )
+    reference = load_reference(models, list(_text_fields()))
+    if reference is not None:  # compared with, not served
+        name, ref = reference
+        interpreters[registration.TXRAY_SHIFT] = TXRayNeuronShift(
+            {**models, name: ref}, default_reference=name
+        )
     from lit_plugins.models import finetune  # pylint: disable=g-import-not-at-top
 
     roots = _ALLOWED_MODEL_DIRS.value or [finetune.cache_root()] + [
@@ -184,6 +225,8 @@ def main(argv: Sequence[str]) -> dev_server.LitServerType | None:
         roots, text_fields=tuple(_text_fields()), device=_DEVICE.value
     )
     flags_ = server_flags.get_flags()
+    if not FLAGS["client_root"].present:  # LIT's client, icon font served locally
+        flags_["client_root"] = offline_ui.client_root() or flags_["client_root"]
     print(f"\nlit-plugins demo: http://{flags_['host']}:{flags_['port']}\n", flush=True)
     return registration.serve(
         models,

@@ -218,14 +218,16 @@ def resolve_datapoints_path(root: str, requested: str) -> str:
 
 def strip_traceback(text: str) -> str:
     """An error body without its Python traceback (LIT 1.3 sends
-    'Uncaught error: MESSAGE\\n\\nDetails: TRACEBACK')."""
+    'Uncaught error: MESSAGE\\n\\nDetails: TRACEBACK'). The 'Details:' marker
+    stays: LIT's client shows the line before it in its status bar, and only
+    'Unknown error' without it."""
     cut = text.find(_TRACEBACK)
     if cut < 0:
         return text
     text = text[:cut].rstrip()
     if text.endswith(_LIT_DETAILS.strip()):
         text = text[: -len(_LIT_DETAILS.strip())].rstrip()
-    return text + "\n\n(The traceback is in the server log.)"
+    return text + _LIT_DETAILS + "(the traceback is in the server log)"
 
 
 def _drain(result) -> list[bytes]:

@@ -1,15 +1,21 @@
 """End to end in a real browser: the demo server, LIT's front end in headless
-Chromium, and our interpreters rendered by LIT's Salience Maps module.
+Chromium, and our interpreters rendered by LIT's Salience Maps module, read
+as a user sees them (the chips' visible text), plus LIT's icons, the class
+names and TX-Ray's answer to a self-comparison.
 
 Needs Debian's Chromium at /usr/bin/chromium (tests/browser_setup.sh installs
-it, with a local Material icon font) and the `playwright` package; it never
-uses the network: every request that is not to the demo server is answered
-locally (icon font) or aborted (web fonts).
+it) and the `playwright` package; it never uses the network: every request
+that is not to the demo server is aborted, so the icon font must come from
+the demo itself (npm package material-icons, installed by ./run).
+
+The README's screenshot (docs/salience_maps.png) is taken here; refresh it
+with `UPDATE_README_SCREENSHOT=1 ./run test tests/test_browser_e2e.py`.
 """
 
 import contextlib
 import math
 import os
+import re
 import shutil
 import subprocess
 import urllib.error
@@ -20,6 +26,8 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 from lit_plugins import registration
+from lit_plugins.data import loaders
+from lit_plugins.interpreters import common, txray_shift
 
 # Interpreters that must be registered and exercised. Add new ones here; any
 # other interpreter whose name starts with OUR_PREFIX is found in /get_info
@@ -29,12 +37,14 @@ OUR_INTERPRETERS = [
     registration.GRADIENT_DOT_INPUT,
     registration.INTEGRATED_GRADIENTS,
     registration.TXRAY_SHIFT,
+    registration.LINEAR_PROBE,
 ]
 OUR_PREFIX = "lit-plugins:"
 
 MODEL = "minilm-finetuned"
+REFERENCE = "minilm-pretrained"  # TX-Ray's default reference in the demo
 DATASET = "sentiment-dev"
-MAX_EXAMPLES = 8
+MAX_EXAMPLES = 48  # held-out part of the probe: 10 sentences
 EXAMPLE_INDEX = 2  # the datapoint clicked in the Data Table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,12 +61,6 @@ CHROMIUM_ARGS = [
     "--disable-quic",
     "--no-first-run",
 ]
-ICON_FONT_FILES = [
-    "/usr/share/fonts/woff/material-design-icons-iconfont/MaterialIcons-Regular.woff2",
-    "/usr/share/fonts/truetype/material-design-icons-iconfont/MaterialIcons-Regular.ttf",
-]
-# The URL the icon font is "served" from; the route handler answers it.
-ICON_FONT_URL = "https://fonts.gstatic.com/lit-plugins-local/MaterialIcons"
 
 # Output types LIT's Salience Maps module shows (salience_map_module.ts).
 SALIENCE_MAP_TYPES = {"TokenSalience", "FeatureSalience", "ImageSalience", "FrameSalience"}
@@ -98,19 +102,43 @@ def _is_salience_map_interpreter(info, name) -> bool:
     return bool(set(meta.values()) & SALIENCE_MAP_TYPES)
 
 
-def _icon_font_css() -> str:
-    faces = "".join(
-        f"@font-face {{ font-family: '{family}'; font-style: normal; "
-        f"font-weight: 400; font-display: block; src: url({ICON_FONT_URL}); }}\n"
-        for family in ("Material Icons", "Material Icons Outlined", "Google Material Icons")
-    )
-    return faces + (
-        ".material-icons, .material-icons-outlined { font-family: "
-        "'Material Icons'; font-weight: normal; font-style: normal; "
-        "line-height: 1; letter-spacing: normal; text-transform: none; "
-        "display: inline-block; white-space: nowrap; word-wrap: normal; "
-        "direction: ltr; font-feature-settings: 'liga'; }\n"
-    )
+# Text of an element and everything below it, shadow DOMs included.
+DEEP_TEXT_JS = """el => {
+  const parts = [];
+  const walk = n => {
+    if (n.nodeType === Node.TEXT_NODE) parts.push(n.textContent);
+    if (n.shadowRoot) walk(n.shadowRoot);
+    for (const c of n.childNodes) if (!['STYLE', 'SCRIPT'].includes(c.nodeName)) walk(c);
+  };
+  walk(el);
+  return parts.join(' ').replace(/\\s+/g, ' ');
+}"""
+
+# Every rendered Material icon (mwc-icon) with its ligature word, the width
+# its text takes on screen, and the width of the same word in a text font.
+ICON_WIDTHS_JS = """() => {
+  const icons = [];
+  const walk = root => {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.tagName === 'MWC-ICON' && el.textContent.trim().length >= 5) icons.push(el);
+      if (el.shadowRoot) walk(el.shadowRoot);
+    }
+  };
+  walk(document);
+  return icons.map(el => {
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const style = getComputedStyle(el);
+    const probe = document.createElement('span');
+    probe.style.cssText = `font: ${style.fontSize} sans-serif; white-space: nowrap;`;
+    probe.textContent = el.textContent.trim();
+    document.body.appendChild(probe);
+    const word = probe.getBoundingClientRect().width;
+    probe.remove();
+    return {text: el.textContent.trim(), width: range.getBoundingClientRect().width,
+            word: word, family: style.fontFamily};
+  }).filter(i => i.width > 0);
+}"""
 
 
 def _salience_kind(value):
@@ -206,20 +234,15 @@ def page(server, examples):
     Table and the 'Explanations' tab open. Yields (page, errors)."""
     chromium = _chromium_or_skip()
     port, _ = server
-    font = next((f for f in ICON_FONT_FILES if os.path.exists(f)), None)
-    css = _icon_font_css()
-    errors = []
+    errors, aborted = [], []
 
     def route(r):
         url = r.request.url
         if url.startswith(f"http://127.0.0.1:{port}/"):
             r.continue_()
-        elif font and "fonts.googleapis.com" in url and "Material" in url:
-            r.fulfill(status=200, content_type="text/css", body=css)
-        elif font and url == ICON_FONT_URL:
-            r.fulfill(status=200, path=font, headers={"Access-Control-Allow-Origin": "*"})
-        else:
-            r.abort()  # no network: other web fonts fall back to local ones
+        else:  # no network: web fonts (Roboto, ...) fall back to local ones
+            aborted.append(url)
+            r.abort()
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -240,9 +263,10 @@ def page(server, examples):
             row.wait_for()
             row.click()
             pg.get_by_text(f"1 of {len(examples)} datapoints").wait_for()
+            pg.evaluate("document.fonts.ready.then(() => true)")
             pg.locator(".tab", has_text="Explanations").click()
             pg.locator("salience-map-module").first.wait_for()
-            yield pg, errors
+            yield pg, errors, aborted
         finally:
             browser.close()
 
@@ -253,7 +277,7 @@ def rendered_maps(server, page, info, our_names, tmp_path_factory):
     module and waits for its map; returns {name: [group, ...]} where a group is
     {"title", "tokens", "weights", "chips", "text"} read from the page, and
     saves a screenshot of the result."""
-    pg, _ = page
+    pg = page[0]
     module = pg.locator("salience-map-module").first
     names = [
         n for n in our_names if n in info["interpreters"] and _is_salience_map_interpreter(info, n)
@@ -265,7 +289,8 @@ def rendered_maps(server, page, info, our_names, tmp_path_factory):
         row = module.locator(f'div.method-row[id="{quoted}"]')
         row.wait_for()
         if not row.locator("expansion-panel").evaluate("e => e.expanded"):
-            row.locator("expansion-panel .expansion-header").click()
+            # dispatched: an expanded row's chips may lie over the next header
+            row.locator("expansion-panel .expansion-header").dispatch_event("click")
         handle = row.element_handle()
         try:
             pg.wait_for_function(
@@ -299,7 +324,7 @@ def rendered_maps(server, page, info, our_names, tmp_path_factory):
             panel.evaluate("e => e.expanded")
             and panel.evaluate("e => e.parentElement.id") not in row_ids
         ):
-            panel.locator(".expansion-header").click()
+            panel.locator(".expansion-header").dispatch_event("click")
     if names:
         module.locator("div.method-row").nth(
             module.locator("div.method-row").evaluate_all(
@@ -347,7 +372,7 @@ def test_interpretations_over_http(info, our_names, http_results):
 
 
 def test_salience_maps_render_in_browser(info, our_names, http_results, rendered_maps, page):
-    _, errors = page
+    errors = page[1]
     expected = [
         n for n in our_names if n in info["interpreters"] and _is_salience_map_interpreter(info, n)
     ]
@@ -364,31 +389,114 @@ def test_salience_maps_render_in_browser(info, our_names, http_results, rendered
             ), where
             assert any(w != 0 for w in group["weights"]), f"{where}: all zero"
             assert group["chips"] == len(group["tokens"]), where
-            assert any(group["text"]), f"{where}: chips have no text"
-            # The same map as the HTTP API gives for this example.
+            # The same map as the HTTP API gives for this example, and each
+            # chip shows its token as text.
             output = http_results[name][0]
             field = group["title"] or next(iter(output))
             assert field in output, where
-            kind = _salience_kind(output[field])
-            if kind == "TokenSalience":
-                assert group["tokens"] == output[field]["tokens"], where
-            elif kind == "FeatureSalience":
-                keys = {t.rsplit(": ", 1)[0] for t in group["tokens"]}
-                assert keys == set(output[field]["salience"]), where
+            assert _salience_kind(output[field]) == "TokenSalience", where
+            assert group["tokens"] == output[field]["tokens"], where
+            assert group["text"] == group["tokens"], where
     assert not errors, errors
     assert os.path.getsize(SCREENSHOTS[-1]) > 10_000
 
 
-def test_feature_salience_chips_are_labelled(rendered_maps):
-    """Known LIT front-end limitation, kept visible: LIT's Salience Maps labels
-    a FeatureSalience key as 'key: <the input field of that name>', so keys that
-    are not input fields (IG's 'completeness' diagnostics, TX-Ray's neurons)
-    read 'key: undefined'. Expected to fail (xfail) until that is addressed."""
-    unlabelled = {
-        f"{name}/{group['title']}": group["tokens"]
-        for name, groups in rendered_maps.items()
-        for group in groups
-        if any(t.endswith(": undefined") for t in group["tokens"])
-    }
-    if unlabelled:
-        pytest.xfail(f"FeatureSalience chips read 'key: undefined': {unlabelled}")
+def _texts(rendered_maps, name, field) -> list[str]:
+    """The chips' text of one output field (a lone map has no title)."""
+    groups = rendered_maps[name]
+    (group,) = [g for g in groups if g["title"] == field or len(groups) == 1]
+    return group["text"]
+
+
+def test_visible_text_of_each_output(rendered_maps, http_results, page):
+    """What a user reads: no 'key: undefined', and the lists of the probe,
+    TX-Ray and IG's completeness carry their numbers as text."""
+    module_text = page[0].locator("salience-map-module").first.evaluate(DEEP_TEXT_JS)
+    assert ": undefined" not in module_text
+    for name, groups in rendered_maps.items():
+        for group in groups:
+            assert not any(t.endswith("undefined") for t in group["text"]), (name, group)
+
+    # Gradient maps: the example's word pieces.
+    sentence = http_results[registration.GRADIENT_NORM][0]["token_grads"]["tokens"]
+    assert sentence[0] == "[CLS]" and sentence[-1] == "[SEP]"
+    for name in (registration.GRADIENT_NORM, registration.GRADIENT_DOT_INPUT):
+        assert _texts(rendered_maps, name, "token_grads") == sentence
+
+    ig = registration.INTEGRATED_GRADIENTS
+    assert _texts(rendered_maps, ig, "token_grads") == sentence
+    report = _texts(rendered_maps, ig, "completeness")
+    assert re.fullmatch(r"completeness error \d+\.\d{3}%", report[0]), report
+    assert re.fullmatch(r"F\(input\) - F\(baseline\) = -?[\d.e+-]+", report[1]), report
+    assert report[-1] == "within tolerance", report
+
+    probe = registration.LINEAR_PROBE
+    neurons = _texts(rendered_maps, probe, "top_neurons")
+    assert 1 <= len(neurons) <= 10
+    assert all(re.fullmatch(r"L\d n\d+ = [+-]\d[\d.e+-]*", t) for t in neurons), neurons
+    sweep = _texts(rendered_maps, probe, "layer_sweep")
+    scores = common.chips_dict(http_results[probe][0]["layer_sweep"])
+    assert sweep == [f"{layer} = {score:.3f}" for layer, score in scores.items()]
+    assert list(scores) == [f"layer {i}" for i in range(7)]
+
+    shifted = _texts(rendered_maps, registration.TXRAY_SHIFT, "shifted_neurons")
+    assert len(shifted) == 10
+    pattern = r"L6 n\d+: .+ → .+ = (\d\.\d{3})"
+    assert all(re.fullmatch(pattern, t) for t in shifted), shifted
+    distances = [float(re.fullmatch(pattern, t).group(1)) for t in shifted]
+    assert distances == sorted(distances, reverse=True) and distances[0] > 0.5
+
+
+def test_class_names_are_shown(page, examples):
+    """The bundled data's classes read 'negative'/'positive', not 0/1."""
+    pg = page[0]
+    labels = {ex["data"]["label"] for ex in examples}
+    assert labels == set(loaders.SENTIMENT_LABELS)
+    table = pg.locator("lit-data-table").first.evaluate(DEEP_TEXT_JS)
+    results = pg.locator("classification-module").evaluate_all(
+        f"els => els.map({DEEP_TEXT_JS}).join(' ')"
+    )
+    for name in loaders.SENTIMENT_LABELS:
+        assert name in table and name in results, (table[:300], results[:300])
+
+
+def test_icons_render_as_glyphs(page):
+    """LIT's icons come from the demo's own copy of the Material icon font:
+    with the network cut, an icon's ligature word ('search', 'settings')
+    takes the width of one glyph, not of the word."""
+    pg, _, aborted = page
+    assert not [u for u in aborted if "Material" in u], aborted
+    assert pg.evaluate("document.fonts.check(\"24px 'Material Icons'\")")
+    icons = pg.evaluate(ICON_WIDTHS_JS)
+    assert icons, "no Material icon on the page"
+    for icon in icons:
+        assert "Material Icons" in icon["family"], icon
+        assert icon["width"] < 0.5 * icon["word"], icon  # a glyph, not the word
+
+
+def test_txray_self_comparison_is_explained_in_the_ui(page, rendered_maps):
+    """Choosing the selected model as TX-Ray's reference gives LIT's error
+    bar TX-Ray's explanation, not a list of zeros."""
+    del rendered_maps  # runs after the maps (and the screenshot)
+    pg = page[0]
+    module = pg.locator("salience-map-module").first
+    row = module.locator(f'div.method-row[id="{registration.TXRAY_SHIFT.lower()}"]')
+    row.locator(".controls-toggle mwc-icon").dispatch_event("click")
+    controls = row.locator("lit-interpreter-controls")
+    reference = controls.locator("select").first
+    reference.select_option(label=MODEL)
+    controls.locator("button", has_text="Apply").click()
+    message = pg.get_by_text(txray_shift.SELF_COMPARISON).first
+    message.wait_for(timeout=INTERPRETER_TIMEOUT_MS)
+    text = message.inner_text()
+    assert f"reference '{MODEL}' is the selected model" in text, text
+    assert REFERENCE in text and "--reference_model" in text, text
+    # Back to a real comparison: the list of shifted neurons returns.
+    reference.select_option(label=REFERENCE)
+    controls.locator("button", has_text="Apply").click()
+    pg.wait_for_function(
+        """row => [...row.querySelectorAll('lit-token-chips')].some(
+            c => (c.tokensWithWeights || []).some(t => / = \\d\\.\\d{3}$/.test(t.token)))""",
+        arg=row.element_handle(),
+        timeout=INTERPRETER_TIMEOUT_MS,
+    )

@@ -68,13 +68,25 @@ def test_loader_errors(tmp_path):
         loaders.load_table(str(tmp_path / "x.xml"), {"sentence": "a"})
 
 
+def test_class_indices_get_the_given_names():
+    """A label column of class indices with `labels=` names: shown as names."""
+    rows = [dict(r, stars=["neg", "pos"].index(r["stars"])) for r in ROWS]
+    _check(loaders.RecordsDataset(rows, {"sentence": "review"}, "stars", labels=["neg", "pos"]))
+    mixed = [dict(rows[0], stars="pos"), *rows[1:]]  # a name and indices: ambiguous
+    with pytest.raises(ValueError, match="not in the label vocab"):
+        loaders.RecordsDataset(mixed, {"sentence": "review"}, "stars", labels=["neg", "pos"])
+    big = [dict(rows[0], stars=2), *rows[1:]]  # an index beyond the names
+    with pytest.raises(ValueError, match="not in the label vocab"):
+        loaders.RecordsDataset(big, {"sentence": "review"}, "stars", labels=["neg", "pos"])
+
+
 def test_bundled_set_is_balanced_and_split():
     train = loaders.load_bundled_sentiment("train").examples
     dev = loaders.load_bundled_sentiment("dev").examples
     assert len(train) + len(dev) >= 600
     for split in (train, dev):
         labels = [ex["label"] for ex in split]
-        assert labels.count("0") == labels.count("1")
+        assert labels.count("negative") == labels.count("positive") > 0
     texts = [ex["sentence"] for ex in train + dev]
     assert len(set(texts)) == len(texts)  # no duplicates, no leakage
     lengths = [len(t.split()) for t in texts]
@@ -117,7 +129,7 @@ def test_minilm_fine_tunes_on_a_slice(tmp_path):
     train = loaders.load_bundled_sentiment("train").examples[:48]
     model, tok = finetune.load_classifier(finetune.default_model_dir(), ["0", "1"])
     texts = [ex["sentence"] for ex in train]
-    labels = torch.tensor([int(ex["label"]) for ex in train])
+    labels = torch.tensor([loaders.SENTIMENT_LABELS.index(ex["label"]) for ex in train])
 
     def loss():
         with torch.no_grad():

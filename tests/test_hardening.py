@@ -396,7 +396,7 @@ TEXTS = {
 @pytest.mark.parametrize("name", list(TEXTS))
 def test_unusual_datapoints_over_http(server, name):
     port = server[0]
-    point = new_datapoint(sentence=TEXTS[name], label="1")
+    point = new_datapoint(sentence=TEXTS[name], label="positive")
     for interp, config in ((GN, {}), (IGN, FAST_IG)):
         (res,) = interpret(port, interp, [point], config)
         values = np.asarray(res["token_grads"]["salience"], dtype=float)
@@ -409,7 +409,7 @@ def test_long_text_over_http_is_truncated_and_logged(server):
     text = ("an unexpectedly moving film " * 400)[:10_000]
     assert len(text) == 10_000
     before = count_in_log(log_path, r"truncated to the model's max length 128")
-    (res,) = interpret(port, GN, [new_datapoint(sentence=text, label="1")])
+    (res,) = interpret(port, GN, [new_datapoint(sentence=text, label="positive")])
     assert len(res["token_grads"]["tokens"]) == 128
     assert count_in_log(log_path, r"truncated to the model's max length 128") > before
 
@@ -447,7 +447,7 @@ HTTP_BAD_CONFIGS = [
     (IGN, {"Max steps (adaptive)": 10**6}, r"\[64, 1024\]"),
     (IGN, {"Internal batch size": -5}, r"\[1, 4096\]"),
     (IGN, {"Attribution target": "layer 42"}, r"\[0, 6\]"),
-    (IGN, {"Class to explain": "neutral"}, r"accepted: \['0', '1'\]"),
+    (IGN, {"Class to explain": "neutral"}, r"accepted: \['negative', 'positive'\]"),
     (GN, {"Exclude special tokens from normalization": "sometimes"}, "true or false"),
     (PROBE, {lp.L1_KEY: 1e9}, r"\[0.0, 1000000.0\]"),
     (PROBE, {lp.LAYER_KEY: "99"}, r"\[0, 1, 2, 3, 4, 5, 6\]"),
@@ -503,7 +503,7 @@ def test_malformed_requests_are_errors_and_server_keeps_serving(server, data):
     port = server[0]
     bad_id = dict(data[0], id="not-the-hash")
     _expect_http_error(port, GN, [bad_id], {}, "inconsistent ids")
-    no_text = new_datapoint(label="1")
+    no_text = new_datapoint(label="positive")
     _expect_http_error(port, GN, [no_text], {}, "missing the text field")
     with pytest.raises(urllib.error.HTTPError):
         post(
@@ -524,7 +524,7 @@ def test_new_datapoint_over_http_uses_loaded_dataset_fit(server, data, interp):
     port, log_path, _ = server
     interpret(port, interp, data[:1])  # fitted (now or by an earlier test)
     fits = count_in_log(log_path, FIT_LINES[interp])
-    point = new_datapoint(sentence="A brand new review typed in the UI.", label="0")
+    point = new_datapoint(sentence="A brand new review typed in the UI.", label="negative")
     (res_new,) = interpret(port, interp, [point])
     (res_old,) = interpret(port, interp, data[:1])
     # LIT 1.3 does not add UI datapoints to the dataset the interpreter gets:

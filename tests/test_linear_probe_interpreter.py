@@ -12,6 +12,7 @@ from lit_nlp.api import types as lit_types
 from thread_helpers import call_in_threads
 
 from lit_plugins import specs
+from lit_plugins.interpreters import common
 from lit_plugins.interpreters import linear_probe as lp
 from lit_plugins.models import HFSequenceClassifier
 
@@ -116,27 +117,36 @@ def test_fit_and_outputs(bert):
         h = np.asarray(out[f"layer_{layer}/token_activations"], np.float64)
         np.testing.assert_allclose(ts.salience, h @ probe.weight_[c] / len(h), rtol=1e-5, atol=1e-6)
 
+        # Labelled chips: the text carries the number (LIT 1.3 renders a
+        # FeatureSalience of non-field keys as "key: undefined").
         top = res[lp.TOP_NEURONS]
-        assert isinstance(top, dtypes.FeatureSalience)
-        assert 1 <= len(top.salience) <= 10
-        for key, value in top.salience.items():
-            m = re.fullmatch(r"L(\d+) n(\d+)", key)
-            assert m and int(m.group(1)) == layer
+        assert isinstance(top, dtypes.TokenSalience)
+        assert 1 <= len(top.tokens) <= 10
+        for text, value in zip(top.tokens, top.salience):
+            m = re.fullmatch(r"L(\d+) n(\d+) = ([+-]\S+)", text)
+            assert m and int(m.group(1)) == layer, text
             assert value == pytest.approx(float(probe.weight_[c, int(m.group(2))]))
-        mags = [abs(v) for v in top.salience.values()]
+            assert float(m.group(3)) == pytest.approx(value, rel=1e-2)  # 3 digits shown
+        top_dict = common.chips_dict(top)
+        assert list(top_dict) == [t.split(" = ")[0] for t in top.tokens]
+        mags = [abs(v) for v in top_dict.values()]
         assert mags == sorted(mags, reverse=True)
 
         sweep = res[lp.LAYER_SWEEP]
-        assert isinstance(sweep, dtypes.FeatureSalience)
+        assert isinstance(sweep, dtypes.TokenSalience)
         parsed = {
-            int(re.fullmatch(r"layer (\d+)", k).group(1)): v for k, v in sweep.salience.items()
+            int(re.fullmatch(r"layer (\d+)", k).group(1)): v
+            for k, v in common.chips_dict(sweep).items()
         }
         assert parsed == pytest.approx(state.scores)
+        assert list(parsed) == state.layers  # in layer order
+        for text, layer_i in zip(sweep.tokens, state.layers):
+            assert text == f"layer {layer_i} = {state.scores[layer_i]:.3f}"
 
     meta = interp.meta_spec()
     assert meta[lp.TOKEN_SALIENCE].signed and not meta[lp.TOKEN_SALIENCE].autorun
     assert all(
-        isinstance(meta[k], lit_types.FeatureSalience) for k in (lp.TOP_NEURONS, lp.LAYER_SWEEP)
+        isinstance(meta[k], lit_types.TokenSalience) for k in (lp.TOP_NEURONS, lp.LAYER_SWEEP)
     )
     assert all(not f.required for f in interp.config_spec().values())
 
@@ -148,8 +158,8 @@ def test_single_layer_cls_and_top_shown(bert):
     (res,) = interp.run(EXAMPLES[:1], bert, ds, config=cfg)
     state = interp.fit(bert, ds, cfg)
     assert state.layers == [1] and state.best_layer == 1
-    assert list(res[lp.LAYER_SWEEP].salience) == ["layer 1"]
-    assert len(res[lp.TOP_NEURONS].salience) == 3
+    assert list(common.chips_dict(res[lp.LAYER_SWEEP])) == ["layer 1"]
+    assert len(common.chips_dict(res[lp.TOP_NEURONS])) == 3
     _, pooled = _pooled(bert, EXAMPLES[:1], 1, "cls")
     probe = state.probe()
     logits = probe.weight_ @ pooled[0] + probe.bias_
@@ -170,8 +180,8 @@ def test_token_level_and_control(bert):
     assert set(state.selectivity) == {0, 1, 2}
     for l in state.layers:
         assert state.selectivity[l] == pytest.approx(state.scores[l] - state.control_scores[l])
-    sweep = results[0][lp.LAYER_SWEEP].salience
-    assert "layer 0 selectivity" in sweep
+    sweep = common.chips_dict(results[0][lp.LAYER_SWEEP])
+    assert sweep["layer 0 selectivity"] == pytest.approx(state.selectivity[0])
     # Per word, the scores sum to the word's logit for its predicted tag
     # minus bias; 'first' puts each word's score on its first piece only.
     probe = state.probe()
@@ -252,7 +262,7 @@ def test_deterministic(bert):
     assert sa.scores == sb.scores and sa.best_layer == sb.best_layer
     np.testing.assert_allclose(sa.probe().weight_, sb.probe().weight_, rtol=1e-4, atol=1e-6)
     for x, y in zip(ra, rb):
-        assert list(x[lp.TOP_NEURONS].salience) == list(y[lp.TOP_NEURONS].salience)
+        assert x[lp.TOP_NEURONS].tokens == y[lp.TOP_NEURONS].tokens
         np.testing.assert_allclose(
             x[lp.TOKEN_SALIENCE].salience, y[lp.TOKEN_SALIENCE].salience, rtol=1e-4, atol=1e-5
         )
@@ -327,7 +337,7 @@ def test_minilm_sweep_prefers_late_layer(minilm_finetuned, dev_examples):
     ds = lit_dataset.Dataset(
         spec={
             "sentence": lit_types.TextSegment(),
-            "label": lit_types.CategoryLabel(vocab=["0", "1"]),
+            "label": lit_types.CategoryLabel(vocab=["negative", "positive"]),
         },
         examples=examples,
     )
@@ -339,4 +349,4 @@ def test_minilm_sweep_prefers_late_layer(minilm_finetuned, dev_examples):
     assert max(state.scores[l] for l in range(4, 7)) > state.scores[0]
     assert state.best_layer >= 1
     (res,) = interp.run(examples[:1], minilm_finetuned, ds, config={})
-    assert set(res[lp.LAYER_SWEEP].salience) == {f"layer {i}" for i in range(7)}
+    assert set(common.chips_dict(res[lp.LAYER_SWEEP])) == {f"layer {i}" for i in range(7)}

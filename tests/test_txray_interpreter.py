@@ -11,8 +11,9 @@ from lit_nlp.api import types as lit_types
 from lit_nlp.lib import caching
 from thread_helpers import call_in_threads
 
-from lit_plugins import specs, txray
-from lit_plugins.interpreters import txray_shift
+from lit_plugins import specs, txray, txray_inputs
+from lit_plugins.data.loaders import SENTIMENT_LABELS
+from lit_plugins.interpreters import common, txray_shift
 from lit_plugins.models import HFSequenceClassifier
 
 LABELS = ["neg", "pos"]
@@ -98,11 +99,14 @@ def test_ranking_matches_independent_computation(models):
         want[f"L2 n{s.neuron}: {a} → {b}"] = s.distance
 
     for res, ex in zip(results, inputs):
+        # Labelled chips, most shifted first: "L2 n7: a, b → c, d = 0.812".
         fs = res["shifted_neurons"]
-        assert isinstance(fs, dtypes.FeatureSalience)
-        assert list(fs.salience) == list(want)
+        assert isinstance(fs, dtypes.TokenSalience)
+        shown = common.chips_dict(fs)
+        assert list(shown) == list(want)
         for label, value in want.items():
-            assert fs.salience[label] == pytest.approx(value, abs=1e-9)
+            assert shown[label] == pytest.approx(value, abs=1e-9)
+        assert fs.tokens == [f"{label} = {value:.3f}" for label, value in want.items()]
         ts = res["neuron_token_salience"]
         assert isinstance(ts, dtypes.TokenSalience)
         (out,) = list(model.predict([ex], activation_layers=[2], gradients=False))
@@ -113,21 +117,50 @@ def test_ranking_matches_independent_computation(models):
         assert ts.salience.max() == pytest.approx(1.0)
 
 
-def test_self_comparison_is_zero(models):
+def test_words_features_merge_pieces(models):
     interp = txray_shift.TXRayNeuronShift(models)
-    ds = _dataset()
-    result = interp.fit(
-        models["bert_a"],
-        ds,
-        _config(**{txray_shift.FEATURES_KEY: "words", txray_shift.MODE_KEY: "all"}),
-    )
-    assert result.num_shared > 0
-    np.testing.assert_allclose(result.distance, 0.0, atol=1e-12)
+    config = _config(**{txray_shift.FEATURES_KEY: "words", txray_shift.MODE_KEY: "all"})
+    result = interp.fit(models["bert_b"], _dataset(), config)
+    assert result.num_shared > 0 and np.any(result.distance > 0)
     # 'words' merges word pieces: film ##s -> films.
     assert {"films", "slowly", "[CLS]"} <= set(result.feature_names)
     assert not any(f.startswith("##") for f in result.feature_names)
-    (res,) = interp.run(EXAMPLES[:1], models["bert_a"], ds, config=_config())
-    assert all(v == pytest.approx(0.0, abs=1e-12) for v in res["shifted_neurons"].salience.values())
+
+
+def test_self_comparison_is_refused(models):
+    """A model compared with itself gives distance 0 for every neuron; that is
+    never shown as a result: the error says what is needed instead."""
+    ds = _dataset()
+    agg_a, agg_b, _ = txray_inputs.aggregate_pair(models["bert_a"], models["bert_a"], EXAMPLES, 2)
+    np.testing.assert_allclose(txray.compute_shift(agg_a, agg_b).distance, 0.0, atol=1e-12)
+
+    interp = txray_shift.TXRayNeuronShift(models)  # default reference: bert_a
+    for call in (
+        lambda: interp.run(EXAMPLES[:1], models["bert_a"], ds, config=_config()),
+        lambda: interp.fit(models["bert_a"], ds, {}),
+    ):
+        with pytest.raises(ValueError, match=txray_shift.SELF_COMPARISON) as error:
+            call()
+        assert "'bert_b'" in str(error.value) and "--reference_model" in str(error.value)
+    assert interp.fit_count == 0
+
+    # The only model of an app, as `./run demo --models=mine:DIR` serves it.
+    alone = txray_shift.TXRayNeuronShift({"mine": models["bert_a"]})
+    with pytest.raises(ValueError, match=txray_shift.SELF_COMPARISON) as error:
+        alone.run(EXAMPLES[:1], models["bert_a"], ds, config={})
+    assert "--reference_model" in str(error.value) and "choose another" not in str(error.value)
+
+    # Another object with the very same weights: caught after the pass.
+    copy = _wrap(models["bert_a"].model, models["bert_a"].tokenizer)
+    twin = txray_shift.TXRayNeuronShift({**models, "copy": copy}, default_reference="copy")
+    with pytest.raises(ValueError, match="same feature distribution"):
+        twin.run(
+            EXAMPLES[:1],
+            models["bert_a"],
+            ds,
+            config=_config(**{txray_shift.REFERENCE_KEY: "copy"}),
+        )
+    assert twin.fit_count == 0
 
 
 def test_caching_and_refits(models):
@@ -240,7 +273,7 @@ def test_config_and_meta_spec(models):
     assert spec[txray_shift.LAYER_KEY].default == 2
     meta = interp.meta_spec()
     assert isinstance(meta["neuron_token_salience"], lit_types.TokenSalience)
-    assert isinstance(meta["shifted_neurons"], lit_types.FeatureSalience)
+    assert isinstance(meta["shifted_neurons"], lit_types.TokenSalience)
     with pytest.raises(ValueError):
         txray_shift.TXRayNeuronShift(models, default_reference="missing")
 
@@ -256,13 +289,13 @@ def test_through_caching_model_wrapper(models):
         EXAMPLES[:2], models["bert_b"], ds, config=_config()
     )
     for got, want in zip(results, direct):
-        assert got["shifted_neurons"].salience.keys() == (want["shifted_neurons"].salience.keys())
+        assert got["shifted_neurons"].tokens == want["shifted_neurons"].tokens
         np.testing.assert_allclose(
             got["neuron_token_salience"].salience, want["neuron_token_salience"].salience
         )
-    # The wrapped model is recognised as "bert_b": same-model reference → 0.
-    result = interp.fit(wrapped, ds, _config(**{txray_shift.REFERENCE_KEY: "bert_b"}))
-    np.testing.assert_allclose(result.distance, 0.0, atol=1e-12)
+    # The wrapped model is recognised as "bert_b": a self-comparison.
+    with pytest.raises(ValueError, match=txray_shift.SELF_COMPARISON):
+        interp.fit(wrapped, ds, _config(**{txray_shift.REFERENCE_KEY: "bert_b"}))
 
 
 def test_minilm_pretrained_vs_finetuned_gives_a_real_ranking(minilm_finetuned, dev_examples):
@@ -274,7 +307,7 @@ def test_minilm_pretrained_vs_finetuned_gives_a_real_ranking(minilm_finetuned, d
     dataset = lit_dataset.Dataset(
         spec=SPEC,
         examples=[
-            {"sentence": ex["sentence"], "label": LABELS[int(ex["label"])]}
+            {"sentence": ex["sentence"], "label": LABELS[SENTIMENT_LABELS.index(ex["label"])]}
             for ex in dev_examples[:60]
         ],
     )
@@ -285,8 +318,12 @@ def test_minilm_pretrained_vs_finetuned_gives_a_real_ranking(minilm_finetuned, d
     assert distances.max() > 0.9 and distances.min() < 0.5
     assert np.std(distances) > 0.05
     out = interp.run(dataset.examples[:1], minilm_finetuned, dataset, config=config)[0]
-    labels = list(out[txray_shift.SHIFTED_NEURONS].salience)
-    assert len(labels) == 10 and all(l.startswith("L6 n") and " → " in l for l in labels)
+    shown = common.chips_dict(out[txray_shift.SHIFTED_NEURONS])
+    assert len(shown) == 10 and all(l.startswith("L6 n") and " → " in l for l in shown)
+    assert all(d > 0.5 for d in shown.values())
+    assert all(
+        t.endswith(f" = {d:.3f}") for t, d in zip(out["shifted_neurons"].tokens, shown.values())
+    )
     tokens = out[txray_shift.TOKEN_SALIENCE]
     assert tokens.tokens[0] == "[CLS]" and np.max(tokens.salience) == 1.0
 

@@ -12,7 +12,9 @@ from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import types as lit_types
 
 BUNDLED_DIR = os.path.join(os.path.dirname(__file__), "sentiment")
-SENTIMENT_LABELS = ("0", "1")  # negative, positive
+# Class names of the bundled set, in the head's output order; its files
+# store the class index (0, 1).
+SENTIMENT_LABELS = ("negative", "positive")
 
 
 def _label_spec(labels: Sequence[str] | None, is_regression: bool):
@@ -75,9 +77,9 @@ class RecordsDataset(lit_dataset.Dataset):
                 labels = seen
             else:
                 labels = [str(l) for l in labels]
-                unknown = sorted(set(seen) - set(labels))
-                if unknown:
-                    raise ValueError(f"Labels {unknown} are not in the label vocab {labels}.")
+                names = _class_names(seen, labels)
+                for ex in examples:
+                    ex[label_field] = names.get(ex[label_field], ex[label_field])
         self._spec = {f: lit_types.TextSegment() for f in text_fields}
         if label_column:
             self._spec[label_field] = _label_spec(labels, is_regression)
@@ -86,6 +88,22 @@ class RecordsDataset(lit_dataset.Dataset):
 
     def spec(self) -> lit_types.Spec:
         return self._spec
+
+
+def _class_names(seen: Sequence[str], labels: Sequence[str]) -> dict[str, str]:
+    """{stored value: class name}: empty when every stored label is a name in
+    `labels`; {"0": labels[0], ...} when every one is a class index instead
+    (a file with 0/1 labels and `labels=["negative", "positive"]`)."""
+    unknown = sorted(set(seen) - set(labels))
+    if not unknown:
+        return {}
+    indices = [str(i) for i in range(len(labels))]
+    if set(seen) <= set(indices) and not set(seen) & set(labels):
+        return dict(zip(indices, labels))
+    raise ValueError(
+        f"Labels {unknown} are not in the label vocab {labels} (nor are all labels class "
+        f"indices 0..{len(labels) - 1})."
+    )
 
 
 def _label_str(value) -> str:
@@ -154,7 +172,8 @@ def load_hf_dataset(
 
 
 def load_bundled_sentiment(split: str = "dev", max_examples: int | None = None) -> RecordsDataset:
-    """The project's own movie-review sentences (label '0' neg, '1' pos)."""
+    """The project's own movie-review sentences, labelled 'negative' or
+    'positive' (SENTIMENT_LABELS; the files store 0 and 1)."""
     if split not in ("train", "dev"):
         raise ValueError(f"split must be 'train' or 'dev', got {split!r}.")
     return load_table(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
+from lit_nlp.api import dtypes
 from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 from lit_nlp.lib import utils as lit_utils
@@ -117,3 +118,42 @@ def outputs_for_target(
 
 def is_salience_spec(field: lit_types.LitType) -> bool:
     return isinstance(field, (lit_types.TokenSalience, lit_types.FeatureSalience))
+
+
+# ------------------------------------------------------ labelled chips --
+# LIT 1.3's Salience Maps module shows a FeatureSalience entry as
+# "key: <the selected datapoint's field named key>", so keys that are not
+# dataset fields (neurons, layers, diagnostics) read "key: undefined" and
+# their values show only as a colour. A TokenSalience renders each token as a
+# chip with exactly its text, coloured by its value, in the given order: our
+# lists of (label, value) are shown that way, with the value in the text.
+CHIP_SEPARATOR = " = "
+
+
+def labelled_chips(
+    items: Iterable[tuple[str, float]], value_format: str | None = "+.4g"
+) -> dtypes.TokenSalience:
+    """(label, value) pairs as chips reading "label = value" (the value in
+    `value_format`; None: the label is the whole text), coloured by value.
+
+    `chips_dict` gives the {label: value} back (values at full precision).
+    """
+    items = list(items)
+    texts = [
+        label if value_format is None else f"{label}{CHIP_SEPARATOR}{value:{value_format}}"
+        for label, value in items
+    ]
+    return dtypes.TokenSalience(texts, np.asarray([v for _, v in items], dtype=np.float64))
+
+
+def chips_dict(chips, labels: Sequence[str] | None = None) -> dict[str, float]:
+    """{label: value} from `labelled_chips` output (a TokenSalience or its JSON
+    dict). `labels`: the labels in chip order, for chips whose text is not
+    "label = value"."""
+    if isinstance(chips, dict):
+        tokens, values = chips["tokens"], chips["salience"]
+    else:
+        tokens, values = chips.tokens, chips.salience
+    if labels is None:
+        labels = [str(t).rsplit(CHIP_SEPARATOR, 1)[0] for t in tokens]
+    return dict(zip(labels, map(float, values)))

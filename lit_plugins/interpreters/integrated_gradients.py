@@ -244,10 +244,9 @@ COMPLETENESS_ITEMS = (
 def completeness_salience(res: ig_lib.IGResult) -> dtypes.TokenSalience:
     """The completeness report as labelled chips next to the salience map.
 
-    A TokenSalience rather than a FeatureSalience because LIT's Salience Maps
-    module labels FeatureSalience keys with the datapoint's field of that name
-    ("key: undefined" for ours). `salience[i]` is the number for
-    COMPLETENESS_ITEMS[i]; the chip text shows it too.
+    `common.labelled_chips` (a TokenSalience: see there why not a
+    FeatureSalience). `salience[i]` is the number for COMPLETENESS_ITEMS[i];
+    the chip text shows it too.
 
     The error is judged against `res.tolerance` (the adaptive target, or
     ig_lib.DEFAULT_TOLERANCE = 1 % with fixed steps). "within tolerance" is
@@ -277,12 +276,12 @@ def completeness_salience(res: ig_lib.IGResult) -> dtypes.TokenSalience:
         f"tolerance {tol:.2%}",
         "within tolerance" if within else "ABOVE TOLERANCE: not converged",
     ]
-    return dtypes.TokenSalience(labels, np.asarray([*values, flag]))
+    return common.labelled_chips(zip(labels, [*values, flag]), value_format=None)
 
 
 def completeness_dict(salience: dtypes.TokenSalience) -> dict[str, float]:
     """{item: value} from a result's 'completeness' entry."""
-    return dict(zip(COMPLETENESS_ITEMS, map(float, salience.salience)))
+    return common.chips_dict(salience, COMPLETENESS_ITEMS)
 
 
 def _lit_path_fn(

@@ -39,13 +39,19 @@ sweep mode):
   contribution to the probe's output for its predicted class
   (`probing.contributions`: the scores sum exactly to the logit minus the
   bias; token level: per word, for that word's predicted tag).
-* ``top_neurons`` (FeatureSalience, signed): the predicted class's top
+* ``top_neurons`` (labelled chips, signed): the predicted class's top
   neurons by |weight| - the ones holding 'Weight mass %' of that class's
   absolute weight mass (``get_top_neurons``) - at most 'Top neurons shown',
-  keyed ``"L<layer> n<neuron>"`` and valued by the signed probe weight.
+  largest first, each reading ``"L<layer> n<neuron> = <signed weight>"``.
   Token level uses the example's most frequent predicted tag.
-* ``layer_sweep`` (FeatureSalience): held-out score per probed layer,
-  ``"layer <i>"``; with 'Control task' also ``"layer <i> selectivity"``.
+* ``layer_sweep`` (labelled chips): the held-out score per probed layer,
+  ``"layer <i> = <score>"``, in layer order; with 'Control task' also
+  ``"layer <i> selectivity = <score>"``.
+
+Both lists are `common.labelled_chips` (a TokenSalience whose chip texts
+carry the numbers; LIT 1.3 shows FeatureSalience keys that are not dataset
+fields as "key: undefined"); `common.chips_dict(result[TOP_NEURONS])` gives
+``{"L6 n123": weight}`` and ``{"layer 6": score}`` back in Python.
 """
 
 from __future__ import annotations
@@ -89,6 +95,9 @@ TOP_NEURONS = "top_neurons"
 LAYER_SWEEP = "layer_sweep"
 
 SWEEP = "sweep"
+# How the chips print the numbers (the salience keeps full precision).
+WEIGHT_FORMAT = "+.3g"
+SCORE_FORMAT = ".3f"
 POOLINGS = ("mean", "cls", "first", "last")
 
 _DEFAULT_L1 = 1e-3
@@ -235,8 +244,8 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
     def meta_spec(self) -> lit_types.Spec:
         return {
             TOKEN_SALIENCE: lit_types.TokenSalience(autorun=False, signed=True),
-            TOP_NEURONS: lit_types.FeatureSalience(autorun=False, signed=True),
-            LAYER_SWEEP: lit_types.FeatureSalience(autorun=False, signed=True),
+            TOP_NEURONS: lit_types.TokenSalience(autorun=False, signed=True),
+            LAYER_SWEEP: lit_types.TokenSalience(autorun=False, signed=True),
         }
 
     def run(
@@ -255,7 +264,7 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
         layer = state.best_layer
         probe = state.probe(layer)
         weight = probe.weight_.astype(np.float64)
-        sweep = dtypes.FeatureSalience(_sweep_scores(state))
+        sweep = common.labelled_chips(_sweep_scores(state).items(), SCORE_FORMAT)
         results = []
         for ex, (tokens, hidden) in zip(inputs, dataset_level.layer_outputs(model, inputs, layer)):
             if state.level == SENTENCE:
@@ -485,10 +494,12 @@ def _sweep_scores(state: ProbeState) -> dict[str, float]:
 
 def _top_neurons(
     state: ProbeState, layer: int, row: int, opts: ProbeOptions
-) -> dtypes.FeatureSalience:
+) -> dtypes.TokenSalience:
     probe = state.probe(layer)
     weights = probe.weight_[row]
     name = list(probe.class_to_idx_)[row]
     _, per_class = probing.get_top_neurons(probe, opts.mass / 100.0, probe.class_to_idx_)
     chosen = per_class[name][: opts.top_shown]
-    return dtypes.FeatureSalience({f"L{layer} n{int(n)}": float(weights[n]) for n in chosen})
+    return common.labelled_chips(
+        ((f"L{layer} n{int(n)}", float(weights[n])) for n in chosen), WEIGHT_FORMAT
+    )

@@ -11,15 +11,21 @@ distributions. This module is LIT glue only: config → `TXRayOptions` →
 `txray.compute_shift` → LIT output types. One fit per (models, dataset
 contents, `TXRayFitOptions`) is cached. Per example:
 
-* ``shifted_neurons`` (FeatureSalience): the top-k most shifted neurons with
-  their distance, labelled ``"L<layer> n<neuron>: <top features in reference>
-  → <top features in model>"``.
+* ``shifted_neurons`` (labelled chips, `common.labelled_chips`): the top-k
+  most shifted neurons, most shifted first, each reading ``"L<layer>
+  n<neuron>: <top features in reference> → <top features in model> =
+  <distance>"`` (`common.chips_dict` gives {label: distance} back).
 * ``neuron_token_salience`` (TokenSalience): per token of the example, the
   summed positive activation of the *selected* model on those top-k neurons,
   scaled so that the largest token is 1 (all zeros if none is positive).
 
 The reference is model A ("before"), the selected model is B ("after").
 Special tokens ([CLS], [SEP], <s>, ...) are features like any other token.
+
+A model compared with itself (the same object, or a reference that gives
+every neuron the same feature distribution) has distance 0 for every neuron,
+which is not a finding: that raises a ValueError saying what is needed instead (LIT shows
+it as the request's error).
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ SHIFTED_NEURONS = "shifted_neurons"
 _DEFAULT_TOP_K = 10
 _MAX_TOP_K = 100_000
 _LABEL_FEATURES = 3  # top features per side in a neuron's label
+DISTANCE_FORMAT = ".3f"  # how the chips print the distance
+SELF_COMPARISON = "TX-Ray needs a reference model different from the selected one"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +151,7 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
     def meta_spec(self) -> lit_types.Spec:
         return {
             TOKEN_SALIENCE: lit_types.TokenSalience(autorun=False, signed=False),
-            SHIFTED_NEURONS: lit_types.FeatureSalience(autorun=False, signed=False),
+            SHIFTED_NEURONS: lit_types.TokenSalience(autorun=False, signed=False),
         }
 
     def run(
@@ -161,8 +169,8 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             return []
         layer = opts.fit.layer
         ranked = result.rank_shifts(k=opts.top_k, n_features=_LABEL_FEATURES).most
-        shifted = dtypes.FeatureSalience(
-            {neuron_label(layer, s): float(s.distance) for s in ranked}
+        shifted = common.labelled_chips(
+            ((neuron_label(layer, s), float(s.distance)) for s in ranked), DISTANCE_FORMAT
         )
         neurons = np.array([s.neuron for s in ranked], dtype=np.int64)
         results = []
@@ -202,6 +210,8 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             raise ValueError(
                 f"{REFERENCE_KEY!r} must be one of {list(self._models)}, got {ref_name!r}."
             )
+        if specs.unwrap(self._models[ref_name]) is specs.unwrap(model):
+            raise ValueError(self._self_comparison_error(ref_name, model, "is the selected model"))
         model_layers = dataset_level.layer_activation_fields(model)
         ref_layers = dataset_level.layer_activation_fields(
             self._models[ref_name], f"Reference model {ref_name!r}"
@@ -241,6 +251,22 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
                 return name
         return None
 
+    def _self_comparison_error(self, ref_name: str, model: lit_model.Model, why: str) -> str:
+        same = {id(specs.unwrap(model)), id(specs.unwrap(self._models[ref_name]))}
+        others = [n for n, m in self._models.items() if id(specs.unwrap(m)) not in same]
+        choose = (
+            f"choose another {REFERENCE_KEY!r} ({', '.join(map(repr, others))}), or "
+            if others
+            else ""
+        )
+        return (
+            f"{SELF_COMPARISON}: reference {ref_name!r} {why}; every neuron's distance is 0, "
+            f"which is not a result. To compare, {choose}load the checkpoint "
+            "this model was fine-tuned from as a reference: ./run demo "
+            "--reference_model=<checkpoint dir> (in your own app: "
+            "TXRayNeuronShift({..., 'base': base_model}, default_reference='base'))."
+        )
+
     def _fit(
         self, model: lit_model.Model, dataset: lit_dataset.Dataset, opts: TXRayFitOptions
     ) -> txray.ShiftResult:
@@ -264,10 +290,9 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
         opts: TXRayFitOptions,
     ) -> txray.ShiftResult:
         reference = self._models[opts.reference_name]
-        if specs.unwrap(model) is not specs.unwrap(reference):
-            txray_inputs.check_same_inputs(
-                model, reference, opts.reference_name, opts.layer, examples[0]
-            )
+        txray_inputs.check_same_inputs(
+            model, reference, opts.reference_name, opts.layer, examples[0]
+        )
         start = time.time()
         logging.info(
             "TX-Ray: fitting %r vs reference %r, layer %d, mode %s, %s, on %d examples.",
@@ -297,6 +322,15 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             feature_names=vocab,
             labels=(opts.reference_name, model_name),
         )
+        if result.num_shared and not np.any(result.distance > 0):
+            raise ValueError(
+                self._self_comparison_error(
+                    opts.reference_name,
+                    model,
+                    "gives every neuron the same feature distribution as the selected model "
+                    "(the same weights?)",
+                )
+            )
         logging.info(
             "TX-Ray: done in %.1f s; %d features, %d neurons active in both models.",
             time.time() - start,

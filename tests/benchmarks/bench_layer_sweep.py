@@ -130,8 +130,8 @@ def main():
     model = demo_models.finetuned_minilm(batch_size=BATCH)
     train = list(loaders.load_bundled_sentiment("train").examples)
     dev = list(loaders.load_bundled_sentiment("dev").examples)
-    y_tr = np.array([int(ex["label"]) for ex in train])
-    y_dev = np.array([int(ex["label"]) for ex in dev])
+    y_tr = np.array([loaders.SENTIMENT_LABELS.index(ex["label"]) for ex in train])
+    y_dev = np.array([loaders.SENTIMENT_LABELS.index(ex["label"]) for ex in dev])
     train_texts = [ex["sentence"] for ex in train]
     dev_texts = [ex["sentence"] for ex in dev]
     device = model.device
