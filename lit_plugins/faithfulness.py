@@ -62,7 +62,8 @@ _PROGRESS_INTERVAL_S = 5.0
 
 
 def default_methods() -> dict[str, lit_components.Interpreter]:
-    """LIT 1.3's four token-salience methods and our three, by display name."""
+    """LIT 1.3's four token-salience methods and our three, by display name
+    (LIME seeded, seed 0, so that its maps and scores are reproducible)."""
     from lit_nlp.components import gradient_maps, lime_explainer
 
     from lit_plugins import interpreters as ours
@@ -71,7 +72,7 @@ def default_methods() -> dict[str, lit_components.Interpreter]:
         LIT_GRAD_NORM: gradient_maps.GradientNorm(),
         LIT_GRAD_DOT_INPUT: gradient_maps.GradientDotInput(),
         LIT_INTEGRATED_GRADIENTS: gradient_maps.IntegratedGradients(),
-        LIT_LIME: lime_explainer.LIME(),
+        LIT_LIME: lime_explainer.LIME(seed=0),
         GRADIENT_NORM: ours.GradientNorm(),
         GRADIENT_DOT_INPUT: ours.GradientDotInput(),
         INTEGRATED_GRADIENTS: ours.IntegratedGradients(),
@@ -210,20 +211,30 @@ def run_methods(
     dataset: Any,
     tokens: Sequence[Sequence[str]],
     model_outputs: Sequence[JsonDict] | None = None,
+    errors: dict[str, str] | None = None,
 ) -> dict[str, list[np.ndarray]]:
     """{method: piece-level map per input}; each method runs once on all inputs
-    with its default config (explaining the predicted class)."""
+    with its default config (explaining the predicted class).
+
+    A method that fails raises, or, when an `errors` dict is given, is left
+    out and its error message recorded there.
+    """
     inputs = list(inputs)
     if model_outputs is None:
         model_outputs = list(model.predict(inputs))
     maps = {}
     for name, interp in methods.items():
-        results = interp.run(inputs, model, dataset, model_outputs=list(model_outputs))
-        if results is None or len(results) != len(inputs):
-            raise ValueError(f"{name} returned no salience for this model.")
-        maps[name] = [
-            piece_salience(r, t, ex, model, name) for r, t, ex in zip(results, tokens, inputs)
-        ]
+        try:
+            results = interp.run(inputs, model, dataset, model_outputs=list(model_outputs))
+            if results is None or len(results) != len(inputs):
+                raise ValueError(f"{name} returned no salience for this model.")
+            maps[name] = [
+                piece_salience(r, t, ex, model, name) for r, t, ex in zip(results, tokens, inputs)
+            ]
+        except Exception as e:
+            if errors is None:
+                raise
+            errors[name] = f"{type(e).__name__}: {e}"
     return maps
 
 
@@ -264,14 +275,16 @@ def score_inputs(
     options_kw: Mapping[str, Any] | None = None,
     dataset: Any = None,
     model_outputs: Sequence[JsonDict] | None = None,
+    errors: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, core.ExampleScores]], list[list[str]], core.FaithfulnessOptions]:
     """Runs `methods` on `inputs` and scores them (with the random baseline):
-    (per input {method: ExampleScores}, per input its tokens, the options)."""
+    (per input {method: ExampleScores}, per input its tokens, the options).
+    `errors`: as in `run_methods`."""
     runner = PerturbationRunner(model)
     examples, prob_fn = runner.encode(inputs)
     options = runner.options(**dict(options_kw or {}))
     tokens = [runner.tokens(e) for e in examples]
-    maps = run_methods(methods, inputs, model, dataset, tokens, model_outputs)
+    maps = run_methods(methods, inputs, model, dataset, tokens, model_outputs, errors)
     return core.score(examples, maps, prob_fn, options), tokens, options
 
 

@@ -274,3 +274,22 @@ def test_report_command(model, tmp_path):
     md = (out / "summary.md").read_text()
     assert "| Grad L2 Norm |" in md and "| random |" in md and "`mask`" in md
     assert (out / "deletion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class _Broken(gradient_maps.GradientNorm):
+    def run(self, *args, **kw):
+        raise RuntimeError("boom")
+
+
+def test_a_failing_method_is_reported_not_fatal(model):
+    sf = interp_lib.SalienceFaithfulness({"GN": gradient_maps.GradientNorm(), "bad": _Broken()})
+    res = sf.run(EXAMPLES[:1], model, _dataset())
+    assert res[0]["bad"].tokens == ["not scored (error: RuntimeError: boom)"]
+    assert interp_lib.chips_metrics(res[0]["GN"])["comprehensiveness"] == pytest.approx(
+        faithfulness.evaluate(model, EXAMPLES[:1], {"GN": gradient_maps.GradientNorm()})
+        .iloc[0]
+        .comprehensiveness,
+        abs=1e-4,
+    )
+    with pytest.raises(RuntimeError, match="boom"):
+        faithfulness.evaluate(model, EXAMPLES[:1], {"bad": _Broken()})

@@ -278,9 +278,14 @@ class SalienceFaithfulness(dataset_level.DatasetInterpreter):
                 chosen[name] = offered[name]
             else:
                 skipped[name] = "not scored (does not fit this model)"
+        errors: dict[str, str] = {}
         scores, _, options = faithfulness.score_inputs(
-            model, inputs, chosen, opts.options_kw(), dataset, model_outputs
+            model, inputs, chosen, opts.options_kw(), dataset, model_outputs, errors
         )
+        for name, message in errors.items():  # shown, not fatal: the others still score
+            logging.warning("Salience faithfulness: %s failed: %s", name, message)
+            skipped[name] = f"not scored (error: {message})"
+            chosen.pop(name)
         summary_rows = self._summary(model, dataset, inputs, scores, chosen, opts)
         labels = PerturbationRunner(model).labels
         results = []
@@ -366,7 +371,7 @@ def _summary_chips(summary, n: int, where: str) -> JsonDict:
     for metric in core.METRICS:
         part = summary[summary.metric == metric].set_index("method")
         base = float(part.at[core.RANDOM, "mean"]) if core.RANDOM in part.index else 0.0
-        items = [(f"{n} examples {where}", 0.0)]
+        items = [(f"{n} example{'' if n == 1 else 's'} {where}", 0.0)]
         for method, row in part.iterrows():
             items.append(
                 (
