@@ -15,7 +15,7 @@ import transformers
 from absl import logging
 from tqdm.auto import tqdm
 
-from lit_plugins.models.hf_classifier import pick_device
+from lit_plugins.devices import pick_device
 
 FINETUNE_FORMAT = 1  # bump when the recipe changes so old caches are not used
 

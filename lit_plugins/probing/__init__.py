@@ -48,6 +48,7 @@ from lit_plugins.probing.representations import (
     token_dataset,
     word_level_activations,
 )
+from lit_plugins.probing.splits import train_held_out_split
 
 __all__ = [
     "METRICS",
@@ -82,6 +83,7 @@ __all__ = [
     "spearman",
     "token_dataset",
     "top_vs_random_ablation",
+    "train_held_out_split",
     "train_linear_regression_probe",
     "train_logistic_regression_probe",
     "word_level_activations",

@@ -426,7 +426,7 @@ def test_early_stopping_auto_needs_ten_held_out_rows_and_no_ridge():
 
 
 def test_held_out_rows_are_stratified_and_sized():
-    from lit_plugins.probing.probes import _held_out_rows
+    from lit_plugins.probing.early_stopping import held_out_rows as _held_out_rows
 
     y = np.array([0] * 50 + [1] * 30 + [2] * 5 + [3])
     mask = _held_out_rows(y, len(y), 0.1, random_state=0)
@@ -492,7 +492,7 @@ def test_bad_early_stopping_and_solver_params(kw, match):
 @pytest.mark.parametrize("kind", ["binary", "classification", "regression"])
 def test_curvature_along_a_direction_matches_finite_differences(kind):
     """The exact first step uses d^2/dt^2 loss(LT + t LT_d); check it."""
-    from lit_plugins.probing.probes import _Problem
+    from lit_plugins.probing.losses import Problem as _Problem
 
     rng = np.random.default_rng(10)
     n, h = 50, 7
@@ -518,7 +518,7 @@ def test_curvature_along_a_direction_matches_finite_differences(kind):
 
 def test_early_stopping_plateau_keeps_the_best_train_part_iterate():
     """A penalty that regularises enough: no overfitting, so no refit."""
-    from lit_plugins.probing.probes import _held_out_rows
+    from lit_plugins.probing.early_stopping import held_out_rows as _held_out_rows
 
     X, y = _overfit_prone(4)
     es = LinearProbe(lambda_l2=0.2, early_stopping=True).fit(X, y)
@@ -537,7 +537,7 @@ def test_early_stopping_plateau_keeps_the_best_train_part_iterate():
 
 def test_lbfgs_memory_product_equals_the_two_loop_recursion():
     """The compact product vs Nocedal & Wright's alg. 7.4, written out."""
-    from lit_plugins.probing.probes import _LBFGSMemory
+    from lit_plugins.probing.solvers import LBFGSMemory as _LBFGSMemory
 
     rng = np.random.default_rng(12)
     d, size = 40, 5

@@ -1,0 +1,164 @@
+"""Early stopping on held-out rows for the probe solvers.
+
+NeuroX's 10 epochs of Adam never reach the optimum, and without a penalty,
+with L1, or with NeuroX's un-squared ||W|| term at the small lambdas probing
+work uses, that optimum sits at large weights on near-separable activations
+and overfits: measured on the bundled MiniLM sentences (5-fold CV over 720,
+7 layers) the exact optimum is 0.6-3.2 accuracy points below an early-stopped
+probe (more without any penalty).  So, as in sklearn's SGD/MLP estimators,
+10% of the rows (stratified, every class keeping a training row) are held
+out, the solver stops once their loss has not improved for 5 iterations,
+and - if the held-out loss was rising, i.e. the probe began to overfit - it
+is retrained on all rows for the best number of iterations.
+A ridge term (``lambda_l2 > 0`` with ``l2_form="squared"``) makes the problem
+strongly convex with a regularised optimum; there the same CV favours the
+exact optimum by 0.3-0.9 points, so "auto" solves it exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from lit_plugins.probing.losses import Problem
+from lit_plugins.probing.splits import train_held_out_split
+
+# early_stopping="auto" needs at least this many held-out rows: fewer make
+# the held-out loss too noisy to pick an iteration from.
+MIN_HELD_OUT = 10
+# Held-out loss this far (relative) above its best at the stop = overfitting.
+OVERFIT_RISE = 0.01
+
+# solve(problem, max_iter, tol, monitor) -> (V, c, n_iter)
+Solve = Callable[..., tuple[torch.Tensor, torch.Tensor, int]]
+
+
+class EarlyStopping:
+    """Stops a solver once the held-out loss stops improving; keeps the best.
+
+    The held-out rows stay in the problem's X with training weight 0, so their
+    logits come for free with every iterate's (no copy of X, no extra matmul).
+    Called with each accepted iterate (V, c) and its logits; returns True when
+    the held-out data loss (penalty excluded) has not improved by a relative
+    1e-4 for `patience` calls.  `best` is the (V, c) with the lowest held-out
+    loss so far, `best_iter` its index (0 = the starting point).
+    """
+
+    def __init__(self, problem: Problem, held_out_weight: torch.Tensor, patience: int):
+        self.problem = problem
+        self.held_out_weight = held_out_weight  # [1, N], sums to 1
+        self.patience = patience
+        self.best = None
+        self.best_loss = math.inf
+        self.best_iter = -1
+        self.losses = []
+        self.stopped = False
+
+    def __call__(self, V: torch.Tensor, c: torch.Tensor, LT: torch.Tensor) -> bool:
+        loss, _ = self.problem.data_loss(LT, need_grad=False, row_weight=self.held_out_weight)
+        loss = float(loss)
+        self.losses.append(loss)
+        if self.best is None or loss < self.best_loss - 1e-4 * abs(self.best_loss):
+            # No copy: solvers hand over fresh tensors they never modify.
+            self.best, self.best_loss = (V, c), loss
+            self.best_iter = len(self.losses) - 1
+        self.stopped = len(self.losses) - 1 - self.best_iter >= self.patience
+        return self.stopped
+
+    @property
+    def overfitting(self) -> bool:
+        """Stopped with the held-out loss clearly (> 1%) above its best.
+
+        Otherwise it stopped on a plateau: every recent iterate is as good on
+        held-out rows, i.e. the penalty regularises enough.  Measured on the
+        bundled MiniLM vectors and the synthetic benchmark set, overfitting runs
+        rise 6% to 240% within the patience window, plateaus by < 0.1%.
+        """
+        return self.stopped and self.losses[-1] > self.best_loss * (1.0 + OVERFIT_RISE)
+
+
+def held_out_rows(
+    y_idx: np.ndarray | None, n: int, fraction: float, random_state: int
+) -> np.ndarray:
+    """Boolean mask of round(fraction * n) rows held out for early stopping.
+
+    Classification (`y_idx` = class indices): stratified, every class keeping
+    at least one training row; regression (None): a plain random subset.  See
+    `splits.train_held_out_split`.  Deterministic given `random_state`; may be
+    empty for tiny data.
+    """
+    mask = np.zeros(n, dtype=bool)
+    if n >= 2:
+        _, held_out = train_held_out_split(n, fraction, random_state, y_idx, min_held_out=0)
+        mask[held_out] = True
+    return mask
+
+
+def choose_held_out(
+    mode: bool | str,
+    ridge: bool,
+    y_idx: np.ndarray | None,
+    n: int,
+    fraction: float,
+    random_state: int,
+) -> np.ndarray | None:
+    """Rows to hold out for early stopping, or None to solve exactly.
+
+    `mode`: True/False as set (True with nothing to hold out is a ValueError);
+    "auto": on unless the objective has a ridge term (`ridge`, a regularised
+    optimum, solved exactly) or fewer than MIN_HELD_OUT rows would be held out.
+    """
+    if not mode:
+        return None
+    if mode == "auto" and ridge:
+        return None  # ridge: a regularised optimum, solved exactly
+    mask = held_out_rows(y_idx, n, fraction, random_state)
+    if mode == "auto":
+        return mask if mask.sum() >= MIN_HELD_OUT else None
+    if not mask.any():
+        raise ValueError(
+            f"early_stopping=True needs held-out rows, but {n} example(s) at "
+            f"validation_fraction={fraction} leave none (a "
+            "class keeps at least one training row); use early_stopping=False "
+            "or 'auto'."
+        )
+    return mask
+
+
+def solve_early_stopped(
+    problem: Problem,
+    held_out_mask: np.ndarray,
+    solve: Solve,
+    max_iter: int,
+    tol: float,
+    patience: int,
+) -> tuple[torch.Tensor, torch.Tensor, int, EarlyStopping]:
+    """(V, c, n_iter, monitor): the held-out run and, if it overfit, the refit.
+
+    `solve(problem, max_iter, tol, monitor=None)` runs a solver from the
+    starting point and returns (V, c, n_iter).
+    """
+    # 1. Find when held-out loss stops improving (the held-out rows keep
+    #    training weight 0, so X is not copied) ...
+    held_out = torch.as_tensor(held_out_mask, device=problem.X.device, dtype=problem.X.dtype)
+    train_part = problem.with_row_weight(((1.0 - held_out) / float((1.0 - held_out).sum()))[None])
+    monitor = EarlyStopping(train_part, (held_out / float(held_out.sum()))[None], patience)
+    V, c, n_iter = solve(train_part, max_iter, tol, monitor)
+    if monitor.overfitting:
+        # 2. ... and when the probe started to overfit, train on all rows
+        #    for the best number of iterations ("retrain on all data for the
+        #    selected number of steps", Goodfellow et al., Deep Learning,
+        #    alg. 7.2).  Measured on the bundled MiniLM set, the refit is
+        #    what brings early-stopped probes to NeuroX's accuracy on the
+        #    early layers, where 10% fewer rows cost up to 5 points.  On a
+        #    plateau or at convergence the penalty regularises enough and
+        #    the train part's best iterate is kept, as in sklearn's early
+        #    stopping: a refit would double the cost for 10% more rows.
+        if monitor.best_iter == 0:  # no step helped: the prior-only probe
+            V, c, n_iter = monitor.best[0], monitor.best[1], 0
+        else:
+            V, c, n_iter = solve(problem, monitor.best_iter, 0.0)
+    return V, c, n_iter, monitor

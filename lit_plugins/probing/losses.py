@@ -1,0 +1,289 @@
+"""The linear-probe objective: data loss, penalties, proximal step, preconditioning.
+
+The objective (stated in `probes.py`) is solved on a preconditioned copy of
+the problem: features are centred and divided by their standard deviation
+internally, and the penalty is re-weighted so that the optimum is *exactly*
+the optimum of the problem as stated (a change of variables, not a change of
+model).  Transformer activations have a few huge-magnitude "outlier"
+dimensions; without this, the problem is badly conditioned and every
+first-order step is tiny.  ``standardize=True`` instead changes the model:
+the probe is defined on standardised features, so the penalty and `weight_`
+are in standardised units (neuron weights become comparable across neurons
+of different scale).
+
+Binary classification is solved as ONE logistic-regression row on the logit
+difference and split back into NeuroX's two rows (w1 = -w0 = d / 2), which
+is the exact optimum of the two-row problem for any symmetric penalty: half
+the work per iteration, same answer (`build_problem`, `stated_weights`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from lit_plugins.probing import _validation as val
+
+BINARY = "binary"  # internal task: 2-class softmax solved as one logistic
+
+
+class Problem:
+    """The preconditioned objective, its gradient and proximal operator.
+
+    Variables are V (= W * scale, per neuron) and c (the bias for centred
+    features); the centred/scaled features Z = (X - mean) / scale are never
+    materialised (that copy costs more than several solver iterations):
+    Z V^T = X (V/scale)^T - mean.(V/scale).  Logits are kept transposed,
+    [C, N], because the softmax over a short contiguous axis is ~10x faster.
+    Gradients are written by hand, which avoids autograd graph construction on
+    every line-search evaluation.
+    """
+
+    def __init__(
+        self,
+        X: torch.Tensor,
+        targets: torch.Tensor,
+        task_type: str,
+        mean: torch.Tensor,
+        scale: torch.Tensor,
+        omega: torch.Tensor,
+        lambda_l1: float,
+        lambda_l2: float,
+        l2_form: str,
+        row_weight: torch.Tensor | None = None,
+    ):
+        self.X = X
+        self.n = X.shape[0]
+        self.task_type = task_type
+        self.targets = targets  # classification: labels [N]; regression: [1, N]
+        self.neg_targets = -targets if task_type == BINARY else None
+        self.mean = mean
+        self.scale = scale
+        self.inv_scale = 1.0 / scale
+        self.omega = omega  # per-neuron penalty weight, [H]
+        self.omega2 = omega * omega
+        self.lambda_l1 = float(lambda_l1)
+        self.lambda_l2 = float(lambda_l2)
+        self.l2_form = l2_form
+        self.row_weight = row_weight  # None: plain mean over all N rows
+
+    def with_row_weight(self, row_weight: torch.Tensor) -> Problem:
+        """The same problem with the data loss weighted by `row_weight` [1, N]."""
+        return Problem(
+            self.X,
+            self.targets,
+            self.task_type,
+            self.mean,
+            self.scale,
+            self.omega,
+            self.lambda_l1,
+            self.lambda_l2,
+            self.l2_form,
+            row_weight=row_weight,
+        )
+
+    def logits_t(self, V, c):
+        """Model outputs, transposed: [C, N].  Linear in (V, c)."""
+        W = V * self.inv_scale
+        b = torch.addmv(c, W, self.mean, alpha=-1.0)  # c - W mean
+        return (self.X @ W.T).T + b[:, None]
+
+    def data_loss(self, LT, need_grad: bool, row_weight=None):
+        """Mean loss from transposed logits; with need_grad also dLoss/dLT.
+
+        `row_weight` ([1, N], summing to 1) replaces the plain mean, e.g. to
+        leave out held-out rows (weight 0) or to score only them; default: the
+        problem's own `row_weight`, or the plain mean when that is None.
+        """
+        w = self.row_weight if row_weight is None else row_weight
+        if self.task_type == BINARY:  # targets are -1/+1, LT the logit of +1
+            neg_margin = LT * self.neg_targets
+            per_row = torch.nn.functional.softplus(neg_margin)
+            loss = per_row.sum() / self.n if w is None else (per_row * w).sum()
+            if not need_grad:
+                return loss, None
+            GT = torch.sigmoid(neg_margin).mul_(self.neg_targets)
+            return loss, (GT.mul_(1.0 / self.n) if w is None else GT.mul_(w))
+        if self.task_type == val.CLASSIFICATION:
+            m = LT.amax(0, keepdim=True)
+            e = torch.exp(LT - m)
+            se = e.sum(0, keepdim=True)
+            per_row = torch.log(se) + m - LT.gather(0, self.targets[None, :])
+            loss = per_row.sum() / self.n if w is None else (per_row * w).sum()
+            if not need_grad:
+                return loss, None
+            GT = e.div_(se)
+            GT.scatter_add_(0, self.targets[None, :], torch.full_like(per_row, -1.0))
+            return loss, (GT.mul_(1.0 / self.n) if w is None else GT.mul_(w))
+        r = LT - self.targets
+        if w is None:
+            loss = (r * r).sum() / self.n
+            return loss, (r.mul_(2.0 / self.n) if need_grad else None)
+        loss = (r * r * w).sum()
+        return loss, (r.mul_(w).mul_(2.0) if need_grad else None)
+
+    def curvature(self, LT, LT_d) -> float:
+        """Second derivative of the training data loss along a direction d.
+
+        `LT_d` are d's logits (`logits_t` is linear, so they are the change of
+        the logits per unit step).  Exact for all three losses; used for the
+        first quasi-Newton step, before any curvature pairs exist.
+        """
+        w = self.row_weight if self.row_weight is not None else 1.0 / self.n
+        if self.task_type == BINARY:
+            p = torch.sigmoid(LT)
+            return float((p * (1.0 - p) * LT_d * LT_d * w).sum())
+        if self.task_type == val.CLASSIFICATION:
+            p = torch.softmax(LT, dim=0)
+            pa = (p * LT_d).sum(0)
+            return float((((p * LT_d * LT_d).sum(0) - pa * pa) * w).sum())
+        return float((2.0 * LT_d * LT_d * w).sum())
+
+    def param_grad(self, GT):
+        """Chain rule from dLoss/dLT to (dV, dc)."""
+        gc = GT.sum(1)
+        # (GT X - gc mean^T) / scale
+        gV = torch.addr(GT @ self.X, gc, self.mean, alpha=-1.0).mul_(self.inv_scale)
+        return gV, gc
+
+    def smooth_penalty(self, V, need_grad: bool):
+        """The L2 term (squared or plain norm), as a float, and its gradient."""
+        if self.lambda_l2 <= 0:
+            return 0.0, None
+        V_omega2 = V * self.omega2
+        sq = float((V * V_omega2).sum())
+        if self.l2_form == "squared":
+            pen = self.lambda_l2 * sq
+            grad = V_omega2.mul_(2.0 * self.lambda_l2) if need_grad else None
+        else:
+            norm = math.sqrt(sq)
+            pen = self.lambda_l2 * norm
+            grad = None
+            if need_grad:  # at W = 0 this gives 0, a valid subgradient
+                grad = V_omega2.mul_(self.lambda_l2 / max(norm, 1e-30))
+        return pen, grad
+
+    def l1(self, V):
+        return self.lambda_l1 * (V.abs() * self.omega).sum()
+
+    def prox_l1(self, V, step: float):
+        """Soft-thresholding: the exact minimiser of L1 plus a quadratic."""
+        thr = (step * self.lambda_l1) * self.omega
+        return torch.sign(V) * torch.clamp(V.abs() - thr, min=0.0)
+
+    def lipschitz_estimate(self, num_iter: int = 10, max_rows: int = 2048) -> float:
+        """Estimate of the smooth part's curvature bound, by power iteration.
+
+        Cross-entropy's Hessian is bounded by 1/2 * Z^T Z / N (softmax
+        covariances have eigenvalues <= 1/2); squared error's is 2 * Z^T Z / N.
+        Z is centred, so the bias block decouples.  A fixed strided row subsample
+        and a fixed start vector keep it cheap and deterministic; an estimate is
+        enough because FISTA backtracks when it is too optimistic.
+        """
+        stride = max(1, self.n // max_rows)
+        Zs = (self.X[::stride] - self.mean) * self.inv_scale
+        h = Zs.shape[1]
+        v = torch.ones(h, dtype=Zs.dtype, device=Zs.device) / math.sqrt(h)
+        lam = 0.0
+        for _ in range(num_iter):
+            w = Zs.T @ (Zs @ v) / Zs.shape[0]
+            lam = float(torch.linalg.vector_norm(w))
+            if lam == 0.0:
+                break
+            v = w / lam
+        factor = {val.CLASSIFICATION: 0.5, BINARY: 0.25}.get(self.task_type, 2.0)
+        L = factor * max(lam, 1.0)
+        if self.lambda_l2 > 0 and self.l2_form == "squared":
+            L += 2.0 * self.lambda_l2 * float(self.omega2.max())
+        return L
+
+
+def feature_stats(X: torch.Tensor, exact: bool, max_rows: int = 2048):
+    """Per-neuron mean and std (constant neurons get scale 1).
+
+    With exact=False they only precondition the solver (any positive scale
+    and any centre give the same optimum), so they are computed cheaply: on a
+    fixed strided subsample of at most `max_rows` rows and from the first two
+    moments (torch's column-wise var_mean is ~10x slower than two reductions
+    and, on a probe-sized matrix, costs as much as several solver iterations).
+    exact=True (standardize=True) defines the model: full data, var_mean.
+    """
+    if exact:
+        var, mean = torch.var_mean(X, dim=0, correction=0)
+    else:
+        if X.shape[0] > max_rows:
+            X = X[:: X.shape[0] // max_rows]
+        mean = X.mean(0)
+        var = torch.clamp((X * X).mean(0) - mean * mean, min=0.0)
+    scale = torch.sqrt(var)
+    # A relative floor: for a (near-)constant neuron the moment difference is
+    # round-off (~sqrt(eps) of its magnitude), not a scale.
+    tiny = 0.0
+    if not exact:
+        tiny = 10 * math.sqrt(torch.finfo(X.dtype).eps) * torch.sqrt(mean * mean + var)
+    scale = torch.where(scale > tiny, scale, torch.ones_like(scale))
+    return mean, scale
+
+
+def build_problem(
+    X: torch.Tensor,
+    y: np.ndarray,
+    num_classes: int | None,
+    lambda_l1: float,
+    lambda_l2: float,
+    l2_form: str,
+    standardize: bool,
+) -> tuple[Problem, torch.Tensor]:
+    """The preconditioned problem of a probe and the bias to start from.
+
+    `y`: class indices 0..num_classes-1 (classification) or real targets
+    (regression, num_classes None).  The starting bias is the log class prior
+    (or the target mean), so the weights can start at zero.
+    """
+    device, dtype = X.device, X.dtype
+    mean, scale = feature_stats(X, exact=standardize)
+    if num_classes == 2:
+        # A 2-class softmax probe only sees the logit difference d = w1 - w0,
+        # and for any symmetric penalty the best split is w1 = -w0 = d / 2
+        # (|w0| + |w1| = |d|, w0^2 + w1^2 = d^2 / 2): so solve the logistic
+        # regression on d, one output row instead of two, and split it back.
+        kind = BINARY
+        targets = torch.as_tensor(2 * y - 1, device=device).to(dtype)[None, :]
+        p1 = float(np.mean(y))
+        c0 = torch.tensor([math.log(p1 / (1.0 - p1))], dtype=dtype, device=device)
+        lambda_l2 *= 0.5 if l2_form == "squared" else math.sqrt(0.5)
+    elif num_classes is not None:
+        kind = val.CLASSIFICATION
+        targets = torch.as_tensor(y, device=device, dtype=torch.long)
+        prior = torch.bincount(targets, minlength=num_classes).to(dtype)
+        prior = prior / prior.sum()
+        c0 = torch.log(prior) - torch.log(prior).mean()
+    else:
+        kind = val.REGRESSION
+        targets = torch.as_tensor(y, device=device).to(dtype)[None, :]
+        c0 = targets.mean(1)
+    # Penalty weights per neuron.  standardize=False: the penalty is on the
+    # raw weights W = V / scale, so omega = 1 / scale keeps the optimum of the
+    # stated problem; standardize=True: the penalty is on V itself.
+    omega = torch.ones_like(scale) if standardize else 1.0 / scale
+    problem = Problem(X, targets, kind, mean, scale, omega, lambda_l1, lambda_l2, l2_form)
+    return problem, c0
+
+
+def stated_weights(
+    problem: Problem, V: torch.Tensor, c: torch.Tensor, standardize: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W, b) of the problem as stated, from the solver's variables (V, c).
+
+    A binary solve is split back into two rows (w1 = -w0 = d / 2); without
+    `standardize` the preconditioning is undone (W = V / scale).
+    """
+    if problem.task_type == BINARY:
+        V = torch.cat([-0.5 * V, 0.5 * V])
+        c = torch.cat([-0.5 * c, 0.5 * c])
+    if standardize:
+        return V, c
+    W = V / problem.scale
+    return W, c - W @ problem.mean
