@@ -154,9 +154,32 @@ class FitOnceCache:
 class DatasetInterpreter(lit_components.Interpreter):
     """Base of interpreters that fit once per (model, dataset, options) and cache.
 
-    Subclasses parse their config into a frozen options dataclass whose fit
-    part is hashable, and call `cached_fit(key_parts, examples, compute)`.
+    Fit-then-explain subclasses define three methods and inherit `run` and
+    `fit`: `parse_config(model, dataset, config)` → an options object whose
+    `fit` part is hashable; `_fit(model, dataset, fit_options)` → the fit,
+    through `cached_fit(key_parts, examples, compute)`; and
+    `explain(inputs, model, fitted, options)` → one result per input.
+    Interpreters of another shape override `run` and use only the cache.
     """
+
+    def run(
+        self,
+        inputs: list[JsonDict],
+        model: lit_model.Model,
+        dataset: lit_dataset.Dataset,
+        model_outputs: list[JsonDict] | None = None,
+        config: JsonDict | None = None,
+    ) -> list[JsonDict] | None:
+        del model_outputs  # dataset-level fits make their own predict calls
+        options = self.parse_config(model, dataset, config)
+        fitted = self._fit(model, dataset, options.fit)
+        return self.explain(inputs, model, fitted, options) if inputs else []
+
+    def fit(
+        self, model: lit_model.Model, dataset: lit_dataset.Dataset, config: JsonDict | None = None
+    ) -> Any:
+        """The (cached) fit of `model` on `dataset` for this config."""
+        return self._fit(model, dataset, self.parse_config(model, dataset, config).fit)
 
     def __init__(self, batch_size: int = 32, max_cached_fits: int = 16):
         if int(batch_size) < 1:

@@ -187,7 +187,10 @@ class ProbeState:
 
 
 class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
-    """Which layers / neurons linearly encode a dataset label?"""
+    """Which layers / neurons linearly encode a dataset label?
+
+    `fit(model, dataset, config)` returns the cached `ProbeState`.
+    """
 
     def __init__(
         self,
@@ -248,19 +251,10 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
             LAYER_SWEEP: lit_types.TokenSalience(autorun=False, signed=True),
         }
 
-    def run(
-        self,
-        inputs: list[JsonDict],
-        model: lit_model.Model,
-        dataset: lit_dataset.Dataset,
-        model_outputs: list[JsonDict] | None = None,
-        config: JsonDict | None = None,
-    ) -> list[JsonDict] | None:
-        del model_outputs  # activations need a dedicated predict call
-        opts = self.parse_config(model, dataset, config)
-        state = self._fit(model, dataset, opts.fit)
-        if not inputs:
-            return []
+    def explain(
+        self, inputs: list[JsonDict], model: lit_model.Model, state: ProbeState, opts: ProbeOptions
+    ) -> list[JsonDict]:
+        """Token contributions, top neurons and the layer sweep of the fitted probe."""
         layer = state.best_layer
         probe = state.probe(layer)
         weight = probe.weight_.astype(np.float64)
@@ -288,15 +282,6 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
         return results
 
     # ------------------------------------------------------------ public API
-    def fit(
-        self,
-        model: lit_model.Model,
-        dataset: lit_dataset.Dataset,
-        config: JsonDict | None = None,
-    ) -> ProbeState:
-        """The (cached) fitted ProbeState of `model` on `dataset`."""
-        return self._fit(model, dataset, self.parse_config(model, dataset, config).fit)
-
     def parse_config(
         self,
         model: lit_model.Model,

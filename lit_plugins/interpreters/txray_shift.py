@@ -97,7 +97,10 @@ def neuron_label(layer: int, shift: txray.NeuronShift) -> str:
 
 
 class TXRayNeuronShift(dataset_level.DatasetInterpreter):
-    """TX-Ray: which neurons changed their preferred inputs vs a reference?"""
+    """TX-Ray: which neurons changed their preferred inputs vs a reference?
+
+    `fit(model, dataset, config)` returns the cached `txray.ShiftResult`.
+    """
 
     def __init__(
         self,
@@ -154,19 +157,14 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             SHIFTED_NEURONS: lit_types.TokenSalience(autorun=False, signed=False),
         }
 
-    def run(
+    def explain(
         self,
         inputs: list[JsonDict],
         model: lit_model.Model,
-        dataset: lit_dataset.Dataset,
-        model_outputs: list[JsonDict] | None = None,
-        config: JsonDict | None = None,
-    ) -> list[JsonDict] | None:
-        del model_outputs  # activations need a dedicated predict call
-        opts = self.parse_config(model, dataset, config)
-        result = self._fit(model, dataset, opts.fit)
-        if not inputs:
-            return []
+        result: txray.ShiftResult,
+        opts: TXRayOptions,
+    ) -> list[JsonDict]:
+        """The most shifted neurons and how strongly each token drives them."""
         layer = opts.fit.layer
         ranked = result.rank_shifts(k=opts.top_k, n_features=_LABEL_FEATURES).most
         shifted = common.labelled_chips(
@@ -188,15 +186,6 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
         return results
 
     # ------------------------------------------------------------ public API
-    def fit(
-        self,
-        model: lit_model.Model,
-        dataset: lit_dataset.Dataset,
-        config: JsonDict | None = None,
-    ) -> txray.ShiftResult:
-        """The (cached) ShiftResult of reference vs `model` on `dataset`."""
-        return self._fit(model, dataset, self.parse_config(model, dataset, config).fit)
-
     def parse_config(
         self,
         model: lit_model.Model,
