@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what tests/test_browser_e2e.py needs outside the venv: Debian's
+# Installs what tests/app/test_browser_e2e.py needs outside the venv: Debian's
 # Chromium (Playwright's own browser download is not used) and a local copy
 # of the Material icon font (LIT otherwise fetches it from the web).
 #

@@ -1,26 +1,20 @@
 """Shared fixtures: tiny random models (fast) and the fine-tuned MiniLM."""
 
 import os
-import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(__file__))
 
 import pytest
-import tiny_models
 
-from lit_plugins.models import HFSequenceClassifier
+from tests.kit import tiny_models
 
 ARCHS = ("bert", "distilbert", "roberta")
 
 
 @pytest.fixture(params=ARCHS)
 def tiny_classifier(request):
-    model, tokenizer = tiny_models.make(request.param)
-    return HFSequenceClassifier(
-        model=model, tokenizer=tokenizer, labels=["neg", "pos"], batch_size=4
-    )
+    return tiny_models.classifier(request.param, labels=["neg", "pos"], batch_size=4)
 
 
 @pytest.fixture(scope="session")

@@ -4,15 +4,14 @@ the HF perturbation adapter (lit_plugins.models.hf_perturb)."""
 import itertools
 import warnings
 
-import ferret_reference
 import numpy as np
 import pytest
-import tiny_models
 import torch
 
 from lit_plugins.attribution import faithfulness as ff
 from lit_plugins.models import HFSequenceClassifier
 from lit_plugins.models.hf_perturb import PerturbationRunner
+from tests.kit import ferret_reference, tiny_models
 
 CLS, SEP, MASK, PAD = 101, 102, 103, 0
 

@@ -7,7 +7,6 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import tiny_models
 import torch
 from lit_nlp import app as lit_app
 from lit_nlp.api import dataset as lit_dataset
@@ -22,6 +21,7 @@ from lit_plugins import interpreters as ours
 from lit_plugins.attribution import faithfulness as core
 from lit_plugins.interpreters import faithfulness as interp_lib
 from lit_plugins.models import HFSequenceClassifier
+from tests.kit import tiny_models
 
 LABELS = ["neg", "pos"]
 SPEC = {"sentence": lit_types.TextSegment(), "label": lit_types.CategoryLabel(vocab=LABELS)}

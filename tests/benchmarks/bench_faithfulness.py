@@ -24,29 +24,25 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import sys
 import time
 import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)  # machine.py
-sys.path.insert(0, os.path.dirname(HERE))  # tests/: ferret_reference
 
-import ferret_reference  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from lit_nlp.api import model as lit_model  # noqa: E402
-from lit_nlp.components import gradient_maps, lime_explainer  # noqa: E402
-from machine import describe  # noqa: E402
+import numpy as np
+import pandas as pd
+import torch
+from lit_nlp.api import model as lit_model
+from lit_nlp.components import gradient_maps, lime_explainer
 
-from lit_plugins import demo_models, faithfulness  # noqa: E402
-from lit_plugins import interpreters as ours  # noqa: E402
-from lit_plugins.attribution import faithfulness as core  # noqa: E402
-from lit_plugins.data import loaders  # noqa: E402
-from lit_plugins.models import finetune  # noqa: E402
-from lit_plugins.models.hf_perturb import PerturbationRunner  # noqa: E402
+from lit_plugins import demo_models, faithfulness
+from lit_plugins import interpreters as ours
+from lit_plugins.attribution import faithfulness as core
+from lit_plugins.data import loaders
+from lit_plugins.models import finetune
+from lit_plugins.models.hf_perturb import PerturbationRunner
+from tests.benchmarks.machine import describe
+from tests.kit import ferret_reference
 
 
 class WithoutGradients(lit_model.ModelWrapper):
@@ -133,6 +129,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chunk", type=int, default=25, help="examples per interleaved timing chunk")
+    ap.add_argument("--report", default="", help="also write the report of ours to this directory")
+    ap.add_argument("--skip_ferret", action="store_true", help="time ours only")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -179,8 +177,10 @@ def main(argv=None):
                 sub, sub_maps, fns["ours5"], runner.options(seed=args.seed)
             ),
         }
+        if args.skip_ferret:
+            del jobs["ferret"]
         names = list(jobs)
-        for name in names[c % 3 :] + names[: c % 3]:
+        for name in names[c % len(names) :] + names[: c % len(names)]:
             start = time.perf_counter()
             got = jobs[name]()
             clock[name] += time.perf_counter() - start
@@ -196,43 +196,49 @@ def main(argv=None):
     print()
     print("| scorer | metrics | forward calls | rows | wall time (s) | speed-up |")
     print("|---|---|---|---|---|---|")
-    print(
-        f"| ferret's procedure, one example × method at a time | AOPC comp., AOPC suff., τ-LOO "
-        f"| {ferret_fn.calls} | {ferret_fn.rows} | {t_ferret:.1f} | 1.0x |"
-    )
-    print(
-        f"| lit-plugins, batched | the same three | {calls3} | {rows3} | {t_ours3:.1f} "
-        f"| **{t_ferret / t_ours3:.1f}x** |"
-    )
-    print(
-        f"| lit-plugins, batched | + deletion / insertion AUC (all five) | {calls5} | {rows5} "
-        f"| {t_ours5:.1f} | {t_ferret / t_ours5:.1f}x |"
-    )
+    if args.skip_ferret:
+        print(
+            f"| lit-plugins, batched | AOPC comp., AOPC suff., τ-LOO | {calls3} | {rows3} | {t_ours3:.1f} | - |"
+        )
+        print(f"| lit-plugins, batched | all five | {calls5} | {rows5} | {t_ours5:.1f} | - |")
+    else:
+        print(
+            f"| ferret's procedure, one example × method at a time | AOPC comp., AOPC suff., τ-LOO "
+            f"| {ferret_fn.calls} | {ferret_fn.rows} | {t_ferret:.1f} | 1.0x |"
+        )
+        print(
+            f"| lit-plugins, batched | the same three | {calls3} | {rows3} | {t_ours3:.1f} "
+            f"| **{t_ferret / t_ours3:.1f}x** |"
+        )
+        print(
+            f"| lit-plugins, batched | + deletion / insertion AUC (all five) | {calls5} | {rows5} "
+            f"| {t_ours5:.1f} | {t_ferret / t_ours5:.1f}x |"
+        )
 
-    # Same numbers where the scores have no ties.
-    diffs = {"comprehensiveness": [], "sufficiency": [], "tau_loo": []}
-    tied, tied_diff = 0, 0.0
-    for i, ex in enumerate(examples):
-        cand = ~ex.special
-        for name in [*maps, core.RANDOM]:
-            sal = core.random_salience(ex, args.seed) if name == core.RANDOM else maps[name][i]
-            s = ours3[i][name]
-            theirs = ref[(i, name)]
-            tau_ref = 0.0 if np.isnan(theirs[2]) else theirs[2]  # τ undefined: ours 0
-            got = (s.comprehensiveness, s.sufficiency, s.tau_loo)
-            if len(np.unique(sal[cand])) < cand.sum():
-                tied += 1
-                tied_diff = max(tied_diff, abs(got[0] - theirs[0]), abs(got[1] - theirs[1]))
-                continue
-            for k, a, b in zip(diffs, got, (theirs[0], theirs[1], tau_ref)):
-                diffs[k].append(abs(a - b))
-    n_free = len(diffs["comprehensiveness"])
-    print(
-        f"\nsame numbers on the {n_free} (example, method) pairs without tied scores: max |Δ| "
-        + ", ".join(f"{k} {max(v):.1e}" for k, v in diffs.items())
-        + f"; {tied} pairs with ties (word-level LIME maps on multi-piece words) differ by "
-        f"design (ours removes a tied group together; max |Δ| {tied_diff:.3f})."
-    )
+        # Same numbers where the scores have no ties.
+        diffs = {"comprehensiveness": [], "sufficiency": [], "tau_loo": []}
+        tied, tied_diff = 0, 0.0
+        for i, ex in enumerate(examples):
+            cand = ~ex.special
+            for name in [*maps, core.RANDOM]:
+                sal = core.random_salience(ex, args.seed) if name == core.RANDOM else maps[name][i]
+                s = ours3[i][name]
+                theirs = ref[(i, name)]
+                tau_ref = 0.0 if np.isnan(theirs[2]) else theirs[2]  # τ undefined: ours 0
+                got = (s.comprehensiveness, s.sufficiency, s.tau_loo)
+                if len(np.unique(sal[cand])) < cand.sum():
+                    tied += 1
+                    tied_diff = max(tied_diff, abs(got[0] - theirs[0]), abs(got[1] - theirs[1]))
+                    continue
+                for k, a, b in zip(diffs, got, (theirs[0], theirs[1], tau_ref)):
+                    diffs[k].append(abs(a - b))
+        n_free = len(diffs["comprehensiveness"])
+        print(
+            f"\nsame numbers on the {n_free} (example, method) pairs without tied scores: max |Δ| "
+            + ", ".join(f"{k} {max(v):.1e}" for k, v in diffs.items())
+            + f"; {tied} pairs with ties (word-level LIME maps on multi-piece words) differ by "
+            f"design (ours removes a tied group together; max |Δ| {tied_diff:.3f})."
+        )
 
     rows = [
         {"example": i, "method": name, **s.metrics()}
@@ -240,6 +246,18 @@ def main(argv=None):
         for name, s in per.items()
     ]
     summary = faithfulness.summarize(pd.DataFrame(rows), seed=args.seed)
+    if args.report:
+        from lit_plugins import faithfulness_report
+
+        result = faithfulness.result_from_scores(
+            ours5, runner.options(seed=args.seed), runner.labels
+        )
+        paths = faithfulness_report.write_report(
+            result,
+            args.report,
+            f"Salience faithfulness: fine-tuned MiniLM-L6, {len(examples)} dev sentences",
+        )
+        print("report: " + ", ".join(str(p) for p in paths.values()))
     ranked = faithfulness.ranking(summary)
     print(
         f"\nWhich method is most faithful ({len(examples)} dev sentences, mean [95 % bootstrap "

@@ -58,9 +58,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from lit_plugins.txray import FeatureVocab, NeuronFeatureAggregator, SyntheticTXRay, compute_shift
-
-sys.path.insert(0, __import__("os").path.dirname(__file__))  # run as a script or imported
-from machine import describe
+from tests.benchmarks.machine import describe
 
 _SQRT2 = math.sqrt(2.0)
 

@@ -1,6 +1,6 @@
 """One line describing the machine a benchmark ran on, for its first output line.
 
-    from machine import describe   # benchmarks run as scripts: their folder is on sys.path
+    from tests.benchmarks.machine import describe   # benchmarks run as modules: ./run bench
     print(describe())
 
 CPU model, logical cores (and how many this process may use), torch version,

@@ -4,17 +4,15 @@ import re
 
 import numpy as np
 import pytest
-import tiny_models
 from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import dtypes
-from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
-from thread_helpers import call_in_threads
 
 from lit_plugins import specs
 from lit_plugins.interpreters import common
 from lit_plugins.interpreters import linear_probe as lp
-from lit_plugins.models import HFSequenceClassifier
+from tests.kit import fake_models, tiny_models
+from tests.kit.threads import call_in_threads
 
 LABELS = ["neg", "pos"]
 ADJ = {
@@ -70,8 +68,7 @@ def _dataset(examples=None, spec=None):
 
 @pytest.fixture(scope="module")
 def bert():
-    model, tok = tiny_models.make("bert")
-    return HFSequenceClassifier(model=model, tokenizer=tok, labels=LABELS, batch_size=16)
+    return tiny_models.classifier("bert", labels=LABELS, batch_size=16)
 
 
 def _pooled(model, examples, layer, pooling="mean"):
@@ -309,21 +306,10 @@ def test_bad_inputs(bert, examples, spec, config, match):
     assert interp.fit_count == 0
 
 
-class _NoLayers(lit_model.Model):
-    def input_spec(self):
-        return {"sentence": lit_types.TextSegment()}
-
-    def output_spec(self):
-        return {"probas": lit_types.MulticlassPreds(vocab=LABELS)}
-
-    def predict(self, inputs, **kw):
-        return [{"probas": np.array([0.5, 0.5])} for _ in inputs]
-
-
 def test_is_compatible(bert):
     interp = lp.LinearProbeInterpreter()
     assert interp.is_compatible(bert, _dataset())
-    assert not interp.is_compatible(_NoLayers(), _dataset())
+    assert not interp.is_compatible(fake_models.PredictionsOnly(LABELS), _dataset())
     assert not interp.is_compatible(bert, _dataset(spec={"sentence": lit_types.TextSegment()}))
     tags_only = {
         "sentence": lit_types.TextSegment(),

@@ -3,15 +3,14 @@ parity, adaptive mode, both evaluation paths, bad config."""
 
 import numpy as np
 import pytest
-import tiny_models
 import torch
-from lit_nlp.api import model as lit_model
 
 from lit_plugins import interpreters
 from lit_plugins.attribution import integrated_gradients as ig_lib
 from lit_plugins.attribution import quadrature
 from lit_plugins.interpreters import integrated_gradients as ig_interp
 from lit_plugins.models import HFSequenceClassifier
+from tests.kit import fake_models, tiny_models
 
 TEXTS = ["the film was not bad at all", "boring", "slow start but a stunning finale really"]
 
@@ -80,7 +79,7 @@ def test_fast_path_equals_lit_predict_path(tiny_classifier):
         },
     ):
         fast = ig.run(examples, tiny_classifier, None, config=config)
-        slow = ig.run(examples, _Plain(tiny_classifier), None, config=config)
+        slow = ig.run(examples, fake_models.LitApiOnly(tiny_classifier), None, config=config)
         for a, b in zip(fast, slow):
             np.testing.assert_allclose(
                 a["token_grads"].salience, b["token_grads"].salience, atol=2e-5
@@ -91,25 +90,6 @@ def test_fast_path_equals_lit_predict_path(tiny_classifier):
             ca, cb = a["completeness"].salience, b["completeness"].salience
             assert abs(ca[0] - cb[0]) < 1e-3
             np.testing.assert_allclose(ca[1:], cb[1:], rtol=1e-3, atol=1e-6)
-
-
-class _Plain(lit_model.Model):
-    """Exposes only the LIT API of a model."""
-
-    def __init__(self, model):
-        self._m = model
-
-    def input_spec(self):
-        return self._m.input_spec()
-
-    def output_spec(self):
-        return self._m.output_spec()
-
-    def predict(self, inputs, **kw):
-        return self._m.predict(inputs, **kw)
-
-    def get_embedding_table(self):
-        return self._m.get_embedding_table()
 
 
 def test_layer_attribution_is_complete(tiny_classifier):

@@ -19,7 +19,6 @@ ModernBERT from `tiny_models` (configs only, no downloads).  Per family:
 
 import numpy as np
 import pytest
-import tiny_models
 import torch
 
 from lit_plugins import interpreters
@@ -29,6 +28,7 @@ from lit_plugins.interpreters import integrated_gradients as ig_interp
 from lit_plugins.models import HFSequenceClassifier
 from lit_plugins.probing import LinearProbe
 from lit_plugins.txray import FeatureVocab, NeuronFeatureAggregator, compute_shift
+from tests.kit import tiny_models
 
 TEXTS = ["the film was not bad at all", "boring", "slow start but a stunning finale really"]
 # Zero-baseline path stiff at alpha -> 0 (LayerNorm straight on the word embeddings).

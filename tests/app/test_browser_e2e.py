@@ -9,25 +9,25 @@ that is not to the demo server is aborted, so the icon font must come from
 the demo itself (npm package material-icons, installed by ./run).
 
 The README's screenshot (docs/salience_maps.png) is taken here; refresh it
-with `UPDATE_README_SCREENSHOT=1 ./run test tests/test_browser_e2e.py`.
+with `UPDATE_README_SCREENSHOT=1 ./run test tests/app/test_browser_e2e.py`.
 """
 
-import contextlib
 import math
 import os
 import re
 import shutil
-import subprocess
 import urllib.error
 
 import pytest
-from demo_helpers import demo_server, post
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 from lit_plugins import registration
 from lit_plugins.data import loaders
 from lit_plugins.interpreters import common, txray_shift
+from tests.kit import browser as browser_kit
+from tests.kit.browser import CHROMIUM_ARGS
+from tests.kit.demo_server import ROOT, demo_server, post
 
 # Interpreters that must be registered and exercised. Add new ones here; any
 # other interpreter whose name starts with OUR_PREFIX is found in /get_info
@@ -47,20 +47,8 @@ DATASET = "sentiment-dev"
 MAX_EXAMPLES = 48  # held-out part of the probe: 10 sentences
 EXAMPLE_INDEX = 2  # the datapoint clicked in the Data Table
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README_SCREENSHOT = os.path.join(ROOT, "docs", "salience_maps.png")
 SCREENSHOTS: list[str] = []  # where this run saved its screenshot(s)
-SETUP_SCRIPT = os.path.join(ROOT, "tests", "browser_setup.sh")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
 
 # Output types LIT's Salience Maps module shows (salience_map_module.ts).
 SALIENCE_MAP_TYPES = {"TokenSalience", "FeatureSalience", "ImageSalience", "FrameSalience"}
@@ -75,22 +63,6 @@ INTERPRETER_TIMEOUT_MS = 120_000
 
 def _log_tail(server, chars=3000) -> str:
     return "\n--- demo server log (tail) ---\n" + server[1].read_text()[-chars:]
-
-
-def _chromium_or_skip() -> str:
-    """Chromium's path; installs it with browser_setup.sh if missing."""
-    if not os.access(CHROMIUM, os.X_OK):
-        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            subprocess.run(
-                ["bash", SETUP_SCRIPT],
-                timeout=600,
-                check=False,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} is missing and tests/browser_setup.sh could not install it")
-    return CHROMIUM
 
 
 def _types(spec) -> dict:
@@ -232,7 +204,7 @@ def http_results(server, info, examples, our_names):
 def page(server, examples):
     """LIT in headless Chromium: datapoint EXAMPLE_INDEX selected in the Data
     Table and the 'Explanations' tab open. Yields (page, errors)."""
-    chromium = _chromium_or_skip()
+    chromium = browser_kit.chromium_or_skip()
     port, _ = server
     errors, aborted = [], []
 

@@ -12,7 +12,7 @@ import time
 import urllib.parse
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HTTP_TIMEOUT_S = 300
 
 
@@ -78,3 +78,16 @@ def demo_server(log_path, max_examples=8, start_s=240, extra_args=()):
 
 def count_in_log(log_path, pattern) -> int:
     return len(re.findall(pattern, log_path.read_text()))
+
+
+def interpret(
+    port, interpreter, inputs, config=None, model="minilm-finetuned", dataset="sentiment-dev"
+):
+    """Runs one interpreter of the demo over LIT's HTTP API."""
+    return post(
+        port,
+        "get_interpretations",
+        {"model": model, "dataset_name": dataset, "interpreter": interpreter, "do_predict": 1},
+        {"inputs": inputs, "config": config or {}},
+        timeout=HTTP_TIMEOUT_S,
+    )

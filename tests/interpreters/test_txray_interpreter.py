@@ -2,19 +2,18 @@
 
 import numpy as np
 import pytest
-import tiny_models
 import transformers
 from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import dtypes
-from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 from lit_nlp.lib import caching
-from thread_helpers import call_in_threads
 
 from lit_plugins import specs, txray, txray_inputs
 from lit_plugins.data.loaders import SENTIMENT_LABELS
 from lit_plugins.interpreters import common, txray_shift
 from lit_plugins.models import HFSequenceClassifier
+from tests.kit import fake_models, tiny_models
+from tests.kit.threads import call_in_threads
 
 LABELS = ["neg", "pos"]
 SPEC = {"sentence": lit_types.TextSegment(), "label": lit_types.CategoryLabel(vocab=LABELS)}
@@ -247,22 +246,11 @@ def test_empty_dataset_raises(models):
         interp.run(EXAMPLES[:1], models["bert_b"], _dataset([]), config=_config())
 
 
-class _NoActivations(lit_model.Model):
-    def input_spec(self):
-        return {"sentence": lit_types.TextSegment()}
-
-    def output_spec(self):
-        return {"tokens": lit_types.Tokens(), "probas": lit_types.MulticlassPreds(vocab=LABELS)}
-
-    def predict(self, inputs, **kw):
-        return [{"tokens": ["x"], "probas": np.array([0.5, 0.5])} for _ in inputs]
-
-
 def test_is_compatible(models):
     interp = txray_shift.TXRayNeuronShift(models)
     ds = _dataset()
     assert interp.is_compatible(models["bert_a"], ds)
-    assert not interp.is_compatible(_NoActivations(), ds)
+    assert not interp.is_compatible(fake_models.PredictionsOnly(LABELS), ds)
 
 
 def test_config_and_meta_spec(models):

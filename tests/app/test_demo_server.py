@@ -9,11 +9,11 @@ import urllib.request
 
 import numpy as np
 import pytest
-from demo_helpers import demo_server
-from demo_helpers import post as _post
 
 from lit_plugins import offline_ui, registration
 from lit_plugins.interpreters import common, txray_shift
+from tests.kit.demo_server import demo_server
+from tests.kit.demo_server import post as _post
 
 CLASSES = ["negative", "positive"]
 

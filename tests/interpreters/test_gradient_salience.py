@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-from lit_nlp.api import model as lit_model
-from lit_nlp.api import types as lit_types
 from lit_nlp.components import gradient_maps as lit_gradient_maps
 from lit_nlp.lib import caching
 
 from lit_plugins import interpreters
+from tests.kit import fake_models
 
 PAIRS = [
     (interpreters.GradientNorm, lit_gradient_maps.GradientNorm),
@@ -52,9 +51,8 @@ def test_runs_without_precomputed_outputs(tiny_classifier):
 
 
 def test_text_pairs(tiny_classifier):
-    import tiny_models
-
     from lit_plugins.models import HFSequenceClassifier
+    from tests.kit import tiny_models
 
     model, tok = tiny_models.make("bert")
     clf = HFSequenceClassifier(
@@ -102,24 +100,13 @@ def test_class_to_explain_from_the_salience_module(tiny_classifier):
         )
 
 
-class _NoGradients(lit_model.BatchedModel):
-    def input_spec(self):
-        return {"sentence": lit_types.TextSegment()}
-
-    def output_spec(self):
-        return {"tokens": lit_types.Tokens(), "probas": lit_types.MulticlassPreds(vocab=["a", "b"])}
-
-    def predict_minibatch(self, inputs):
-        return [{"tokens": ["x"], "probas": np.array([0.5, 0.5])} for _ in inputs]
-
-
 def test_incompatible_model():
     for cls in (
         interpreters.GradientNorm,
         interpreters.GradientDotInput,
         interpreters.IntegratedGradients,
     ):
-        assert not cls().is_compatible(_NoGradients(), None)
+        assert not cls().is_compatible(fake_models.PredictionsOnly(), None)
 
 
 def test_bad_config(tiny_classifier):

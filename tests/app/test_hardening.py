@@ -26,7 +26,6 @@ explained with that fit. test_new_datapoint_over_http_* pins this.
 """
 
 import gc
-import os
 import re
 import urllib.error
 import urllib.parse
@@ -34,10 +33,8 @@ import urllib.request
 
 import numpy as np
 import pytest
-import tiny_models
 import transformers
 from absl import flags
-from demo_helpers import count_in_log, demo_server, post
 from lit_nlp import server_flags  # noqa: F401  (defines --host)
 from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import types as lit_types
@@ -47,8 +44,9 @@ from lit_plugins.interpreters import integrated_gradients as ig
 from lit_plugins.interpreters import linear_probe as lp
 from lit_plugins.interpreters import txray_shift
 from lit_plugins.models import HFSequenceClassifier
+from tests.kit import tiny_models
+from tests.kit.demo_server import count_in_log, demo_server, interpret, post
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = "minilm-finetuned"
 DATASET = "sentiment-dev"
 HTTP_TIMEOUT_S = 120
@@ -56,16 +54,6 @@ LABELS = ["neg", "pos"]
 
 
 # ------------------------------------------------------ server helpers --
-def interpret(port, interpreter, inputs, config=None, model=MODEL):
-    return post(
-        port,
-        "get_interpretations",
-        {"model": model, "dataset_name": DATASET, "interpreter": interpreter, "do_predict": 1},
-        {"inputs": inputs, "config": config or {}},
-        timeout=HTTP_TIMEOUT_S,
-    )
-
-
 def new_datapoint(**data):
     """A datapoint as the UI sends one it created: id = LIT's input_hash."""
     uid = lit_dataset.input_hash(data)
@@ -89,8 +77,7 @@ def data(server):
 # ------------------------------------------------- Python API: inputs --
 @pytest.fixture(scope="module")
 def bert():
-    model, tok = tiny_models.make("bert")
-    return HFSequenceClassifier(model=model, tokenizer=tok, labels=LABELS, batch_size=4)
+    return tiny_models.classifier("bert", labels=LABELS, batch_size=4)
 
 
 @pytest.mark.parametrize(
@@ -222,16 +209,8 @@ def test_probe_config_beyond_bounds_raises(bert, config, match):
 @pytest.fixture(scope="module")
 def bert_pair():
     return {
-        "a": HFSequenceClassifier(
-            model=tiny_models.make("bert", seed=0)[0],
-            tokenizer=tiny_models.bert_tokenizer(),
-            labels=LABELS,
-        ),
-        "b": HFSequenceClassifier(
-            model=tiny_models.make("bert", seed=1)[0],
-            tokenizer=tiny_models.bert_tokenizer(),
-            labels=LABELS,
-        ),
+        "a": tiny_models.classifier("bert", seed=0, labels=LABELS),
+        "b": tiny_models.classifier("bert", seed=1, labels=LABELS),
     }
 
 
@@ -299,11 +278,7 @@ def test_probe_refits_when_the_model_changes_and_only_then(bert_pair):
 
 
 def test_txray_refits_when_the_model_or_reference_changes(bert_pair):
-    third = HFSequenceClassifier(
-        model=tiny_models.make("bert", seed=3)[0],
-        tokenizer=tiny_models.bert_tokenizer(),
-        labels=LABELS,
-    )
+    third = tiny_models.classifier("bert", seed=3, labels=LABELS)
     interp = txray_shift.TXRayNeuronShift({**bert_pair, "c": third}, default_reference="a")
     ds = lit_dataset.Dataset(spec=PROBE_SPEC, examples=PROBE_EXAMPLES)
     r_b = interp.fit(bert_pair["b"], ds)
@@ -325,11 +300,7 @@ def test_txray_model_outside_its_models_never_gets_a_stale_result(bert_pair):
     interp = txray_shift.TXRayNeuronShift(bert_pair, default_reference="a")
     ds = lit_dataset.Dataset(spec=PROBE_SPEC, examples=PROBE_EXAMPLES)
     for seed in (3, 4, 5):
-        extra = HFSequenceClassifier(
-            model=tiny_models.make("bert", seed=seed)[0],
-            tokenizer=tiny_models.bert_tokenizer(),
-            labels=LABELS,
-        )
+        extra = tiny_models.classifier("bert", seed=seed, labels=LABELS)
         interp.fit(extra, ds)
         del extra
         gc.collect()

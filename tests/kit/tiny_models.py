@@ -116,7 +116,7 @@ def modernbert_tokenizer():
 
 
 # Encoder families beyond the three of the default fixture (see
-# tests/test_encoder_families.py).  Each is tiny: 32 wide, 2 layers, 4 heads.
+# tests/models/test_encoder_families.py).  Each is tiny: 32 wide, 2 layers, 4 heads.
 FAMILIES = ("deberta-v2", "electra", "albert", "xlm-roberta", "mpnet", "modernbert")
 ARCHS = ("bert", "distilbert", "roberta", *FAMILIES)
 _SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
@@ -268,3 +268,11 @@ def make(arch: str = "bert", num_labels: int = 2, seed: int = 0):
             if arch != "modernbert" and name in ("classifier.weight", "classifier.out_proj.weight"):
                 p.mul_(20.0)
     return model.eval(), tok
+
+
+def classifier(arch: str = "bert", seed: int = 0, labels=("neg", "pos"), **wrapper_kw):
+    """A tiny random model of `arch` wrapped as an `HFSequenceClassifier`."""
+    from lit_plugins.models import HFSequenceClassifier
+
+    model, tokenizer = make(arch, num_labels=len(labels), seed=seed)
+    return HFSequenceClassifier(model=model, tokenizer=tokenizer, labels=list(labels), **wrapper_kw)

@@ -25,27 +25,21 @@ import time
 import urllib.parse
 
 import pytest
-from demo_helpers import ROOT, count_in_log, demo_server, post
 from lit_nlp import app as lit_app
 from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import types as lit_types
 from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 
 from lit_plugins import registration, serving
+from tests.kit import browser as browser_kit
+from tests.kit.demo_server import ROOT, count_in_log, demo_server, post
 
 DATASET = "sentiment-dev"
 MODEL = "minilm-finetuned"
 MAX_EXAMPLES = 4
 CLIENT_ROOT = os.path.join(os.path.dirname(lit_app.__file__), "client", "build", "default")
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
+    *browser_kit.CHROMIUM_ARGS,
     # A DNS-rebinding name: resolves to this machine, as an attacker's would.
     "--host-resolver-rules=MAP rebind.test 127.0.0.1",
 ]
@@ -602,21 +596,15 @@ def attacker_site():
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            subprocess.run(
-                ["bash", os.path.join(ROOT, "tests", "browser_setup.sh")],
-                timeout=600,
-                check=False,
-                capture_output=True,
-            )
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} is missing and tests/browser_setup.sh could not install it")
+    browser_kit.chromium_or_skip()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         chromium = p.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=UI_TIMEOUT_MS
+            executable_path=browser_kit.CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            timeout=UI_TIMEOUT_MS,
         )
         try:
             yield chromium

@@ -20,14 +20,12 @@ import time
 
 import numpy as np
 import pytest
-import tiny_models
-from demo_helpers import count_in_log, demo_server, post
 from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import types as lit_types
-from test_hardening import interpret
 
 from lit_plugins import registration
-from lit_plugins.models import HFSequenceClassifier
+from tests.kit import tiny_models
+from tests.kit.demo_server import count_in_log, demo_server, interpret, post
 
 OUR_PREFIX = "lit-plugins:"
 DATASET = "sentiment-dev"
@@ -163,10 +161,7 @@ def test_threads_on_one_model_get_serial_answers():
     from lit_plugins.interpreters import txray_shift
 
     def wrap(seed):
-        model, tok = tiny_models.make("bert", seed=seed)
-        return HFSequenceClassifier(
-            model=model, tokenizer=tok, labels=LABELS, batch_size=4, max_length=16
-        )
+        return tiny_models.classifier("bert", seed=seed, labels=LABELS, batch_size=4, max_length=16)
 
     models = {"a": wrap(0), "b": wrap(1)}
     model = models["b"]

@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
-import tiny_models
 from lit_nlp.api import types as lit_types
 
 from lit_plugins import registration
 from lit_plugins.data import loaders
 from lit_plugins.models import HFSequenceClassifier, finetune
+from tests.kit import tiny_models
 
 ROWS = [
     {"review": "great fun", "stars": "pos", "id": 1},
