@@ -23,11 +23,10 @@ differ from the paper and from the original code.
 from lit_plugins.txray.aggregate import (
     MODES,
     FeatureScore,
-    FeatureVocab,
     NeuronDistributions,
     NeuronFeatureAggregator,
-    merge_subwords,
 )
+from lit_plugins.txray.features import FeatureVocab, merge_subwords
 from lit_plugins.txray.shift import (
     WEIGHTINGS,
     NeuronShift,

@@ -1,5 +1,9 @@
 """TX-Ray overview report: static PNG (matplotlib) + interactive HTML (plotly).
 
+(Over 600 lines on purpose: each of the five figures exists twice, as a PNG and
+as an interactive plotly figure, and the two renderings of one figure are kept
+next to each other so they cannot drift apart.)
+
 Library use::
 
     from lit_plugins.txray import compute_shift, write_report
