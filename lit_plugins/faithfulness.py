@@ -313,7 +313,7 @@ def evaluate_detailed(
     )
     options = runner.options(**options_kw)  # validates before any method runs
     labels = runner.labels
-    rows, curves = [], {}
+    scores: list[dict[str, core.ExampleScores]] = []
     desc = progress if isinstance(progress, str) else "Salience faithfulness"
     with tqdm.tqdm(
         total=len(examples),
@@ -325,25 +325,37 @@ def evaluate_detailed(
     ) as bar:
         for start in range(0, len(examples), max(1, int(chunk_size))):
             chunk = examples[start : start + chunk_size]
-            scores, _, _ = score_inputs(model, chunk, chosen, options_kw, dataset)
-            for offset, per_method in enumerate(scores):
-                for name, s in per_method.items():
-                    rows.append(
-                        {
-                            "example": start + offset,
-                            "method": name,
-                            **s.metrics(),
-                            "target": labels[s.target] if s.target < len(labels) else s.target,
-                            "full_prob": s.full_prob,
-                            "empty_prob": s.empty_prob,
-                            "num_tokens": s.num_tokens,
-                            "removal": s.removal,
-                        }
-                    )
-                    c = curves.setdefault(name, {"deletion": [], "insertion": []})
-                    c["deletion"].append(s.deletion_curve)
-                    c["insertion"].append(s.insertion_curve)
+            scores += score_inputs(model, chunk, chosen, options_kw, dataset)[0]
             bar.update(len(chunk))
+    return result_from_scores(scores, options, labels, [*chosen, RANDOM])
+
+
+def result_from_scores(
+    scores: Sequence[Mapping[str, core.ExampleScores]],
+    options: core.FaithfulnessOptions,
+    labels: Sequence[str] = (),
+    methods: Sequence[str] | None = None,
+) -> FaithfulnessResult:
+    """A `FaithfulnessResult` from `attribution.faithfulness.score`'s output
+    (one {method: ExampleScores} per example)."""
+    rows, curves = [], {}
+    for i, per_method in enumerate(scores):
+        for name, s in per_method.items():
+            rows.append(
+                {
+                    "example": i,
+                    "method": name,
+                    **s.metrics(),
+                    "target": labels[s.target] if s.target < len(labels) else s.target,
+                    "full_prob": s.full_prob,
+                    "empty_prob": s.empty_prob,
+                    "num_tokens": s.num_tokens,
+                    "removal": s.removal,
+                }
+            )
+            c = curves.setdefault(name, {"deletion": [], "insertion": []})
+            c["deletion"].append(s.deletion_curve)
+            c["insertion"].append(s.insertion_curve)
     table = pd.DataFrame(rows)
     table.attrs.update(
         removal=options.removal,
@@ -351,7 +363,7 @@ def evaluate_detailed(
         only_positive=options.only_positive,
         seed=options.seed,
     )
-    return FaithfulnessResult(table, curves, options, [*chosen, RANDOM])
+    return FaithfulnessResult(table, curves, options, list(methods or curves))
 
 
 def evaluate(

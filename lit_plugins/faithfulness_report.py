@@ -60,7 +60,10 @@ def plot_curves(result: faithfulness.FaithfulnessResult, kind: str, path: Path, 
     ax.set_xlabel(f"fraction of tokens {'removed' if kind == 'deletion' else 'inserted'}")
     ax.set_ylabel("probability of the explained class")
     better = "lower" if kind == "deletion" else "higher"
-    ax.set_title(title or f"{kind.capitalize()} curves ({better} area is better)")
+    ax.set_title(
+        (f"{title}\n" if title else "") + f"{kind.capitalize()} curves ({better} area is better)",
+        fontsize=10,
+    )
     ax.set_xlim(0, 1)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
@@ -119,8 +122,8 @@ def write_report(
     result.table.to_csv(paths["per_example"], index=False)
     summary.to_csv(paths["summary_csv"], index=False)
     paths["summary_md"].write_text(markdown(result, summary, title), encoding="utf-8")
-    plot_curves(result, "deletion", paths["deletion"], f"{title}: deletion (lower is better)")
-    plot_curves(result, "insertion", paths["insertion"], f"{title}: insertion (higher is better)")
+    plot_curves(result, "deletion", paths["deletion"], title)
+    plot_curves(result, "insertion", paths["insertion"], title)
     return paths
 
 

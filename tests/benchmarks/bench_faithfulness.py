@@ -2,12 +2,13 @@
 on 100 bundled dev sentences with the fine-tuned MiniLM, batched (ours) vs
 ferret's procedure run one example and one method at a time.
 
-  python tests/benchmarks/bench_faithfulness.py [--examples 100] [--threads 1]
+  .venv/bin/python -m tests.benchmarks.bench_faithfulness [--examples 100] [--threads 1] \
+      [--report docs/faithfulness] [--skip_ferret]
 
 The maps are computed once (LIT's Grad L2 Norm, Grad ⋅ Input, Integrated
 Gradients and LIME, and our Integrated Gradients, default configs) and cached
 under the lit-plugins cache, so a rerun only re-times the scoring. The
-ferret-style loop is `tests/ferret_reference.py` (ferret 0.4.2's evaluators:
+ferret-style loop is `tests/kit/ferret_reference.py` (ferret 0.4.2's evaluators:
 each of AOPC comprehensiveness, AOPC sufficiency and τ-LOO runs f(x) at batch
 1 and its perturbations in chunks of 8, per example and per method); both
 sides run the same HF forward (`PerturbationRunner`), on token ids, removal
