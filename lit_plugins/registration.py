@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from absl import logging
 from lit_nlp.api import components as lit_components
 from lit_nlp.api import model as lit_model
 from lit_nlp.components import core as lit_core
+from lit_nlp.components import gradient_maps, lime_explainer, salience_clustering
 
 from lit_plugins import interpreters as ours
+from lit_plugins.interpreters.integrated_gradients import COMPLETENESS_KEY
 from lit_plugins.models.hf_classifier import HFSequenceClassifier
 
 # Display names in the LIT UI (LIT's own use 'Grad L2 Norm', 'Grad ⋅ Input',
@@ -19,6 +21,8 @@ GRADIENT_DOT_INPUT = "lit-plugins: Gradient · Input"
 INTEGRATED_GRADIENTS = "lit-plugins: Integrated Gradients"
 TXRAY_SHIFT = "lit-plugins: TX-Ray Neuron Shift"
 LINEAR_PROBE = "lit-plugins: Linear Probe"
+# LIT's name: the UI's Salience Clustering module asks for this interpreter.
+SALIENCE_CLUSTERING = "Salience Clustering"
 
 
 def plugin_interpreters(
@@ -26,7 +30,24 @@ def plugin_interpreters(
     include_lit_defaults: bool = False,
     reference_model: str | None = None,
 ) -> dict[str, lit_components.Interpreter]:
-    """Our interpreters, ready for `dev_server.Server(..., interpreters=...)`.
+    """Our interpreters, ready for `dev_server.Server(..., interpreters=...)`
+    or `serve(..., interpreters=...)`.
+
+    Returns our gradient norm, gradient · input, integrated gradients, linear
+    probe, TX-Ray (with `models`), and LIT's "Salience Clustering" rebuilt
+    over every token-salience method: LIT's four (Grad L2 Norm, Grad ⋅ Input,
+    Integrated Gradients, LIME) and our three (IG's completeness report is
+    left out of what it clusters). It has LIT's name, so it replaces LIT's
+    default one (which knows only LIT's four) in the UI's Salience Clustering
+    module.
+
+    With `include_lit_defaults`, LIT 1.3's default interpreters come too; on
+    `HFSequenceClassifier` they all apply except the tabular and
+    regression-only ones (see tests/test_lit_compatibility.py): TCAV (through
+    the model's `cls_grad`), LIME, LIT's gradient maps, nearest neighbours,
+    PCA / UMAP, classification results, curves, thresholder. LIT's generators
+    (HotFlip, Ablation Flip, Scrambler, Word Replacer) and metrics are not
+    interpreters: `dev_server.Server` adds its defaults when none are given.
 
     Args:
       models: the app's models, the same objects given to the Server (TX-Ray
@@ -45,9 +66,59 @@ def plugin_interpreters(
     }
     if models:  # model-comparison interpreters need the app's models
         found[TXRAY_SHIFT] = ours.TXRayNeuronShift(models, default_reference=reference_model)
+    found[SALIENCE_CLUSTERING] = salience_clustering.SalienceClustering(salience_mappers(found))
     if include_lit_defaults:
         return {**lit_core.default_interpreters(dict(models or {})), **found}
     return found
+
+
+def salience_mappers(
+    interpreters: Mapping[str, lit_components.Interpreter] | None = None,
+) -> dict[str, lit_components.Interpreter]:
+    """The token-salience methods Salience Clustering offers: LIT's four
+    (as `lit_core.default_interpreters` builds them) and our gradient norm,
+    gradient · input and integrated gradients (the instances in
+    `interpreters` when given)."""
+    interpreters = interpreters or {}
+    mappers: dict[str, lit_components.Interpreter] = {
+        "Grad L2 Norm": gradient_maps.GradientNorm(),
+        "Grad ⋅ Input": gradient_maps.GradientDotInput(),
+        "Integrated Gradients": gradient_maps.IntegratedGradients(),
+        "LIME": lime_explainer.LIME(),
+        GRADIENT_NORM: interpreters.get(GRADIENT_NORM) or ours.GradientNorm(),
+        GRADIENT_DOT_INPUT: interpreters.get(GRADIENT_DOT_INPUT) or ours.GradientDotInput(),
+    }
+    ig = interpreters.get(INTEGRATED_GRADIENTS) or ours.IntegratedGradients()
+    mappers[INTEGRATED_GRADIENTS] = SalienceMapsOnly(ig, drop=(COMPLETENESS_KEY,))
+    return mappers
+
+
+class SalienceMapsOnly(lit_components.Interpreter):
+    """An interpreter's results without some fields (e.g. IG's completeness
+    report), for Salience Clustering, which clusters every field a salience
+    method returns as if it were a token salience map."""
+
+    def __init__(self, inner: lit_components.Interpreter, drop: Sequence[str]):
+        self.inner = inner
+        self.drop = frozenset(drop)
+
+    def description(self) -> str:
+        return self.inner.description()
+
+    def is_compatible(self, model, dataset) -> bool:
+        return self.inner.is_compatible(model, dataset)
+
+    def config_spec(self):
+        return self.inner.config_spec()
+
+    def meta_spec(self):
+        return {k: v for k, v in self.inner.meta_spec().items() if k not in self.drop}
+
+    def run(self, inputs, model, dataset, model_outputs=None, config=None):
+        results = self.inner.run(inputs, model, dataset, model_outputs, config)
+        if results is None:
+            return None
+        return [{k: v for k, v in r.items() if k not in self.drop} for r in results]
 
 
 def wrap_model(model, tokenizer, **kw) -> HFSequenceClassifier:

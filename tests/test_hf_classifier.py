@@ -5,12 +5,12 @@ import logging
 
 import numpy as np
 import pytest
-import tiny_models
 import torch
 from lit_nlp.api import types as lit_types
 
 from lit_plugins import specs
 from lit_plugins.models import HFSequenceClassifier
+from tests.kit import tiny_models
 
 SENTENCES = [
     "the film was not bad at all",
@@ -199,3 +199,144 @@ def test_loads_a_saved_checkpoint_by_path(tmp_path):
     b = list(ref.predict(_examples()))
     for x, y in zip(a, b):
         np.testing.assert_allclose(x["probas"], y["probas"], atol=1e-6)
+
+
+# ------------------------------------------------ CLS gradients (for TCAV)
+def _head(model, arch):
+    """The classification head as a function of the last layer's first-token
+    state, written from the HF model's modules (independent of the wrapper)."""
+    if arch == "bert":
+        return lambda c: model.classifier(model.bert.pooler.activation(model.bert.pooler.dense(c)))
+    if arch == "distilbert":
+        return lambda c: model.classifier(torch.relu(model.pre_classifier(c)))
+    return lambda c: model.classifier(c[:, None, :])  # RoBERTa reads features[:, 0]
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta"])
+def test_cls_gradients_match_finite_differences(arch):
+    model, tok = tiny_models.make(arch)
+    model = model.double()
+    clf = HFSequenceClassifier(model=model, tokenizer=tok, labels=["neg", "pos"])
+    spec = clf.output_spec()
+    grad_spec = spec["cls_grad"]
+    assert isinstance(grad_spec, lit_types.Gradients)
+    assert (grad_spec.align, grad_spec.grad_for, grad_spec.grad_target_field_key) == (
+        "probas",
+        "cls_emb",
+        "grad_class",
+    )
+    head = _head(model, arch)
+    rng = np.random.default_rng(0)
+    for target in ("neg", "pos"):
+        ex = {"sentence": "slow start but a stunning finale really", "grad_class": target}
+        out = next(iter(clf.predict([ex])))
+        k = clf.labels.index(target)
+        cls = torch.from_numpy(out["cls_emb"].astype(np.float64))[None]
+
+        def prob(c):
+            with torch.no_grad():
+                return float(torch.softmax(head(c), -1)[0, k])
+
+        # cls_emb is what the head reads: it reproduces the probabilities.
+        assert prob(cls) == pytest.approx(float(out["probas"][k]), abs=1e-9)
+        for _ in range(3):
+            v = torch.from_numpy(rng.normal(size=cls.shape))
+            h = 1e-5
+            fd = (prob(cls + h * v) - prob(cls - h * v)) / (2 * h)
+            analytic = float(np.dot(out["cls_grad"], v[0].numpy()))
+            assert analytic == pytest.approx(fd, rel=1e-5, abs=1e-10)
+
+
+def test_cls_gradient_targets_are_opposite_and_batched_like_alone(tiny_classifier):
+    ex = _examples()[2]
+    neg = next(iter(tiny_classifier.predict([dict(ex, grad_class="neg")])))
+    pos = next(iter(tiny_classifier.predict([dict(ex, grad_class="pos")])))
+    np.testing.assert_allclose(neg["cls_grad"], -pos["cls_grad"], rtol=1e-4, atol=1e-7)
+    assert np.abs(pos["cls_grad"]).sum() > 0
+    batch = list(tiny_classifier.predict(_examples()))
+    assert batch[2]["cls_grad"].shape == (tiny_classifier.model.config.hidden_size,)
+    alone = next(iter(tiny_classifier.predict([ex])))
+    np.testing.assert_allclose(batch[2]["cls_grad"], alone["cls_grad"], atol=1e-6)
+
+
+# ------------------------------------------------ tokens input (for HotFlip)
+def test_tokens_input_round_trips_and_mixes_with_text_in_a_batch(tiny_classifier):
+    clf = tiny_classifier
+    spec = clf.input_spec()["tokens"]
+    assert isinstance(spec, lit_types.Tokens) and not spec.required
+    assert spec.is_compatible(clf.output_spec()["tokens"])  # what HotFlip checks
+    plain = list(clf.predict(_examples()))
+    given = [{"sentence": " ".join(o["tokens"]), "tokens": o["tokens"]} for o in plain[:2]]
+    given.append({"sentence": "", "tokens": plain[2]["tokens"]})  # empty text: tokens
+    mixed = list(clf.predict([*given, _examples()[3]]))
+    for a, b in zip(plain, mixed):
+        assert a["tokens"] == b["tokens"]
+        for key in ("probas", "token_grads", "cls_grad", "cls_emb"):
+            np.testing.assert_allclose(a[key], b[key], atol=1e-5, err_msg=key)
+
+
+def test_given_tokens_are_what_the_model_sees(tiny_classifier):
+    clf = tiny_classifier
+    out = next(iter(clf.predict([{"sentence": "the film was not bad at all"}])))
+    vocab, _ = clf.get_embedding_table()
+    flipped = list(out["tokens"])
+    flipped[3] = vocab[clf.tokenizer.convert_tokens_to_ids(out["tokens"][1])]  # "was" -> "the"
+    res = next(iter(clf.predict([{"sentence": " ".join(flipped), "tokens": flipped}])))
+    assert res["tokens"] == flipped
+    ids = torch.tensor([clf.tokenizer.convert_tokens_to_ids(flipped)])
+    with torch.no_grad():
+        direct = torch.softmax(clf.model(input_ids=ids).logits, -1)[0].numpy()
+    np.testing.assert_allclose(res["probas"], direct, atol=1e-6)
+    assert not np.allclose(res["probas"], out["probas"], atol=1e-7)
+
+
+def test_stale_unknown_and_long_tokens(tiny_classifier, caplog):
+    clf = tiny_classifier
+    out = next(iter(clf.predict([{"sentence": "boring"}])))
+    # The text was edited after the tokens were made: the text wins.
+    with caplog.at_level(logging.WARNING):
+        edited = next(iter(clf.predict([{"sentence": "a great film", "tokens": out["tokens"]}])))
+    assert edited["tokens"] == next(iter(clf.predict([{"sentence": "a great film"}])))["tokens"]
+    assert "tokenised" in caplog.text
+    with pytest.raises(ValueError, match="not in the tokenizer's vocabulary"):
+        list(clf.predict([{"sentence": "", "tokens": [out["tokens"][0], "zzzqqq"]}]))
+    with pytest.raises(ValueError, match="list of word-piece strings"):
+        list(clf.predict([{"sentence": "", "tokens": "boring"}]))
+    many = [out["tokens"][0], *[out["tokens"][1]] * 500, out["tokens"][-1]]
+    with caplog.at_level(logging.WARNING):
+        long = next(iter(clf.predict([{"sentence": "", "tokens": many}])))
+    assert len(long["tokens"]) == clf.max_length
+    assert long["tokens"][-1] == out["tokens"][-1]  # the final special token is kept
+
+
+def test_tokens_for_a_text_pair_get_the_tokenizers_segment_ids():
+    model, tok = tiny_models.make("bert")
+    clf = HFSequenceClassifier(
+        model=model, tokenizer=tok, labels=["a", "b"], text_fields=("premise", "hypothesis")
+    )
+    ex = {"premise": "the plot", "hypothesis": "a mess"}
+    out = next(iter(clf.predict([ex])))
+    again = next(
+        iter(clf.predict([{"premise": "", "hypothesis": "a mess", "tokens": out["tokens"]}]))
+    )
+    np.testing.assert_allclose(again["probas"], out["probas"], atol=1e-6)
+    assert clf.encode([dict(ex, premise="", tokens=out["tokens"])])["enc"][
+        "token_type_ids"
+    ].tolist() == [tok(["the plot"], ["a mess"])["token_type_ids"][0]]
+
+
+def test_embedding_table_is_the_vocabulary_and_input_embeddings(tiny_classifier):
+    from lit_nlp.components import hotflip
+
+    clf = tiny_classifier
+    vocab, table = clf.get_embedding_table()
+    assert isinstance(vocab, list) and isinstance(table, np.ndarray)
+    assert table.dtype == np.float32 and table.shape == (len(vocab), clf.hidden_size)
+    weight = clf.model.get_input_embeddings().weight.detach().numpy()
+    out = next(iter(clf.predict([{"sentence": "the film was not bad"}])))
+    for i, piece in enumerate(out["tokens"]):
+        idx = vocab.index(piece)
+        assert clf.tokenizer.convert_tokens_to_ids(piece) == idx
+        np.testing.assert_array_equal(table[idx], weight[idx])
+        np.testing.assert_allclose(out["token_embs"][i], table[idx], atol=1e-6)
+    assert hotflip.HotFlip().is_compatible(clf, None)

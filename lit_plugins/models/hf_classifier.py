@@ -1,13 +1,28 @@
 """A LIT model around any HuggingFace `AutoModelForSequenceClassification`.
 
 Fields (names are constructor-configurable only for the text inputs and the
-label; the rest follow LIT's GLUE wrapper so LIT's own interpreters work too):
+label; the rest follow LIT's GLUE wrapper so LIT's own components work too):
 
-  input:  <text fields>, <label>, token_embs (TokenEmbeddings, optional),
-          grad_class (CategoryLabel, optional; classification only)
+  input:  <text fields>, <label>, tokens (Tokens, optional), token_embs
+          (TokenEmbeddings, optional), grad_class (CategoryLabel, optional;
+          classification only)
   output: tokens, probas | score, token_embs, token_grads, grad_class,
-          cls_emb, layer_<i>/avg_emb, [layer_<i>/attention],
+          cls_emb, cls_grad, layer_<i>/avg_emb, [layer_<i>/attention],
           layer_<i>/token_activations (only when asked, see specs.py)
+
+What each field enables among LIT 1.3's built-in components (checked by
+tests/test_lit_compatibility.py on tiny BERT, DistilBERT and RoBERTa):
+
+- `probas` (MulticlassPreds, parent = the label): classification results,
+  metrics (multiclass, paired), curves, thresholder, confusion matrix.
+- `tokens` + `token_embs` + `token_grads` (+ `grad_class` as input):
+  Grad L2 Norm, Grad · Input, Integrated Gradients, LIME, Salience Clustering.
+- `cls_emb`, `layer_<i>/avg_emb` (Embeddings): nearest neighbours, PCA / UMAP
+  projector, TCAV's concept activation vectors.
+- `cls_grad` (Gradients of the target probability w.r.t. `cls_emb`, aligned
+  to `probas`, target in `grad_class`): TCAV.
+- `tokens` accepted as input + `get_embedding_table()`: HotFlip.
+- The text fields: Ablation Flip, Scrambler, Word Replacer.
 """
 
 from __future__ import annotations
@@ -36,10 +51,29 @@ TOKEN_EMBS = "token_embs"
 TOKEN_GRADS = "token_grads"
 GRAD_CLASS = "grad_class"
 CLS_EMB = "cls_emb"
+CLS_GRAD = "cls_grad"
 
 
 class HFSequenceClassifier(lit_model.BatchedModel):
-    """LIT BatchedModel for a PyTorch HF sequence classifier or regressor."""
+    """LIT BatchedModel for a PyTorch HF sequence classifier or regressor.
+
+    Works with LIT's built-in TCAV (`cls_grad`), HotFlip (`tokens` input and
+    `get_embedding_table`), Salience Clustering, LIME, the gradient salience
+    maps, the embeddings projector, nearest neighbours, metrics, curves and the
+    thresholder, and the text generators (see the module docstring for the
+    fields each one uses).
+
+    `tokens` as input: word pieces exactly as the `tokens` output writes them,
+    special tokens included (HotFlip copies that output, replaces pieces, and
+    writes `" ".join(tokens)` into the first text field). They are used
+    instead of tokenising the text when the first text field is empty, missing
+    or equal to `" ".join(tokens)`; any other text means the text was changed
+    after the tokens were made (edited in the UI, perturbed by LIME or another
+    generator), so the tokens are stale and the text is tokenised. Pieces
+    outside the vocabulary raise ValueError; longer sequences are truncated to
+    `max_length` (keeping a final special token). For a text pair the pieces
+    span both segments; segment ids restart after the first separator.
+    """
 
     def __init__(
         self,
@@ -131,6 +165,10 @@ class HFSequenceClassifier(lit_model.BatchedModel):
         # calls could fail or return another request's numbers. Reentrant:
         # predict_minibatch -> encode.
         self.inference_lock = threading.RLock()
+        self._vocab: list[str] | None = None  # get_embedding_table's, built once
+        self._type_id_rule: tuple[bool, bool] | None = None  # see _token_type_ids
+        self._warned_stale_tokens = False
+        self._warned_no_cls_grad = False
 
     # ---------------------------------------------------------------- LIT API
     @classmethod
@@ -159,6 +197,8 @@ class HFSequenceClassifier(lit_model.BatchedModel):
         else:
             spec[self.label_field] = lit_types.CategoryLabel(vocab=self.labels, required=False)
             spec[GRAD_CLASS] = lit_types.CategoryLabel(vocab=self.labels, required=False)
+        # Same attributes as the output field (HotFlip checks that they match).
+        spec[TOKENS] = lit_types.Tokens(parent=self.text_fields[0], required=False)
         spec[TOKEN_EMBS] = lit_types.TokenEmbeddings(align=TOKENS, required=False)
         return spec
 
@@ -179,6 +219,18 @@ class HFSequenceClassifier(lit_model.BatchedModel):
         if not self.is_regression:
             spec[GRAD_CLASS] = lit_types.CategoryLabel(vocab=self.labels)
         spec[CLS_EMB] = lit_types.Embeddings()
+        # d p(target) / d cls_emb (the score for regression), as LIT's GLUE
+        # models declare it for TCAV: aligned to the predictions, `grad_for`
+        # the embedding, target class in `grad_class`. Unlike the GLUE models
+        # (which return the gradient at the first *input* word embedding),
+        # this is the gradient at the last layer's first-token state, the
+        # vector `cls_emb` holds, so TCAV's directional derivatives are taken
+        # in the space its concept vectors are trained in.
+        spec[CLS_GRAD] = lit_types.Gradients(
+            align=SCORE if self.is_regression else PROBAS,
+            grad_for=CLS_EMB,
+            grad_target_field_key=None if self.is_regression else GRAD_CLASS,
+        )
         for i in range(self.num_layers + 1):
             spec[f"layer_{i}/avg_emb"] = lit_types.Embeddings()
         if self.output_attention:
@@ -193,9 +245,17 @@ class HFSequenceClassifier(lit_model.BatchedModel):
         return spec
 
     def get_embedding_table(self) -> tuple[list[str], np.ndarray]:
-        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
-        table = self.model.get_input_embeddings().weight.detach().cpu().numpy()
-        return vocab, table[: len(vocab)]
+        """(vocab, table) as LIT's HotFlip and Salience Clustering expect:
+        `vocab[i]` is the word piece of token id i as the `tokens` field writes
+        it, `table[i]` its input word embedding (the space of `token_embs` and
+        `token_grads`), float32 [n, embedding dim]; n = the tokenizer's size,
+        or the embedding matrix's rows if fewer."""
+        weight = self.model.get_input_embeddings().weight.detach()
+        n = min(len(self.tokenizer), int(weight.shape[0]))
+        if self._vocab is None or len(self._vocab) != n:
+            pieces = self.tokenizer.convert_ids_to_tokens(list(range(n)))
+            self._vocab = [p if isinstance(p, str) else "" for p in pieces]
+        return list(self._vocab), weight[:n].float().cpu().numpy()
 
     def predict_minibatch(
         self,
@@ -222,25 +282,14 @@ class HFSequenceClassifier(lit_model.BatchedModel):
 
     # ----------------------------------------------------------- tensors API
     def encode(self, inputs: list[JsonDict]) -> dict[str, Any]:
-        """Tokenises a batch; returns tensors on the device plus bookkeeping."""
-        texts = [[_text(ex, f) for f in self.text_fields] for ex in inputs]
-        args = ([t[0] for t in texts],)
-        if len(self.text_fields) == 2:
-            args += ([t[1] for t in texts],)
+        """Tokenises a batch (or takes its given `tokens`); returns tensors on
+        the device plus bookkeeping."""
         with self.inference_lock:  # the tokenizer's settings are shared state
-            enc = self.tokenizer(
-                *args,
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-                return_overflowing_tokens=False,
-                return_length=False,
-            )
-            full_lengths = [
-                len(ids)
-                for ids in self.tokenizer(*args, truncation=False, verbose=False)["input_ids"]
-            ]
+            given = [self._given_tokens(ex) for ex in inputs]
+            if any(t is not None for t in given):
+                enc, full_lengths = self._encode_with_tokens(inputs, given)
+            else:
+                enc, full_lengths = self._tokenize(inputs)
         mask = enc["attention_mask"]
         lengths = mask.sum(dim=1).tolist()
         for ex_len, full in zip(lengths, full_lengths):
@@ -307,12 +356,26 @@ class HFSequenceClassifier(lit_model.BatchedModel):
                     device=self.device,
                 )
                 chosen = probs.gather(1, targets[:, None])[:, 0]
-            grads = None
+            grads = cls_grads = None
             if gradients:
-                (grads,) = torch.autograd.grad(chosen.sum(), embs)
+                # The last hidden state is the tensor the head reads (cls_emb
+                # is its first-token row), so one backward gives both.
+                grads, cls_grads = torch.autograd.grad(
+                    chosen.sum(), [embs, out.hidden_states[-1]], allow_unused=True
+                )
+                if cls_grads is None and not self._warned_no_cls_grad:
+                    # Not so for any encoder family we test (tests/models).
+                    self._warned_no_cls_grad = True
+                    logging.warning(
+                        "%s: the classification head does not read the returned last "
+                        "hidden state, so %s is left out (TCAV will not work).",
+                        type(self.model).__name__,
+                        CLS_GRAD,
+                    )
         result = {
             "embs": embs.detach(),
             "grads": grads,
+            "cls_grads": cls_grads,
             "targets": targets,
             "hidden_states": [h.detach() for h in out.hidden_states],
             "attentions": out.attentions if self.output_attention else None,
@@ -332,6 +395,117 @@ class HFSequenceClassifier(lit_model.BatchedModel):
         return hf_paths.make_path_fn(self, inputs, baseline, keep_special_tokens, layer, targets)
 
     # -------------------------------------------------------------- helpers
+    def _text_args(self, inputs: list[JsonDict]) -> tuple[list[str], ...]:
+        texts = [[_text(ex, f) for f in self.text_fields] for ex in inputs]
+        return tuple([t[i] for t in texts] for i in range(len(self.text_fields)))
+
+    def _tokenize(self, inputs: list[JsonDict], padded: bool = True) -> tuple[Any, list[int]]:
+        """The tokenizer's encoding of the text fields (padded tensors, or
+        lists of ids when not `padded`) and each example's untruncated length."""
+        args = self._text_args(inputs)
+        enc = self.tokenizer(
+            *args,
+            padding=padded,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt" if padded else None,
+            return_overflowing_tokens=False,
+            return_length=False,
+        )
+        full_lengths = [
+            len(ids) for ids in self.tokenizer(*args, truncation=False, verbose=False)["input_ids"]
+        ]
+        return enc, full_lengths
+
+    def _given_tokens(self, ex: JsonDict) -> list[str] | None:
+        """The example's `tokens` if they are to be used (see the class
+        docstring), else None."""
+        tokens = ex.get(TOKENS)
+        if tokens is None or (not isinstance(tokens, str) and len(tokens) == 0):
+            return None
+        if isinstance(tokens, str) or not all(isinstance(t, str) for t in tokens):
+            raise ValueError(f"{TOKENS} must be a list of word-piece strings, got {tokens!r:.80}.")
+        text = ex.get(self.text_fields[0])
+        if isinstance(text, str) and text.strip() and text.strip() != " ".join(tokens).strip():
+            if not self._warned_stale_tokens:
+                self._warned_stale_tokens = True
+                logging.warning(
+                    "Input %r differs from ' '.join(%s): the text was changed after the "
+                    "tokens were made, so the text is tokenised (logged once).",
+                    self.text_fields[0],
+                    TOKENS,
+                )
+            return None
+        return list(tokens)
+
+    def _encode_with_tokens(
+        self, inputs: list[JsonDict], given: list[list[str] | None]
+    ) -> tuple[Any, list[int]]:
+        """A batch where some examples come as word pieces: the others are
+        tokenised as usual, then all are padded together by the tokenizer."""
+        keys = self._encoding_keys()
+        rows: list[dict[str, list[int]]] = [{} for _ in inputs]
+        full_lengths = [0] * len(inputs)
+        text_rows = [i for i, t in enumerate(given) if t is None]
+        if text_rows:
+            enc, full = self._tokenize([inputs[i] for i in text_rows], padded=False)
+            for j, i in enumerate(text_rows):
+                rows[i] = {k: list(enc[k][j]) for k in keys}
+                full_lengths[i] = full[j]
+        for i, tokens in enumerate(given):
+            if tokens is None:
+                continue
+            ids = self._token_ids(tokens)
+            full_lengths[i] = len(ids)
+            if len(ids) > self.max_length:
+                keep_last = ids[-1] in self.tokenizer.all_special_ids
+                ids = ids[: self.max_length - 1] + ids[-1:] if keep_last else ids[: self.max_length]
+            rows[i] = {"input_ids": ids, "attention_mask": [1] * len(ids)}
+            if "token_type_ids" in keys:
+                rows[i]["token_type_ids"] = self._token_type_ids(ids)
+        batch = {k: [r[k] for r in rows] for k in keys}
+        return self.tokenizer.pad(batch, padding=True, return_tensors="pt"), full_lengths
+
+    def _token_ids(self, tokens: list[str]) -> list[int]:
+        ids = self.tokenizer.convert_tokens_to_ids(tokens)
+        unk = self.tokenizer.unk_token
+        bad = [
+            t
+            for t, i in zip(tokens, ids)
+            if i is None or (i == self.tokenizer.unk_token_id and t != unk)
+        ]
+        if bad:
+            raise ValueError(
+                f"{TOKENS} has word pieces that are not in the tokenizer's vocabulary: "
+                f"{bad[:5]}; give the pieces as the model's `{TOKENS}` output writes them "
+                "(special tokens included)."
+            )
+        return [int(i) for i in ids]
+
+    def _encoding_keys(self) -> list[str]:
+        """The fields the tokenizer produces (input_ids, attention_mask and,
+        for some models, token_type_ids)."""
+        probe = self.tokenizer(*(["a"] for _ in self.text_fields))
+        return [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in probe]
+
+    def _token_type_ids(self, ids: list[int]) -> list[int]:
+        """Segment ids for given pieces, as the tokenizer would write them: all
+        0 for one text; for a pair, 1 after the first separator when the
+        tokenizer marks the second segment (BERT) and 0 otherwise."""
+        if self._type_id_rule is None:
+            pair = len(self.text_fields) == 2
+            marks = False
+            if pair:
+                probe = self.tokenizer(["a"], ["b"])
+                marks = any(probe.get("token_type_ids", [[0]])[0])
+            self._type_id_rule = (pair, marks)
+        pair, marks = self._type_id_rule
+        sep = self.tokenizer.sep_token_id
+        if not (pair and marks) or sep not in ids:
+            return [0] * len(ids)
+        split = ids.index(sep) + 1
+        return [0] * split + [1] * (len(ids) - split)
+
     def _parse_layers(self, activation_layers) -> list[int]:
         if activation_layers is None:
             return []
@@ -361,9 +535,11 @@ class HFSequenceClassifier(lit_model.BatchedModel):
         mask = batch["enc"]["attention_mask"]
         maskf = mask.unsqueeze(-1).to(out["hidden_states"][0].dtype)
         pooled = [((h * maskf).sum(1) / maskf.sum(1)).cpu().numpy() for h in out["hidden_states"]]
-        cls = out["hidden_states"][-1][:, 0].cpu().numpy()
+        last = out["hidden_states"][-1].cpu().numpy()
         embs = out["embs"].cpu().numpy()
         grads = out["grads"].cpu().numpy() if gradients else None
+        cls_grads = out["cls_grads"]
+        cls_grads = cls_grads.cpu().numpy() if gradients and cls_grads is not None else None
         hidden = {l: out["hidden_states"][l].cpu().numpy() for l in layers}
         if self.is_regression:
             scores = out["scores"].cpu().numpy()
@@ -379,7 +555,7 @@ class HFSequenceClassifier(lit_model.BatchedModel):
             r = {
                 TOKENS: self.tokenizer.convert_ids_to_tokens(ids[i, pos].tolist()),
                 TOKEN_EMBS: embs[i, pos],
-                CLS_EMB: cls[i],
+                CLS_EMB: last[i, pos[0]],  # the first real token's last-layer state
             }
             if self.is_regression:
                 r[SCORE] = float(scores[i])
@@ -388,6 +564,8 @@ class HFSequenceClassifier(lit_model.BatchedModel):
                 r[GRAD_CLASS] = self.labels[int(targets[i])]
             if gradients:
                 r[TOKEN_GRADS] = grads[i, pos]
+                if cls_grads is not None:
+                    r[CLS_GRAD] = cls_grads[i, pos[0]]
             for l, p in enumerate(pooled):
                 r[f"layer_{l}/avg_emb"] = p[i]
             if attn is not None:

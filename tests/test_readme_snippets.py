@@ -1,0 +1,206 @@
+"""The README's Python code blocks run as written, and so does the custom
+app it points to (demos/custom_app.py).
+
+Convention (invisible on GitHub): an HTML comment on the line before a
+```python block says what to do with it:
+
+  <!-- test: run -->          run it as a script (`python snippet.py --port=N`);
+                              a LIT server must answer get_info, then it is stopped
+  <!-- test: skip (reason) --> not run, with the reason
+
+Every ```python block carries one of the two, so a new snippet cannot be
+added untested by accident. Placeholder paths are replaced by tiny local
+stand-ins before running: "/path/to/checkpoint" by a tiny random BERT saved
+with save_pretrained (labels neg/pos), "reviews.csv" by a small CSV with
+`text` and `label` columns.
+"""
+
+import contextlib
+import csv
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from lit_plugins import registration
+from tests.kit import tiny_models
+from tests.kit.demo_server import ROOT, free_port, post
+
+README = os.path.join(ROOT, "README.md")
+BLOCK_RE = re.compile(r"^(?P<marker>[^\n]*)\n```python\n(?P<code>.*?)^```", re.M | re.S)
+MARKER_RE = re.compile(r"^<!-- test: (run|skip \(.+\)) -->$")
+START_S = 240
+
+
+def readme_blocks() -> list[tuple[str, str]]:
+    """(marker, code) of each ```python block, in order."""
+    with open(README, encoding="utf-8") as f:
+        text = f.read()
+    return [(m["marker"].strip(), m["code"]) for m in BLOCK_RE.finditer(text)]
+
+
+def test_every_python_block_is_marked():
+    blocks = readme_blocks()
+    assert blocks, "no ```python blocks found in README.md"
+    for marker, code in blocks:
+        assert MARKER_RE.match(marker), (
+            "README ```python block without a '<!-- test: run -->' or "
+            f"'<!-- test: skip (reason) -->' line before it:\n{code[:200]}"
+        )
+
+
+@pytest.fixture(scope="module")
+def stand_ins(tmp_path_factory):
+    """Tiny local files for the README's placeholder paths."""
+    root = tmp_path_factory.mktemp("readme")
+    model, tok = tiny_models.make("bert")
+    model.config.id2label = {0: "neg", 1: "pos"}
+    model.config.label2id = {"neg": 0, "pos": 1}
+    checkpoint = root / "checkpoint"
+    model.save_pretrained(checkpoint)
+    tok.save_pretrained(checkpoint)
+    reviews = root / "reviews.csv"
+    with open(reviews, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for i, text in enumerate(["a great film", "boring", "loved it", "a terrible mess"] * 2):
+            writer.writerow([text, ["pos", "neg"][i % 2]])
+    return {"checkpoint": str(checkpoint), "reviews": str(reviews)}
+
+
+def _placeholders(stand_ins: dict[str, str]) -> dict[str, str]:
+    """README placeholder -> its replacement in the code."""
+    return {
+        "/path/to/checkpoint": stand_ins["checkpoint"],
+        '"reviews.csv"': repr(stand_ins["reviews"]),
+    }
+
+
+def _substitute(code: str, stand_ins: dict[str, str]) -> str:
+    for placeholder, replacement in _placeholders(stand_ins).items():
+        code = code.replace(placeholder, replacement)
+    return code
+
+
+RUN_BLOCKS = [code for marker, code in readme_blocks() if marker == "<!-- test: run -->"]
+
+
+@contextlib.contextmanager
+def lit_subprocess(args, cwd, log_path):
+    """Runs `python *args --port=N` (a LIT app); yields (port, get_info's
+    answer) once the server answers, and always stops it."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, *args, f"--port={port}", f"--data_dir={cwd / 'lit_cache'}"],
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.time() + START_S
+        while True:
+            try:
+                info = post(port, "get_info", timeout=10)
+                break
+            except OSError as error:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise AssertionError(
+                        f"{args} did not serve LIT:\n" + log_path.read_text()[-3000:]
+                    ) from error
+                time.sleep(0.5)
+        yield port, info
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def _assert_refuses_foreign_host(port):
+    """lit-plugins' safety layer is in front: a foreign Host header gets 400."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/get_info", data=b"{}", headers={"Host": "attacker.example"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 400
+
+
+def _assert_offers_ours_and_lits(model_info):
+    for name in (
+        registration.GRADIENT_NORM,
+        registration.INTEGRATED_GRADIENTS,
+        registration.SALIENCE_CLUSTERING,
+        "tcav",
+    ):
+        assert name in model_info["interpreters"], name
+    assert "Hotflip" in model_info["generators"]
+
+
+@pytest.mark.parametrize("index", range(len(RUN_BLOCKS)))
+def test_runnable_block_serves_lit(index, stand_ins, tmp_path):
+    """Runs the block as a script on a free port: LIT must answer get_info
+    with our interpreters and LIT's TCAV and HotFlip, behind the safety layer."""
+    code = _substitute(RUN_BLOCKS[index], stand_ins)
+    for placeholder in _placeholders(stand_ins):
+        assert placeholder not in code
+    script = tmp_path / "snippet.py"
+    script.write_text(code)
+    with lit_subprocess([str(script)], tmp_path, tmp_path / "snippet.log") as (port, info):
+        (model,) = info["models"].values()
+        _assert_offers_ours_and_lits(model)
+        _assert_refuses_foreign_host(port)
+
+
+def test_custom_app_serves_its_layout(stand_ins, tmp_path):
+    """demos/custom_app.py on a tiny checkpoint and CSV: its layout is the
+    default, puts the modules our components feed in view, and our
+    interpreters answer."""
+    from demos import custom_app
+
+    args = [
+        "-m",
+        "demos.custom_app",
+        f"--checkpoint={stand_ins['checkpoint']}",
+        "--labels=neg,pos",
+        f"--dataset={stand_ins['reviews']}",
+        "--text_column=text",
+    ]
+    with lit_subprocess(args, tmp_path, tmp_path / "custom_app.log") as (port, info):
+        assert info["defaultLayout"] == custom_app.LAYOUT_NAME
+        layout = info["layouts"][custom_app.LAYOUT_NAME]
+        modules = {  # a module name, or a ModuleConfig dict
+            m["module"] if isinstance(m, dict) else m
+            for tab in layout["lower"].values()
+            for m in tab
+        }
+        for module in ("salience-map-module", "salience-clustering-module", "tcav-module"):
+            assert module in modules
+        _assert_offers_ours_and_lits(info["models"]["mine"])
+        _assert_refuses_foreign_host(port)
+        dataset = os.path.basename(stand_ins["reviews"])
+        assert dataset in info["datasets"]
+        data = post(port, "get_dataset", {"dataset_name": dataset})
+        result = post(
+            port,
+            "get_interpretations",
+            {
+                "model": "mine",
+                "dataset_name": dataset,
+                "interpreter": registration.GRADIENT_NORM,
+                "do_predict": 1,
+            },
+            {"inputs": data[:1], "config": {}},
+        )
+        assert result[0]["token_grads"]["tokens"][0] == "[CLS]"
