@@ -4,7 +4,9 @@ One streamed pass over the examples runs the reference (A, "before") and the
 model (B, "after") at one layer, maps each token to its feature (the word
 piece, the whole word, or the tag of its word), and feeds both
 `txray.NeuronFeatureAggregator`s with one shared `FeatureVocab`. Only the
-aggregations are kept, never the [tokens × neurons] activations.
+aggregations are kept, never the [tokens × neurons] activations. With
+`record_units=True` each position also carries its example's index (the unit
+of TX-Ray's bootstrap over sentences, `txray.bootstrap`).
 """
 
 from __future__ import annotations
@@ -69,11 +71,13 @@ def aggregate_pair(
     batch_size: int = 32,
     names: tuple[str, str] = ("reference", "model"),
     log_name: str = "",
+    record_units: bool = False,
 ) -> tuple[txray.NeuronFeatureAggregator, txray.NeuronFeatureAggregator, txray.FeatureVocab]:
     """(reference aggregation, model aggregation, shared feature vocab) at `layer`.
 
     Both models see the same batches; a model whose tokens differ from the
-    reference's on any example raises a ValueError naming it.
+    reference's on any example raises a ValueError naming it. `record_units`:
+    the aggregators also keep credits per example, for the bootstrap.
     """
     same = specs.unwrap(model) is specs.unwrap(reference)
     fields = {
@@ -91,7 +95,7 @@ def aggregate_pair(
         model, examples, batch_size, [layer], log_name
     ):
         outs_r = outs_m if stream_ref is None else next(stream_ref)[2]
-        feats, acts = [], {"model": [], "reference": []}
+        feats, acts, units = [], {"model": [], "reference": []}, []
         for i, (ex, out_m, out_r) in enumerate(zip(batch, outs_m, outs_r)):
             tokens = [str(t) for t in out_m[fields["model"][1]]]
             if [str(t) for t in out_r[fields["reference"][1]]] != tokens:
@@ -100,6 +104,7 @@ def aggregate_pair(
                     "from the selected model; TX-Ray needs the same tokenizer for both models."
                 )
             feats.extend(to_features(ex, tokens))
+            units.append(np.full(len(tokens), offset + i, dtype=np.int64))
             acts["model"].append(np.asarray(out_m[fields["model"][0]]))
             acts["reference"].append(np.asarray(out_r[fields["reference"][0]]))
         stacked = {key: np.concatenate(value, axis=0) for key, value in acts.items()}
@@ -110,11 +115,17 @@ def aggregate_pair(
             )
         if not aggregators:
             aggregators = {
-                key: txray.NeuronFeatureAggregator(value.shape[-1], mode=mode)
+                key: txray.NeuronFeatureAggregator(
+                    value.shape[-1], mode=mode, record_units=record_units
+                )
                 for key, value in stacked.items()
             }
         # Tokens outside any tagged word ([CLS], [SEP]) are skipped (id -1).
         ids = np.asarray([-1 if f is None else vocab.add(f) for f in feats], dtype=np.int64)
-        aggregators["reference"].update(stacked["reference"], ids)
-        aggregators["model"].update(stacked["model"], ids)
+        unit_ids = np.concatenate(units) if record_units else None
+        aggregators["reference"].update(stacked["reference"], ids, units=unit_ids)
+        aggregators["model"].update(stacked["model"], ids, units=unit_ids)
+    if record_units:  # every example is a unit, even one with no credited position
+        for agg in aggregators.values():
+            agg.units.seen(np.array([len(examples) - 1]))
     return aggregators["reference"], aggregators["model"], vocab

@@ -12,9 +12,16 @@ distributions. This module is LIT glue only: config → `TXRayOptions` →
 contents, `TXRayFitOptions`) is cached. Per example:
 
 * ``shifted_neurons`` (labelled chips, `common.labelled_chips`): the top-k
-  most shifted neurons, most shifted first, each reading ``"L<layer>
-  n<neuron>: <top features in reference> → <top features in model> =
-  <distance>"`` (`common.chips_dict` gives {label: distance} back).
+  most shifted neurons, each reading ``"L<layer> n<neuron>: <top features in
+  reference> → <top features in model> = <distance> [<lower>, <upper>],
+  support <Hellinger length>"`` (`common.chips_dict` gives {label: distance}
+  back; the chip's colour is the distance). With *Bootstrap replicates* > 0
+  (default 200) the distances carry a percentile interval from a seeded
+  bootstrap over the dataset's sentences (cached with the fit), and the
+  neurons are ranked by its lower bound at *Confidence level* (see
+  `lit_plugins.txray.bootstrap` for the rule), so a neuron at distance 1.0
+  seen in one or two sentences ranks below a well-supported one. With 0 the
+  chips read ``"... = <distance>"`` and are ranked by distance, as before.
 * ``neuron_token_salience`` (TokenSalience): per token of the example, the
   summed positive activation of the *selected* model on those top-k neurons,
   scaled so that the largest token is 1 (all zeros if none is positive).
@@ -52,6 +59,9 @@ MODE_KEY = "Mode"
 FEATURES_KEY = "Features"
 TOP_K_KEY = "Top k"
 NORMALIZE_KEY = "Divide distance by union length (original code)"
+REPLICATES_KEY = "Bootstrap replicates (0 = off)"
+CONFIDENCE_KEY = "Confidence level"
+SEED_KEY = "Bootstrap seed"
 
 FEATURE_CHOICES = txray_inputs.FEATURES
 TAGS_KEY = "Tags field (Features = tags)"
@@ -62,6 +72,8 @@ _DEFAULT_TOP_K = 10
 _MAX_TOP_K = 100_000
 _LABEL_FEATURES = 3  # top features per side in a neuron's label
 DISTANCE_FORMAT = ".3f"  # how the chips print the distance
+INTERVAL_FORMAT = ".2f"  # how the chips print the interval's bounds
+_MAX_SEED = 2**31 - 1
 SELF_COMPARISON = "TX-Ray needs a reference model different from the selected one"
 
 
@@ -75,14 +87,18 @@ class TXRayFitOptions:
     features: str  # FEATURE_CHOICES
     tags_field: str  # the SequenceTags field when features == 'tags', else ''
     normalize: bool  # divide the distance by the union length (original code)
+    replicates: int = txray.bootstrap.DEFAULT_REPLICATES  # bootstrap over sentences; 0: off
+    seed: int = 0  # the bootstrap's seed
 
 
 @dataclasses.dataclass(frozen=True)
 class TXRayOptions:
-    """A parsed config: the fit's options plus the display-only top k (never refits)."""
+    """A parsed config: the fit's options plus the display-only top k and
+    confidence level (never refit: the bootstrap's replicates are cached)."""
 
     fit: TXRayFitOptions
     top_k: int
+    confidence: float = txray.bootstrap.DEFAULT_CONFIDENCE
 
 
 def neuron_label(layer: int, shift: txray.NeuronShift) -> str:
@@ -93,6 +109,18 @@ def neuron_label(layer: int, shift: txray.NeuronShift) -> str:
 
     return (
         f"L{layer} n{shift.neuron}: {names(shift.top_features_a)} → {names(shift.top_features_b)}"
+    )
+
+
+def chip_text(layer: int, shift: txray.NeuronShift) -> str:
+    """E.g. 'L5 n201: great, fun → boring, waste = 0.912 [0.80, 0.97], support 14'
+    (without a bootstrap: '... = 0.912')."""
+    text = f"{neuron_label(layer, shift)}{common.CHIP_SEPARATOR}{shift.distance:{DISTANCE_FORMAT}}"
+    if np.isnan(shift.lower):
+        return text
+    return (
+        f"{text} [{shift.lower:{INTERVAL_FORMAT}}, {shift.upper:{INTERVAL_FORMAT}}], "
+        f"support {shift.hellinger_length}"
     )
 
 
@@ -149,6 +177,21 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
                 required=False, min_val=1, max_val=100, default=_DEFAULT_TOP_K, step=1
             ),
             NORMALIZE_KEY: lit_types.Boolean(required=False, default=False),
+            REPLICATES_KEY: lit_types.Scalar(
+                required=False,
+                min_val=0,
+                max_val=1000,
+                default=txray.bootstrap.DEFAULT_REPLICATES,
+                step=1,
+            ),
+            CONFIDENCE_KEY: lit_types.Scalar(
+                required=False,
+                min_val=0.5,
+                max_val=0.99,
+                default=txray.bootstrap.DEFAULT_CONFIDENCE,
+                step=0.01,
+            ),
+            SEED_KEY: lit_types.Scalar(required=False, min_val=0, max_val=1000, default=0, step=1),
         }
 
     def meta_spec(self) -> lit_types.Spec:
@@ -166,9 +209,13 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
     ) -> list[JsonDict]:
         """The most shifted neurons and how strongly each token drives them."""
         layer = opts.fit.layer
-        ranked = result.rank_shifts(k=opts.top_k, n_features=_LABEL_FEATURES).most
+        ranked = result.rank_shifts(
+            k=opts.top_k, n_features=_LABEL_FEATURES, confidence=opts.confidence
+        ).most
+        # The text is the whole chip ("label = distance [interval], support n");
+        # common.chips_dict still reads {label: distance} back from it.
         shifted = common.labelled_chips(
-            ((neuron_label(layer, s), float(s.distance)) for s in ranked), DISTANCE_FORMAT
+            ((chip_text(layer, s), float(s.distance)) for s in ranked), None
         )
         neurons = np.array([s.neuron for s in ranked], dtype=np.int64)
         results = []
@@ -227,9 +274,19 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             features=features,
             tags_field=tags_field,
             normalize=common.parse_bool(config, NORMALIZE_KEY, False),
+            replicates=common.parse_int(
+                config,
+                REPLICATES_KEY,
+                txray.bootstrap.DEFAULT_REPLICATES,
+                0,
+                txray.bootstrap.MAX_REPLICATES,
+            ),
+            seed=common.parse_int(config, SEED_KEY, 0, 0, _MAX_SEED),
         )
         return TXRayOptions(
-            fit=fit, top_k=common.parse_int(config, TOP_K_KEY, _DEFAULT_TOP_K, 1, _MAX_TOP_K)
+            fit=fit,
+            top_k=common.parse_int(config, TOP_K_KEY, _DEFAULT_TOP_K, 1, _MAX_TOP_K),
+            confidence=_parse_confidence(config),
         )
 
     # -------------------------------------------------------------- fitting
@@ -303,6 +360,7 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             batch_size=self._batch_size,
             names=(opts.reference_name, model_name),
             log_name="TX-Ray",
+            record_units=opts.replicates > 0,
         )
         result = txray.compute_shift(
             agg_ref,
@@ -310,6 +368,8 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             normalize_by_length=opts.normalize,
             feature_names=vocab,
             labels=(opts.reference_name, model_name),
+            replicates=opts.replicates,
+            seed=opts.seed,
         )
         if result.num_shared and not np.any(result.distance > 0):
             raise ValueError(
@@ -327,6 +387,17 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             result.num_shared,
         )
         return result
+
+
+def _parse_confidence(config: JsonDict) -> float:
+    value = config.get(CONFIDENCE_KEY, txray.bootstrap.DEFAULT_CONFIDENCE)
+    try:
+        return txray.bootstrap.check_confidence(value)
+    except ValueError:
+        raise ValueError(
+            f"{CONFIDENCE_KEY!r} must be a number strictly between 0 and 1 (e.g. 0.9), "
+            f"got {value!r}."
+        ) from None
 
 
 def _tags_field(dataset: lit_dataset.Dataset | None, name: str) -> str:

@@ -14,12 +14,19 @@ length shift, mass activation) and write an overview report.
         agg_a.update(acts_a, ids); agg_b.update(acts_b, ids)
     result = compute_shift(agg_a, agg_b, feature_names=vocab)
     result.rank_shifts(k=10)
+
+With ``NeuronFeatureAggregator(..., record_units=True)`` and
+``update(acts, ids, units=sentence_index_per_token)``,
+``compute_shift(..., replicates=200, seed=0)`` adds a bootstrap over
+sentences: per-neuron intervals and a ranking by the lower bound
+(:mod:`lit_plugins.txray.bootstrap`).
     write_report(result, "out/txray")
 
 See :mod:`lit_plugins.txray.shift` for the exact definitions and how they
 differ from the paper and from the original code.
 """
 
+from lit_plugins.txray import bootstrap
 from lit_plugins.txray.aggregate import (
     MODES,
     FeatureScore,
@@ -50,6 +57,7 @@ __all__ = [
     "RankedShifts",
     "ShiftResult",
     "SyntheticTXRay",
+    "bootstrap",
     "compute_shift",
     "hellinger",
     "hellinger_rows",

@@ -62,6 +62,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from lit_plugins.txray.bootstrap import UnitCells
 from lit_plugins.txray.features import FeatureVocab, merge_subwords
 
 __all__ = [
@@ -156,6 +157,11 @@ class NeuronFeatureAggregator:
       coalesce_every: in sparse storage, pending cells are merged into the CSR
         accumulators once more than ``max(coalesce_every, stored cells)`` are
         buffered.
+      record_units: also keep every credit per *unit* (sentence), given per
+        position as ``update(..., units=...)``: the table the bootstrap over
+        sentences resamples (:mod:`lit_plugins.txray.bootstrap`; in memory
+        only, not saved).  Off by default: the plain path is unchanged.
+      unit_max_cells: memory bound of that table (see ``bootstrap.UnitCells``).
 
     Use :meth:`update` once per batch; feature ids ``< 0`` (and positions with
     ``mask == False``) are skipped, which is convenient for padding / special
@@ -177,6 +183,8 @@ class NeuronFeatureAggregator:
         storage: str = "auto",
         dense_max_cells: int | None = None,
         coalesce_every: int = 1 << 18,
+        record_units: bool = False,
+        unit_max_cells: int = 1 << 21,
     ):
         if int(num_neurons) <= 0:
             raise ValueError(f"num_neurons must be positive, got {num_neurons}")
@@ -207,6 +215,7 @@ class NeuronFeatureAggregator:
         self._csr_count: sp.csr_matrix | None = None
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         self._pending_n = 0
+        self.units: UnitCells | None = UnitCells(unit_max_cells) if record_units else None
 
         if storage == "dense" or (
             storage == "auto"
@@ -303,7 +312,7 @@ class NeuronFeatureAggregator:
         return m, c
 
     # ---------------------------------------------------------------- update
-    def update(self, activations, feature_ids, mask=None) -> NeuronFeatureAggregator:
+    def update(self, activations, feature_ids, mask=None, units=None) -> NeuronFeatureAggregator:
         """Adds one batch.
 
         Args:
@@ -311,6 +320,8 @@ class NeuronFeatureAggregator:
           feature_ids: ``[T]`` (or ``[...]``, same leading shape) integer ids;
             negative ids are skipped.
           mask: optional bool array of the leading shape; False positions are skipped.
+          units: per position, the non-negative index of its sentence (unit of
+            the bootstrap); required with ``record_units=True``, else ignored.
 
         Raises:
           ValueError: wrong shapes, non-finite activations, non-integer or
@@ -335,6 +346,8 @@ class NeuronFeatureAggregator:
         H = self.num_neurons
         acts = acts.reshape(-1, H)
         fids = fids.reshape(-1).astype(np.int64, copy=False)
+        if self.units is not None:
+            units = _check_units(units, lead)
         is_float = acts.dtype.kind == "f"
         if is_float and self.mode == "all" and not np.isfinite(acts).all():
             raise ValueError("activations contain NaN or infinite values")
@@ -350,6 +363,8 @@ class NeuronFeatureAggregator:
             keep = m if keep is None else (keep & m)
         if keep is not None and not keep.all():
             acts, fids = acts[keep], fids[keep]
+            if self.units is not None:
+                units = units[keep]
             if fids.size == 0:
                 return self
             fmax = int(fids.max())
@@ -371,12 +386,18 @@ class NeuronFeatureAggregator:
             if is_float and not np.isfinite(value).all():
                 raise ValueError("activations contain NaN or infinite values")
             pos = value > 0
+            if self.units is not None:
+                self.units.seen(units)
             if not pos.all():
                 neuron, fids, value = neuron[pos], fids[pos], value[pos]
+                if self.units is not None:
+                    units = units[pos]
             n_new = int(neuron.shape[0])
             self._record(n_tok, n_new, fmax)
             if n_new:
                 self._add_cells(neuron, fids, value, None)  # float64 when summed
+                if self.units is not None:
+                    self.units.add(units, neuron, fids, value.astype(np.float64))
         else:  # "all": per-batch (feature x neuron) sums via a sparse one-hot product
             uniq, inv = np.unique(fids, return_inverse=True)
             onehot = sp.csr_matrix(
@@ -389,6 +410,10 @@ class NeuronFeatureAggregator:
             self._record(n_tok, n_new, fmax)
             if n_new:
                 self._add_rows(uniq, S, C)
+            if self.units is not None:
+                self.units.seen(units)
+                t, n = np.nonzero(positive)
+                self.units.add(units[t], n, fids[t], acts[t, n].astype(np.float64))
         return self
 
     def _record(self, n_tok: int, n_new: int, fmax: int) -> None:
@@ -742,6 +767,18 @@ def _top_of_row(
             nm = names.name(f) if isinstance(names, FeatureVocab) else str(names[f])
         out.append(FeatureScore(f, nm, prob, float(vals[j]), cnt))
     return out
+
+
+def _check_units(units, lead) -> np.ndarray:
+    """Per-position unit (sentence) indices, flattened, or ValueError."""
+    if units is None:
+        raise ValueError("this aggregator records units (record_units=True): pass units=")
+    u = _to_numpy(units, "units")
+    if u.shape != lead:
+        raise ValueError(f"units shape {u.shape} must equal the activations' leading shape {lead}")
+    if u.size and (u.dtype.kind not in "iu" or int(u.min()) < 0):
+        raise ValueError("units must be non-negative integers (sentence indices)")
+    return u.reshape(-1).astype(np.int64, copy=False)
 
 
 def _stable_key_order(keys: np.ndarray, shape) -> np.ndarray:

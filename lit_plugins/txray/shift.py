@@ -84,6 +84,20 @@ follows -- each point was checked in that code:
 
 Top features (:meth:`ShiftResult.rank_shifts`) and the report always use the
 mass-share distribution ``m(n,f)/M(n)``, whatever ``weighting`` is.
+
+Uncertainty and ranking
+-----------------------
+With ``compute_shift(..., replicates=B)`` (aggregators built with
+``record_units=True`` and fed ``units=`` sentence indices) every shared
+neuron's distance gets a percentile interval from a paired, seeded bootstrap
+over sentences (:mod:`lit_plugins.txray.bootstrap`), and the ranking accounts
+for support: **most shifted = largest lower confidence bound first** (then
+distance, Hellinger length, neuron id); **least shifted = smallest upper
+bound first**.  A replicate in which a neuron has no mass in one model (none
+of its sentences drawn) counts as distance 0, so a neuron at distance 1.0
+from one or two sentences gets a lower bound of 0 and ranks below a
+well-supported neuron at 0.9.  ``replicates=0`` (default): no bootstrap, the
+distances and the plain ranking (distance, length, id) exactly as before.
 """
 
 from __future__ import annotations
@@ -94,6 +108,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from lit_plugins.txray import bootstrap as _bootstrap
 from lit_plugins.txray.aggregate import (
     FeatureScore,
     FeatureVocab,
@@ -192,6 +207,12 @@ class NeuronShift:
     mass_activation_b: float
     top_features_a: tuple[FeatureScore, ...]
     top_features_b: tuple[FeatureScore, ...]
+    # With a bootstrap (else NaN / -1): the interval at the ranking's
+    # confidence, and the sentences (units) with mass in A and in B.
+    lower: float = float("nan")
+    upper: float = float("nan")
+    units_a: int = -1
+    units_b: int = -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +232,12 @@ class ShiftResult:
     ``mass_activation_a``, ``mass_activation_b`` (share of layer total),
     ``lengths_a_all``, ``lengths_b_all``.  ``probs_a``/``probs_b``: ``[H, F]``
     CSR mass-share distributions, ``counts_a``/``counts_b`` credited counts.
+
+    Bootstrap (``replicates > 0`` in :func:`compute_shift`, else None / 0):
+    ``replicate_distance`` ``[B, shared]``, ``units_a``/``units_b`` (sentences
+    -- or blocks of ``bootstrap_unit_size`` sentences -- with mass, per shared
+    neuron), ``bootstrap_units`` (N resampled), ``confidence`` (the ranking's
+    default level).
     """
 
     num_neurons: int
@@ -239,6 +266,13 @@ class ShiftResult:
     label_a: str = "A"
     label_b: str = "B"
     mode: str = "max1"
+    replicate_distance: np.ndarray | None = None
+    units_a: np.ndarray | None = None
+    units_b: np.ndarray | None = None
+    bootstrap_units: int = 0
+    bootstrap_unit_size: int = 1
+    bootstrap_seed: int = 0
+    confidence: float = _bootstrap.DEFAULT_CONFIDENCE
 
     @property
     def num_shared(self) -> int:
@@ -251,13 +285,30 @@ class ShiftResult:
             raise KeyError(f"neuron {neuron} is not active in both models")
         return float(self.distance[pos])
 
-    def _order(self, largest: bool) -> np.ndarray:
-        d, L, n = self.distance, self.hellinger_length, self.shared
-        if largest:
-            return np.lexsort((n, -L, -d))
-        return np.lexsort((n, L, d))
+    @property
+    def has_bootstrap(self) -> bool:
+        return self.replicate_distance is not None
 
-    def _record(self, i: int, n_features: int) -> NeuronShift:
+    def interval(self, confidence: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) percentile bounds per shared neuron (NaN without a bootstrap)."""
+        c = _bootstrap.check_confidence(self.confidence if confidence is None else confidence)
+        if not self.has_bootstrap:
+            nan = np.full(self.num_shared, np.nan)
+            return nan, nan.copy()
+        return _bootstrap.percentile_interval(self.replicate_distance, c)
+
+    def _order(self, largest: bool, bounds=None) -> np.ndarray:
+        d, L, n = self.distance, self.hellinger_length, self.shared
+        if bounds is None or not self.has_bootstrap:
+            if largest:
+                return np.lexsort((n, -L, -d))
+            return np.lexsort((n, L, d))
+        lo, hi = bounds
+        if largest:
+            return np.lexsort((n, -L, -d, -lo))
+        return np.lexsort((n, L, d, hi))
+
+    def _record(self, i: int, n_features: int, bounds=None) -> NeuronShift:
         n = int(self.shared[i])
         names = self.feature_names
         ta = _top_of_row(self.probs_a, self.counts_a, n, n_features, names)
@@ -265,9 +316,9 @@ class ShiftResult:
         # _top_of_row computed "mass" from probs; restore the raw masses.
         ta = tuple(dataclasses.replace(s, mass=s.prob * float(self.mass_a[n])) for s in ta)
         tb = tuple(dataclasses.replace(s, mass=s.prob * float(self.mass_b[n])) for s in tb)
-        return NeuronShift(**self._scalars(i), top_features_a=ta, top_features_b=tb)
+        return NeuronShift(**self._scalars(i, bounds), top_features_a=ta, top_features_b=tb)
 
-    def _scalars(self, i: int) -> dict:
+    def _scalars(self, i: int, bounds=None) -> dict:
         """The per-neuron numbers of shared neuron ``i`` (JSON-friendly)."""
         n = int(self.shared[i])
         return dict(
@@ -279,19 +330,38 @@ class ShiftResult:
             length_shift=int(self.length_shift[i]),
             mass_activation_a=float(self.mass_activation_a[n]),
             mass_activation_b=float(self.mass_activation_b[n]),
+            **(
+                {}
+                if bounds is None or not self.has_bootstrap
+                else dict(
+                    lower=float(bounds[0][i]),
+                    upper=float(bounds[1][i]),
+                    units_a=int(self.units_a[i]),
+                    units_b=int(self.units_b[i]),
+                )
+            ),
         )
 
-    def rank_shifts(self, k: int = 10, n_features: int = 5) -> RankedShifts:
-        """The ``k`` most and ``k`` least shifted shared neurons with top features."""
+    def rank_shifts(
+        self, k: int = 10, n_features: int = 5, confidence: float | None = None
+    ) -> RankedShifts:
+        """The ``k`` most and ``k`` least shifted shared neurons with top features.
+
+        With a bootstrap: ranked by the lower (most) / upper (least) bound at
+        ``confidence`` (default: the result's), see the module docstring.
+        """
         if k <= 0:
             raise ValueError("k must be positive")
-        most = [self._record(int(i), n_features) for i in self._order(True)[:k]]
-        least = [self._record(int(i), n_features) for i in self._order(False)[:k]]
+        bounds = self.interval(confidence) if self.has_bootstrap else None
+        most = [self._record(int(i), n_features, bounds) for i in self._order(True, bounds)[:k]]
+        least = [self._record(int(i), n_features, bounds) for i in self._order(False, bounds)[:k]]
         return RankedShifts(most, least)
 
     def to_records(self) -> list[dict]:
-        """One JSON-friendly dict per shared neuron (sorted by distance, largest first)."""
-        return [self._scalars(int(i)) for i in self._order(True)]
+        """One JSON-friendly dict per shared neuron, in the most-shifted order
+        (with a bootstrap also ``lower``, ``upper``, ``units_a``, ``units_b``)."""
+        bounds = self.interval() if self.has_bootstrap else None
+        return [self._scalars(int(i), bounds) for i in self._order(True, bounds)]
 
     def to_dataframe(self):
         """The :meth:`to_records` table as a ``pandas.DataFrame``."""
@@ -352,6 +422,9 @@ def compute_shift(
     weighting: str = "mass",
     feature_names: Sequence[str] | FeatureVocab | None = None,
     labels: tuple[str, str] = ("A", "B"),
+    replicates: int = 0,
+    seed: int = 0,
+    confidence: float = _bootstrap.DEFAULT_CONFIDENCE,
 ) -> ShiftResult:
     """Compares model A (reference) and model B neuron by neuron.
 
@@ -365,11 +438,26 @@ def compute_shift(
         original code's mean of normalised activations, point 3).
       feature_names: optional names (list or vocab) used in top-feature records.
       labels: display names of the two models.
+      replicates: bootstrap replicates over sentences (0: none, the default;
+        at most ``bootstrap.MAX_REPLICATES``); needs both aggregators built
+        with ``record_units=True`` and fed ``units=``.
+      seed: the bootstrap's ``numpy.random.default_rng`` seed.
+      confidence: the level of the intervals the ranking uses, in (0, 1).
 
     Raises:
-      ValueError: different neuron counts, an empty aggregation, or no neuron
-        active in both models.
+      ValueError: different neuron counts, an empty aggregation, no neuron
+        active in both models, or bad bootstrap settings (naming what is
+        accepted).
     """
+    replicates = _bootstrap.check_replicates(replicates)
+    confidence = _bootstrap.check_confidence(confidence)
+    if replicates and (
+        getattr(agg_a, "units", None) is None or getattr(agg_b, "units", None) is None
+    ):
+        raise ValueError(
+            "a bootstrap (replicates > 0) needs both aggregators built with "
+            "record_units=True and fed units= (sentence indices); or use replicates=0"
+        )
     if not isinstance(agg_a, NeuronFeatureAggregator) or not isinstance(
         agg_b, NeuronFeatureAggregator
     ):
@@ -439,6 +527,27 @@ def compute_shift(
             else [str(s) for s in feature_names]
         )
 
+    boot = {}
+    if replicates:
+        reps, n_units, unit_size = _bootstrap.bootstrap_distances(
+            agg_a.units,
+            agg_b.units,
+            shared,
+            H,
+            replicates=replicates,
+            seed=int(seed),
+            weighting=weighting,
+            normalize_by_length=bool(normalize_by_length),
+        )
+        boot = dict(
+            replicate_distance=reps,
+            units_a=_bootstrap.units_per_neuron(agg_a.units, H)[shared],
+            units_b=_bootstrap.units_per_neuron(agg_b.units, H)[shared],
+            bootstrap_units=n_units,
+            bootstrap_unit_size=unit_size,
+            bootstrap_seed=int(seed),
+        )
+
     return ShiftResult(
         num_neurons=H,
         num_features=F,
@@ -466,4 +575,6 @@ def compute_shift(
         label_a=str(labels[0]),
         label_b=str(labels[1]),
         mode=agg_a.mode if agg_a.mode == agg_b.mode else f"{agg_a.mode}/{agg_b.mode}",
+        confidence=confidence,
+        **boot,
     )
