@@ -218,9 +218,13 @@ def bootstrap_distances(
     replicates = check_replicates(replicates)
     if replicates == 0:
         raise ValueError("bootstrap replicates must be positive here")
-    shift = max(cells_a.shift, cells_b.shift)
-    for c in (cells_a, cells_b):
-        c.merge(shift)
+    while True:  # both at the same (final) merging of units
+        shift = max(cells_a.shift, cells_b.shift)
+        for c in (cells_a, cells_b):
+            c.merge(shift)
+            c.coalesce()
+        if cells_a.shift == cells_b.shift:
+            break
     ua, ka, ma, ca = cells_a.arrays()
     ub, kb, mb, cb = cells_b.arrays()
     n_units = max(cells_a.num_units, cells_b.num_units)
@@ -255,7 +259,7 @@ def bootstrap_distances(
             d = d * _inv(union)
         d[(tot_a <= 0) | (tot_b <= 0)] = 0.0  # not comparable in this replicate
         out[b] = d[shared]
-    return out, n_units, 1 << shift
+    return out, n_units, 1 << cells_a.shift
 
 
 def _inv(x: np.ndarray) -> np.ndarray:

@@ -1,5 +1,7 @@
 """TXRayNeuronShift: the LIT interpreter around lit_plugins.txray."""
 
+import re
+
 import numpy as np
 import pytest
 import transformers
@@ -63,31 +65,37 @@ def _config(**kw):
     return cfg
 
 
-def _independent_shift(ref, model, examples, layer, mode="max1"):
+def _independent_shift(ref, model, examples, layer, mode="max1", replicates=0):
+    """One example at a time (its index as the bootstrap's unit)."""
     field = specs.LAYER_ACTIVATIONS_TEMPLATE.format(layer)
     outs_r = list(ref.predict(examples, activation_layers=[layer], gradients=False))
     outs_m = list(model.predict(examples, activation_layers=[layer], gradients=False))
     vocab = txray.FeatureVocab()
-    agg_r = txray.NeuronFeatureAggregator(ref.hidden_size, mode=mode)
-    agg_m = txray.NeuronFeatureAggregator(model.hidden_size, mode=mode)
-    for o_r, o_m in zip(outs_r, outs_m):
+    record = replicates > 0
+    agg_r = txray.NeuronFeatureAggregator(ref.hidden_size, mode=mode, record_units=record)
+    agg_m = txray.NeuronFeatureAggregator(model.hidden_size, mode=mode, record_units=record)
+    for i, (o_r, o_m) in enumerate(zip(outs_r, outs_m)):
         assert o_r["tokens"] == o_m["tokens"]
         ids = vocab.encode(o_m["tokens"])
-        agg_r.update(o_r[field], ids)
-        agg_m.update(o_m[field], ids)
-    return txray.compute_shift(agg_r, agg_m, feature_names=vocab)
+        units = np.full(len(ids), i) if record else None
+        agg_r.update(o_r[field], ids, units=units)
+        agg_m.update(o_m[field], ids, units=units)
+    return txray.compute_shift(agg_r, agg_m, feature_names=vocab, replicates=replicates)
 
 
 def test_ranking_matches_independent_computation(models):
+    """Bootstrap off: the distances, ranking and chips exactly as before."""
     interp = txray_shift.TXRayNeuronShift(models, batch_size=8)
     model, ref = models["bert_b"], models["bert_a"]
     ds = _dataset()
     inputs = EXAMPLES[:3]
-    results = interp.run(inputs, model, ds, config=_config())
+    config = _config(**{txray_shift.REPLICATES_KEY: 0})
+    results = interp.run(inputs, model, ds, config=config)
     assert len(results) == 3
 
     expected = _independent_shift(ref, model, EXAMPLES, layer=2)
-    fitted = interp.fit(model, ds, _config())
+    fitted = interp.fit(model, ds, config)
+    assert not fitted.has_bootstrap
     assert np.any(fitted.distance > 0)
     np.testing.assert_allclose(np.sort(fitted.distance), np.sort(expected.distance), atol=1e-9)
     most = expected.rank_shifts(k=5, n_features=3).most
@@ -114,6 +122,50 @@ def test_ranking_matches_independent_computation(models):
         raw = np.clip(out["layer_2/token_activations"][:, neurons], 0, None).sum(1)
         np.testing.assert_allclose(ts.salience, raw / raw.max(), rtol=1e-5)
         assert ts.salience.max() == pytest.approx(1.0)
+
+
+BOOT_CHIP = r"L2 n(\d+): .+ → .+ = (\d\.\d{3}) \[(\d\.\d{2}), (\d\.\d{2})\], support (\d+)"
+
+
+def test_bootstrap_ranking_intervals_and_support_in_the_chips(models):
+    """Default config: a seeded bootstrap over the examples; chips read
+    'L2 n7: a, b → c, d = 0.812 [0.55, 0.93], support 9', ranked by the
+    lower bound, as an independent bootstrap over the same examples gives."""
+    interp = txray_shift.TXRayNeuronShift(models, batch_size=8)
+    model, ref = models["bert_b"], models["bert_a"]
+    ds = _dataset()
+    (res,) = interp.run(EXAMPLES[:1], model, ds, config=_config())
+    fitted = interp.fit(model, ds, _config())
+    assert fitted.has_bootstrap and fitted.bootstrap_units == len(EXAMPLES)
+    expected = _independent_shift(ref, model, EXAMPLES, layer=2, replicates=200)
+    np.testing.assert_allclose(fitted.distance, expected.distance, atol=1e-9)
+    np.testing.assert_allclose(fitted.replicate_distance, expected.replicate_distance, atol=1e-9)
+    most = expected.rank_shifts(k=5, n_features=3, confidence=0.9).most
+    chips = res[txray_shift.SHIFTED_NEURONS]
+    assert len(chips.tokens) == 5
+    for text, value, s in zip(chips.tokens, chips.salience, most):
+        m = re.fullmatch(BOOT_CHIP, text)
+        assert m, text
+        assert int(m.group(1)) == s.neuron and float(m.group(2)) == round(s.distance, 3)
+        assert (float(m.group(3)), float(m.group(4))) == (round(s.lower, 2), round(s.upper, 2))
+        assert int(m.group(5)) == s.hellinger_length
+        assert value == pytest.approx(s.distance, abs=1e-9)
+    lowers = [s.lower for s in most]
+    assert lowers == sorted(lowers, reverse=True)
+    shown = common.chips_dict(chips)
+    assert list(shown) == [txray_shift.neuron_label(2, s) for s in most]
+
+    # The confidence level is display-only (no refit); replicates and seed refit.
+    before = interp.fit_count
+    (wide,) = interp.run(
+        EXAMPLES[:1], model, ds, config=_config(**{txray_shift.CONFIDENCE_KEY: 0.99})
+    )
+    assert interp.fit_count == before
+    assert wide[txray_shift.SHIFTED_NEURONS].tokens != chips.tokens
+    interp.run(EXAMPLES[:1], model, ds, config=_config(**{txray_shift.SEED_KEY: 1}))
+    assert interp.fit_count == before + 1
+    interp.run(EXAMPLES[:1], model, ds, config=_config(**{txray_shift.REPLICATES_KEY: 50}))
+    assert interp.fit_count == before + 2
 
 
 def test_words_features_merge_pieces(models):
@@ -232,6 +284,13 @@ def test_different_tokenizer_raises(models):
         ({txray_shift.MODE_KEY: "foo"}, "max1"),
         ({txray_shift.FEATURES_KEY: "pos"}, "words"),
         ({txray_shift.TOP_K_KEY: 0}, "Top k"),
+        ({txray_shift.REPLICATES_KEY: -1}, r"Bootstrap replicates.*\[0, 10000\]"),
+        ({txray_shift.REPLICATES_KEY: 10_001}, r"Bootstrap replicates.*\[0, 10000\]"),
+        ({txray_shift.REPLICATES_KEY: 2.5}, r"Bootstrap replicates.*integer"),
+        ({txray_shift.CONFIDENCE_KEY: 0}, "Confidence level.*strictly between 0 and 1"),
+        ({txray_shift.CONFIDENCE_KEY: 1.0}, "Confidence level.*strictly between 0 and 1"),
+        ({txray_shift.CONFIDENCE_KEY: "high"}, "Confidence level.*strictly between 0 and 1"),
+        ({txray_shift.SEED_KEY: -1}, r"Bootstrap seed.*\[0, 2147483647\]"),
     ],
 )
 def test_bad_config_raises(models, override, match):
@@ -309,9 +368,14 @@ def test_minilm_pretrained_vs_finetuned_gives_a_real_ranking(minilm_finetuned, d
     shown = common.chips_dict(out[txray_shift.SHIFTED_NEURONS])
     assert len(shown) == 10 and all(l.startswith("L6 n") and " → " in l for l in shown)
     assert all(d > 0.5 for d in shown.values())
-    assert all(
-        t.endswith(f" = {d:.3f}") for t, d in zip(out["shifted_neurons"].tokens, shown.values())
-    )
+    pattern = BOOT_CHIP.replace("L2", "L6")
+    texts = out["shifted_neurons"].tokens
+    assert all(re.fullmatch(pattern, t) for t in texts), texts
+    lowers = [float(re.fullmatch(pattern, t).group(3)) for t in texts]
+    assert lowers == sorted(lowers, reverse=True) and lowers[0] > 0.5
+    # The issue's row of ties at 1.0 from a few sentences: none of them leads.
+    top = result.rank_shifts(k=10).most
+    assert all(min(s.units_a, s.units_b) >= 3 for s in top)
     tokens = out[txray_shift.TOKEN_SALIENCE]
     assert tokens.tokens[0] == "[CLS]" and np.max(tokens.salience) == 1.0
 
