@@ -31,8 +31,9 @@ The pieces, each in its own module:
     scipy L-BFGS-B reference (``solver="scipy"``).
   * `early_stopping` (``early_stopping="auto"``): 10% of the rows held out
     (stratified, `splits.train_held_out_split`), stop when their loss stops
-    improving and, if the probe began to overfit, retrain on all rows for the
-    best number of iterations.  The exact optimum overfits near-separable
+    improving and, if the probe began to overfit, continue on all rows from
+    the best iterate until the held-out loss is down to the training loss
+    there (at most the best number of iterations).  The exact optimum overfits near-separable
     activations without a ridge term; with one (``lambda_l2 > 0`` and
     ``l2_form="squared"``) "auto" solves exactly.  ``early_stopping=False``
     always gives the exact optimum (what the closed-form and sklearn
@@ -96,8 +97,9 @@ class LinearProbe:
         loss (0 = the starting point); None otherwise.
       early_stopped_: with early stopping, whether the probe started to
         overfit (held-out loss > 1% above its best when it stopped) and was
-        therefore refit on all rows for best_iter_ iterations (0: the
-        prior-only starting point is returned); False
+        therefore refit on all rows, warm-started from the best iterate, for
+        at most best_iter_ iterations (0: the prior-only starting point is
+        returned); False
         when it stopped on a plateau or converged (the train part's best
         iterate is kept); None without early stopping.
       validation_loss_: with early_stopping, the held-out loss after each
@@ -152,8 +154,9 @@ class LinearProbe:
           with `random_state`), trains on the rest and stops once the held-out
           loss has not improved (by a relative 1e-4) for `n_iter_no_change`
           iterations.  If the held-out loss has by then risen > 1% above its
-          best (overfitting), the probe is retrained on ALL rows for the best
-          iteration count; on a plateau or at convergence the train part's
+          best (overfitting), training continues on ALL rows from the best
+          iterate until the held-out loss is down to the training loss there
+          (at most the best iteration count); on a plateau or at convergence the train part's
           best iterate is kept.  The data-driven form of the implicit
           regularisation NeuroX gets from stopping Adam after 10 epochs (see
           the module docstring and the README benchmark).  False: the exact
@@ -256,9 +259,9 @@ class LinearProbe:
     def _solve(self, problem: losses.Problem, c0: torch.Tensor, y_idx: np.ndarray | None):
         """(V, c) of the solve; sets n_iter_, best_iter_, validation_loss_, early_stopped_."""
 
-        def solve(problem, max_iter, tol, monitor=None):
+        def solve(problem, max_iter, tol, monitor=None, start=None):
             return solvers.solve(
-                self.solver_, problem, c0, max_iter, tol, int(self.history_size), monitor
+                self.solver_, problem, c0, max_iter, tol, int(self.history_size), monitor, start
             )
 
         self.best_iter_ = self.validation_loss_ = self.early_stopped_ = None

@@ -50,6 +50,21 @@ DEFAULT_MAX_ITER = {"lbfgs": 100, "owlqn": 100, "fista": 300, "scipy": 15000}
 _STALL = 1.0  # L-BFGS/OWL-QN stop when the objective changes < tol * _STALL
 
 
+# Dot products of parameter vectors below this length go to the BLAS (fastest
+# for the few hundred parameters of a binary probe); longer ones are a plain
+# multiply-and-sum: MKL threads its dot from ~8k elements on, and a threaded
+# call costs a thread wake-up per call (milliseconds when other processes
+# keep the cores busy) for a few microseconds of work.
+_BLAS_DOT_MAX = 4096
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
+    """a . b as a float (1-D tensors)."""
+    if a.numel() <= _BLAS_DOT_MAX:
+        return float(torch.dot(a, b))
+    return float((a * b).sum())
+
+
 def resolve_solver(solver: str, lambda_l1: float) -> str:
     """The solver "auto" stands for: OWL-QN with an L1 term, else L-BFGS."""
     if solver != "auto":
@@ -65,16 +80,25 @@ def solve(
     tol: float,
     history_size: int,
     monitor: EarlyStopping | None = None,
+    start: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(V, c, n_iter): runs `solver` (not "auto") from V = 0, c = c0."""
-    V = torch.zeros(c0.shape[0], problem.X.shape[1], dtype=c0.dtype, device=c0.device)
-    c = c0.clone()
+    """(V, c, n_iter): runs `solver` (not "auto") from V = 0, c = c0.
+
+    `start` = (V, c, logits or None) starts from there instead (a warm start;
+    L-BFGS/OWL-QN reuse the given logits instead of recomputing them).
+    """
+    LT0 = None
+    if start is None:
+        V = torch.zeros(c0.shape[0], problem.X.shape[1], dtype=c0.dtype, device=c0.device)
+        c = c0.clone()
+    else:
+        V, c, LT0 = start[0].clone(), start[1].clone(), start[2]
     if solver == "fista":
         n_iter = solve_fista(problem, V, c, max_iter, tol, monitor)
     elif solver == "scipy":
         n_iter = solve_scipy(problem, V, c, max_iter, history_size, monitor)
     else:
-        n_iter = solve_quasi_newton(problem, V, c, max_iter, tol, history_size, monitor)
+        n_iter = solve_quasi_newton(problem, V, c, max_iter, tol, history_size, monitor, LT0)
     return V, c, n_iter
 
 
@@ -167,8 +191,11 @@ def solve_quasi_newton(
     tol: float,
     history_size: int,
     monitor: EarlyStopping | None = None,
+    start_logits: torch.Tensor | None = None,
 ) -> int:
     """L-BFGS, or OWL-QN when lambda_l1 > 0; returns #iterations.
+
+    `start_logits`: the starting point's logits, if known (saves a product).
 
     One loop for both, written for probes rather than taken from
     `torch.optim.LBFGS`: on a probe-sized problem (hundreds of examples) the
@@ -238,7 +265,7 @@ def solve_quasi_newton(
 
     x = torch.cat([V.detach().reshape(-1), c.detach()])
     Vx, cx = unpack(x)
-    LT = problem.logits_t(Vx, cx)
+    LT = problem.logits_t(Vx, cx) if start_logits is None else start_logits
     if monitor is not None:
         monitor(Vx, cx, LT)
     F, GT = objective(x, Vx, LT)
@@ -255,11 +282,11 @@ def solve_quasi_newton(
             d = torch.where(d * pg < 0, d, torch.zeros_like(d))
             orthant = torch.where(x != 0, torch.sign(x), -torch.sign(pg))
         else:
-            slope = float(d @ pg)  # directional derivative along d
+            slope = _dot(d, pg)  # directional derivative along d
             if slope >= 0:  # lost positive definiteness: restart
                 memory.clear()
                 d = pg.neg()
-                slope = -float(pg @ pg)
+                slope = -_dot(pg, pg)
         # Smooth case: logits along the line are LT + t * LT_d, one matmul for
         # any number of trial steps.  With L1 the orthant projection moves trial
         # points off the line, so each trial gets its own (one) matmul instead.
@@ -267,7 +294,7 @@ def solve_quasi_newton(
         step = 1.0
         if not len(memory):  # no pairs yet: minimise the data loss's quadratic
             curv = problem.curvature(LT, LT_d)
-            step = -float(pg @ d) / curv if curv > 0 else 1.0
+            step = -_dot(pg, d) / curv if curv > 0 else 1.0
         accepted = False
         for _ in range(40):
             x_new = x + step * d
@@ -277,7 +304,7 @@ def solve_quasi_newton(
                 )
                 V_new, c_new = unpack(x_new)
                 LT_new = problem.logits_t(V_new, c_new)
-                decrease = float(pg @ (x_new - x))
+                decrease = _dot(pg, x_new - x)
             else:
                 V_new, c_new = unpack(x_new)
                 LT_new = LT + step * LT_d
@@ -292,8 +319,8 @@ def solve_quasi_newton(
         g_new = smooth_gradient(GT_new)
         s_vec = x_new - x
         y_vec = g_new - g
-        sy = float(s_vec @ y_vec)
-        yy = float(y_vec @ y_vec)
+        sy = _dot(s_vec, y_vec)
+        yy = _dot(y_vec, y_vec)
         if sy > 1e-10 * yy:  # else skip the pair: H must stay positive definite
             memory.push(s_vec, y_vec, sy, yy)
         stalled = abs(F - F_new) <= tol * _STALL * max(1.0, abs(F_new))

@@ -388,16 +388,32 @@ def test_early_stopping_generalises_better_than_the_optimum():
     assert es.validation_loss_[es.best_iter_] == min(es.validation_loss_)
 
 
-def test_early_stopping_refits_on_all_rows_for_best_iter():
+def test_early_stopping_refit_continues_on_all_rows_from_the_best_iterate():
+    """Goodfellow et al. alg. 7.3: from the held-out run's best iterate, train
+    on all rows until the held-out loss is down to the training loss there."""
+    from lit_plugins.probing.early_stopping import held_out_rows as _held_out_rows
+
     X, y = _overfit_prone(2)
-    es = LinearProbe(lambda_l2=1e-4, l2_form="norm").fit(X, y)
+    kw = dict(lambda_l2=1e-4, l2_form="norm")
+    es = LinearProbe(**kw).fit(X, y)
     assert es.early_stopped_
     assert es.best_iter_ >= 1
-    refit = LinearProbe(
-        lambda_l2=1e-4, l2_form="norm", early_stopping=False, max_iter=es.best_iter_, tol=0.0
-    ).fit(X, y)
-    np.testing.assert_array_equal(es.weight_, refit.weight_)
-    assert es.n_iter_ == es.best_iter_
+    assert 1 <= es.n_iter_ <= es.best_iter_
+    # The held-out run's best iterate: the same run stopped there (no refit).
+    best = LinearProbe(max_iter=es.best_iter_, **kw).fit(X, y)
+    assert best.early_stopped_ is False
+    held_out = _held_out_rows(y, len(y), 0.1, random_state=0)
+
+    def loss(probe, rows):
+        p = probe.predict_proba(X[rows])[np.arange(rows.sum()), y[rows]]
+        return -np.mean(np.log(p))
+
+    # At least one step on all rows, then on until the held-out loss is down
+    # to the training loss at the best iterate (or best_iter_ steps).
+    target = loss(best, ~held_out)
+    if es.n_iter_ < es.best_iter_:
+        assert loss(es, held_out) <= target * (1 + 1e-5)
+    assert loss(es, np.ones(len(y), bool)) < loss(best, np.ones(len(y), bool))
 
 
 @pytest.mark.parametrize("solver", ["owlqn", "fista"])
