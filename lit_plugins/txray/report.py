@@ -26,6 +26,13 @@ Files written to ``out_dir`` (PNG and/or HTML per plot):
 ``shift_table.csv``   one row per neuron active in both models
 ``summary.json``      counts, settings and the ranked neurons
 
+With a bootstrap (``compute_shift(..., replicates=B)``) the ranked neurons are
+those of the lower-bound rule (:mod:`lit_plugins.txray.bootstrap`); the
+distance-vs-length plot draws their intervals as error bars, the detail plots'
+titles read ``n<id> d=<distance> [<lower>, <upper>] len <A>→<B>, support
+<union length>``, and the table / JSON carry ``lower``, ``upper``,
+``units_a``, ``units_b``.
+
 HTML works offline: with ``plotlyjs="directory"`` (default) every page loads
 ``plotly.min.js`` from a copy written next to it (one 4-5 MB file shared by
 all pages; keep it with the HTML files); ``plotlyjs="inline"`` embeds the
@@ -96,6 +103,27 @@ def _distance_label(result: ShiftResult) -> str:
     return lab
 
 
+def _interval_text(rec: NeuronShift) -> str:
+    """' [lo, hi]' with a bootstrap, else ''."""
+    return "" if np.isnan(rec.lower) else f" [{rec.lower:.2f}, {rec.upper:.2f}]"
+
+
+def _neuron_title(rec: NeuronShift, prefix: str) -> str:
+    return (
+        f"{prefix}{rec.neuron}  d={rec.distance:.3g}{_interval_text(rec)}  "
+        f"len {rec.length_a}\u2192{rec.length_b}, support {rec.hellinger_length}"
+    )
+
+
+def _ranking_note(r: ShiftResult) -> str:
+    if not r.has_bootstrap:
+        return ""
+    return (
+        f" (ranked by the {r.confidence:.0%} lower bound, {r.replicate_distance.shape[0]} "
+        "bootstrap replicates over sentences)"
+    )
+
+
 def _grid(k: int) -> tuple[int, int]:
     cols = min(5, max(1, k))
     return int(np.ceil(k / cols)), cols
@@ -124,6 +152,20 @@ def _png_hellinger_length(r: ShiftResult, ranked, path: Path):
     ):
         idx = [pos[x.neuron] for x in recs]
         ax.scatter(r.hellinger_length[idx], r.distance[idx], s=30, color=color, label=lab)
+        if recs and not np.isnan(recs[0].lower):
+            d = np.array([x.distance for x in recs])
+            err = np.array(
+                [[x.distance - x.lower for x in recs], [x.upper - x.distance for x in recs]]
+            )
+            ax.errorbar(
+                r.hellinger_length[idx],
+                d,
+                yerr=np.clip(err, 0, None),
+                fmt="none",
+                ecolor=color,
+                elinewidth=0.8,
+                capsize=2,
+            )
         for i in idx[:10]:
             ax.annotate(
                 str(int(r.shared[i])),
@@ -136,7 +178,11 @@ def _png_hellinger_length(r: ShiftResult, ranked, path: Path):
         ax.set_xscale("log")
     ax.set_xlabel("Hellinger length (# features in union, log)")
     ax.set_ylabel(_distance_label(r))
-    ax.set_title(f"{r.num_shared} neurons active in both {r.label_a} and {r.label_b}")
+    ax.set_title(
+        f"{r.num_shared} neurons active in both {r.label_a} and {r.label_b}"
+        + ("\n(bars: bootstrap intervals)" if r.has_bootstrap else ""),
+        fontsize=10,
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
@@ -212,10 +258,7 @@ def _png_neuron_grid(
         ax.set_yticklabels([_mpl_text(s) for s in labels], fontsize=7)
         ax.invert_yaxis()
         ax.tick_params(axis="x", labelsize=7)
-        ax.set_title(
-            f"neuron {rec.neuron}  d={rec.distance:.3g}  len {rec.length_a}\u2192{rec.length_b}",
-            fontsize=8,
-        )
+        ax.set_title(_neuron_title(rec, "neuron "), fontsize=7)
         if i == 0:
             ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
@@ -239,6 +282,12 @@ def _fig_hellinger_length(r: ShiftResult, ranked):
     )
     fig = go.Figure()
     text = [f"neuron {n}<br>len {a}\u2192{b}" for n, a, b in zip(r.shared, r.length_a, r.length_b)]
+    lo, hi = r.interval()
+    if r.has_bootstrap:
+        text = [
+            f"{t}<br>interval [{a:.3f}, {b:.3f}]<br>sentences {ua} / {ub}"
+            for t, a, b, ua, ub in zip(text, lo, hi, r.units_a, r.units_b)
+        ]
     for g, color in (
         ("neuron", COLOR_SAME),
         ("most shifted", COLOR_B),
@@ -254,6 +303,18 @@ def _fig_hellinger_length(r: ShiftResult, ranked):
                 marker=dict(color=color, size=7 if g == "neuron" else 10, opacity=0.7),
                 text=np.array(text)[m],
                 hovertemplate="%{text}<br>length %{x}<br>distance %{y:.4g}<extra></extra>",
+                error_y=(
+                    dict(
+                        type="data",
+                        symmetric=False,
+                        array=np.clip(hi[m] - r.distance[m], 0, None),
+                        arrayminus=np.clip(r.distance[m] - lo[m], 0, None),
+                        thickness=1,
+                        width=2,
+                    )
+                    if r.has_bootstrap and g != "neuron"
+                    else None
+                ),
             )
         )
     fig.update_layout(
@@ -363,9 +424,7 @@ def _fig_neuron_grid(r: ShiftResult, recs: list[NeuronShift], n_features: int, t
     fig = make_subplots(
         rows=rows,
         cols=cols,
-        subplot_titles=[
-            f"n{x.neuron} d={x.distance:.3g} len {x.length_a}\u2192{x.length_b}" for x in recs
-        ],
+        subplot_titles=[_neuron_title(x, "n") for x in recs],
         horizontal_spacing=0.08,
         vertical_spacing=0.12,
     )
@@ -432,9 +491,11 @@ def write_report(
     written: dict[str, Path] = {}
     top_title = (
         f"Top-{k} most shifted neurons: feature distributions {result.label_a} vs {result.label_b}"
+        + _ranking_note(result)
     )
     least_title = (
         f"{k} least shifted neurons: feature distributions {result.label_a} vs {result.label_b}"
+        + _ranking_note(result).replace("lower bound", "upper bound")
     )
 
     if png:
@@ -511,6 +572,11 @@ def write_report(
             length_shift=x.length_shift,
             top_features_a=[[_feat_label(s), s.prob] for s in x.top_features_a],
             top_features_b=[[_feat_label(s), s.prob] for s in x.top_features_b],
+            **(
+                {}
+                if np.isnan(x.lower)
+                else dict(lower=x.lower, upper=x.upper, units_a=x.units_a, units_b=x.units_b)
+            ),
         )
 
     p = out / "summary.json"
@@ -532,6 +598,20 @@ def write_report(
                 generalised=int((result.length_shift > 0).sum()),
                 most_shifted=[rec_json(x) for x in ranked.most],
                 least_shifted=[rec_json(x) for x in ranked.least],
+                **(
+                    dict(
+                        bootstrap=dict(
+                            replicates=int(result.replicate_distance.shape[0]),
+                            seed=result.bootstrap_seed,
+                            units=result.bootstrap_units,
+                            sentences_per_unit=result.bootstrap_unit_size,
+                            confidence=result.confidence,
+                            ranking="most: lower bound desc; least: upper bound asc",
+                        )
+                    )
+                    if result.has_bootstrap
+                    else {}
+                ),
             ),
             indent=2,
         ),
@@ -579,12 +659,16 @@ def _format_ranked(result: ShiftResult, k: int, n_features: int) -> str:
             f"| neuron | distance | len A | len B | top features {result.label_a} | top features {result.label_b} |"
         )
         lines.append("|---:|---:|---:|---:|---|---|")
+        if result.has_bootstrap:
+            lines[-2] = lines[-2].replace("| distance |", "| distance [interval] | support |")
+            lines[-1] = "|---:|---:|---:|---:|---:|---|---|"
         for x in recs:
             fa = ", ".join(_feat_label(s) for s in x.top_features_a)
             fb = ", ".join(_feat_label(s) for s in x.top_features_b)
-            lines.append(
-                f"| {x.neuron} | {x.distance:.4g} | {x.length_a} | {x.length_b} | {fa} | {fb} |"
-            )
+            dist = f"{x.distance:.4g}"
+            if result.has_bootstrap:
+                dist += f"{_interval_text(x)} | {x.hellinger_length}"
+            lines.append(f"| {x.neuron} | {dist} | {x.length_a} | {x.length_b} | {fa} | {fb} |")
     return "\n".join(lines)
 
 

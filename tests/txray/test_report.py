@@ -148,3 +148,38 @@ def test_module_entry_point(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "RuntimeWarning" not in proc.stderr
     assert (tmp_path / "index.html").exists()
+
+
+def test_report_shows_intervals_and_support_with_a_bootstrap(tmp_path):
+    import json
+
+    from lit_plugins.txray.report import _format_ranked
+
+    gen = SyntheticTXRay(num_neurons=32, vocab_size=200, seed=2)
+    b = gen.batch(2000)
+    units = np.arange(2000) // 20  # 100 "sentences" of 20 tokens
+    agg_a = NeuronFeatureAggregator(32, record_units=True).update(
+        b.acts_a, b.feature_ids, units=units
+    )
+    agg_b = NeuronFeatureAggregator(32, record_units=True).update(
+        b.acts_b, b.feature_ids, units=units
+    )
+    result = compute_shift(agg_a, agg_b, replicates=50, seed=0, labels=("pre", "fine"))
+    out = tmp_path / "boot"
+    write_report(result, out, k=4, n_features=4)
+    for name in PLOTS:
+        _assert_png(out / f"{name}.png")
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    top = summary["most_shifted"]
+    assert all({"lower", "upper", "units_a", "units_b"} <= set(x) for x in top)
+    assert [x["lower"] for x in top] == sorted((x["lower"] for x in top), reverse=True)
+    assert summary["bootstrap"]["replicates"] == 50 and summary["bootstrap"]["units"] == 100
+    header = (out / "shift_table.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert header.endswith("lower,upper,units_a,units_b")
+    page = (out / "top_shifted.html").read_text(encoding="utf-8")
+    x = result.rank_shifts(4).most[0]
+    assert f"d={x.distance:.3g} [{x.lower:.2f}, {x.upper:.2f}]" in page
+    assert f"support {x.hellinger_length}" in page
+    assert "lower bound" in page
+    assert '"error_y"' in (out / "hellinger_length.html").read_text(encoding="utf-8")
+    assert "| distance [interval] | support |" in _format_ranked(result, 3, 3)
