@@ -57,7 +57,8 @@ INTEGRATED_GRADIENTS = "lit-plugins: Integrated Gradients"
 # Result fields that are TokenSalience-typed reports, not salience maps.
 NON_MAP_FIELDS = frozenset({"completeness"})
 # Interpreters that return TokenSalience but do not explain the model's prediction.
-_NOT_METHODS = ("SalienceClustering", "SalienceFaithfulness")
+# Neuron conductance maps explain the flow through chosen neurons, not the prediction.
+_NOT_METHODS = ("SalienceClustering", "SalienceFaithfulness", "NeuronConductance")
 _PROGRESS_INTERVAL_S = 5.0
 
 

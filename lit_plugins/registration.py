@@ -11,6 +11,7 @@ from lit_nlp.components import core as lit_core
 from lit_nlp.components import gradient_maps, lime_explainer, salience_clustering
 
 from lit_plugins import interpreters as ours
+from lit_plugins.interpreters import conductance
 from lit_plugins.interpreters.integrated_gradients import COMPLETENESS_KEY
 from lit_plugins.models.hf_classifier import HFSequenceClassifier
 
@@ -21,6 +22,9 @@ GRADIENT_DOT_INPUT = "lit-plugins: Gradient · Input"
 INTEGRATED_GRADIENTS = "lit-plugins: Integrated Gradients"
 TXRAY_SHIFT = "lit-plugins: TX-Ray Neuron Shift"
 LINEAR_PROBE = "lit-plugins: Linear Probe"
+SALIENCE_FAITHFULNESS = "lit-plugins: Salience Faithfulness"
+LAYER_CONDUCTANCE = "lit-plugins: Layer Conductance"
+NEURON_CONDUCTANCE = "lit-plugins: Neuron Conductance"
 # LIT's name: the UI's Salience Clustering module asks for this interpreter.
 SALIENCE_CLUSTERING = "Salience Clustering"
 
@@ -33,8 +37,12 @@ def plugin_interpreters(
     """Our interpreters, ready for `dev_server.Server(..., interpreters=...)`
     or `serve(..., interpreters=...)`.
 
-    Returns our gradient norm, gradient · input, integrated gradients, linear
-    probe, TX-Ray (with `models`), and LIT's "Salience Clustering" rebuilt
+    Returns our gradient norm, gradient · input, integrated gradients, layer
+    and neuron conductance, linear probe, TX-Ray (with `models`), Salience Faithfulness (which scores every
+    token-salience method in the returned dict: ours, and LIT's with
+    `include_lit_defaults`; it reads the dict when LIT asks for its config,
+    so methods added to the dict later are scored too), and LIT's "Salience
+    Clustering" rebuilt
     over every token-salience method: LIT's four (Grad L2 Norm, Grad ⋅ Input,
     Integrated Gradients, LIME) and our three (IG's completeness report is
     left out of what it clusters). It has LIT's name, so it replaces LIT's
@@ -62,13 +70,16 @@ def plugin_interpreters(
         GRADIENT_NORM: ours.GradientNorm(),
         GRADIENT_DOT_INPUT: ours.GradientDotInput(),
         INTEGRATED_GRADIENTS: ours.IntegratedGradients(),
+        LAYER_CONDUCTANCE: ours.LayerConductance(),
+        NEURON_CONDUCTANCE: ours.NeuronConductance(),
         LINEAR_PROBE: ours.LinearProbeInterpreter(),
     }
     if models:  # model-comparison interpreters need the app's models
         found[TXRAY_SHIFT] = ours.TXRayNeuronShift(models, default_reference=reference_model)
     found[SALIENCE_CLUSTERING] = salience_clustering.SalienceClustering(salience_mappers(found))
     if include_lit_defaults:
-        return {**lit_core.default_interpreters(dict(models or {})), **found}
+        found = {**lit_core.default_interpreters(dict(models or {})), **found}
+    found[SALIENCE_FAITHFULNESS] = ours.SalienceFaithfulness(found)
     return found
 
 
@@ -77,8 +88,8 @@ def salience_mappers(
 ) -> dict[str, lit_components.Interpreter]:
     """The token-salience methods Salience Clustering offers: LIT's four
     (as `lit_core.default_interpreters` builds them) and our gradient norm,
-    gradient · input and integrated gradients (the instances in
-    `interpreters` when given)."""
+    gradient · input, integrated gradients and layer conductance (the
+    instances in `interpreters` when given; reports and neuron lists left out)."""
     interpreters = interpreters or {}
     mappers: dict[str, lit_components.Interpreter] = {
         "Grad L2 Norm": gradient_maps.GradientNorm(),
@@ -90,6 +101,10 @@ def salience_mappers(
     }
     ig = interpreters.get(INTEGRATED_GRADIENTS) or ours.IntegratedGradients()
     mappers[INTEGRATED_GRADIENTS] = SalienceMapsOnly(ig, drop=(COMPLETENESS_KEY,))
+    layer = interpreters.get(LAYER_CONDUCTANCE) or ours.LayerConductance()
+    mappers[LAYER_CONDUCTANCE] = SalienceMapsOnly(
+        layer, drop=(conductance.TOP_FIELD, conductance.COMPLETENESS_KEY)
+    )
     return mappers
 
 

@@ -47,8 +47,14 @@ sweep mode):
 * ``layer_sweep`` (labelled chips): the held-out score per probed layer,
   ``"layer <i> = <score>"``, in layer order; with 'Control task' also
   ``"layer <i> selectivity = <score>"``.
+* ``use_for_decision`` (labelled chips; 'Check use for the decision'): does
+  the model *use* the listed neurons? Their first k ablated inside the
+  running model vs k random neurons of the layer (accuracy and predicted-class
+  probability over the fitted dataset, 5 seeds), and each neuron's mean
+  |layer conductance| with its rank in the layer (`interpreters.neuron_use`,
+  computed once per model, layer, neurons and dataset).
 
-Both lists are `common.labelled_chips` (a TokenSalience whose chip texts
+The lists are `common.labelled_chips` (a TokenSalience whose chip texts
 carry the numbers; LIT 1.3 shows FeatureSalience keys that are not dataset
 fields as "key: undefined"); `common.chips_dict(result[TOP_NEURONS])` gives
 ``{"L6 n123": weight}`` and ``{"layer 6": score}`` back in Python.
@@ -68,7 +74,7 @@ from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 
 from lit_plugins import alignment, dataset_level, probe_inputs, probing, specs
-from lit_plugins.interpreters import common
+from lit_plugins.interpreters import common, neuron_use
 from lit_plugins.probe_inputs import (
     SENTENCE,
     SENTENCE_POOLINGS,
@@ -140,6 +146,7 @@ class ProbeOptions:
     fit: ProbeFitOptions
     mass: float  # 'Weight mass %'
     top_shown: int
+    check_use: bool = True  # neuron_use.USE_KEY: conductance + ablation of the listed neurons
 
 
 @dataclasses.dataclass
@@ -181,6 +188,7 @@ class ProbeState:
     text_field: str | None
     seconds: float
     model: Any = dataclasses.field(repr=False, default=None)
+    examples: list = dataclasses.field(repr=False, default_factory=list)  # the data fitted on
 
     def probe(self, layer: int | None = None) -> probing.LinearProbe:
         return self.sweep.probes_[self.best_layer if layer is None else layer]
@@ -206,6 +214,7 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
         device: probe training device (None: CUDA when available).
         """
         super().__init__(batch_size)
+        self._use = neuron_use.NeuronUse()
         if not 0.0 < float(held_out_fraction) < 1.0:
             raise ValueError(f"held_out_fraction must be in (0, 1), got {held_out_fraction}.")
         self._fraction = float(held_out_fraction)
@@ -242,6 +251,7 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
             TOP_SHOWN_KEY: lit_types.Scalar(
                 min_val=1, max_val=100, default=_DEFAULT_TOP_SHOWN, step=1, required=False
             ),
+            neuron_use.USE_KEY: lit_types.Boolean(default=True, required=False),
         }
 
     def meta_spec(self) -> lit_types.Spec:
@@ -249,6 +259,7 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
             TOKEN_SALIENCE: lit_types.TokenSalience(autorun=False, signed=True),
             TOP_NEURONS: lit_types.TokenSalience(autorun=False, signed=True),
             LAYER_SWEEP: lit_types.TokenSalience(autorun=False, signed=True),
+            neuron_use.USE_FIELD: lit_types.TokenSalience(autorun=False, signed=True),
         }
 
     def explain(
@@ -272,13 +283,17 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
                 )
                 scores, rows = contributions.word_contributions(hidden, pieces, weight, probe.bias_)
                 row = int(np.bincount(rows, minlength=weight.shape[0]).argmax())
-            results.append(
-                {
-                    TOKEN_SALIENCE: dtypes.TokenSalience(tokens, scores),
-                    TOP_NEURONS: _top_neurons(state, layer, row, opts),
-                    LAYER_SWEEP: sweep,
-                }
-            )
+            neurons = _top_neuron_indices(state, layer, row, opts)
+            result = {
+                TOKEN_SALIENCE: dtypes.TokenSalience(tokens, scores),
+                TOP_NEURONS: _top_neurons(state, layer, row, neurons),
+                LAYER_SWEEP: sweep,
+            }
+            if opts.check_use:
+                result[neuron_use.USE_FIELD] = self._use.chips(
+                    model, state.examples, layer, neurons
+                )
+            results.append(result)
         return results
 
     # ------------------------------------------------------------ public API
@@ -328,6 +343,7 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
             top_shown=common.parse_int(
                 config, TOP_SHOWN_KEY, _DEFAULT_TOP_SHOWN, 1, _MAX_TOP_SHOWN
             ),
+            check_use=common.parse_bool(config, neuron_use.USE_KEY, True),
         )
 
     # -------------------------------------------------------------- fitting
@@ -425,6 +441,7 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
             text_field=opts.text_field,
             seconds=time.time() - start,
             model=specs.unwrap(model),
+            examples=list(examples),
         )
         logging.info(
             "Linear probe: done in %.1f s; held-out %s per layer %s; best layer %d.",
@@ -477,14 +494,18 @@ def _sweep_scores(state: ProbeState) -> dict[str, float]:
     return scores
 
 
-def _top_neurons(
-    state: ProbeState, layer: int, row: int, opts: ProbeOptions
-) -> dtypes.TokenSalience:
+def _top_neuron_indices(state: ProbeState, layer: int, row: int, opts: ProbeOptions) -> list[int]:
+    """The neurons listed for probe class `row`: its top weight mass, at most 'Top neurons shown'."""
     probe = state.probe(layer)
-    weights = probe.weight_[row]
     name = list(probe.class_to_idx_)[row]
     _, per_class = probing.get_top_neurons(probe, opts.mass / 100.0, probe.class_to_idx_)
-    chosen = per_class[name][: opts.top_shown]
+    return [int(n) for n in per_class[name][: opts.top_shown]]
+
+
+def _top_neurons(
+    state: ProbeState, layer: int, row: int, neurons: list[int]
+) -> dtypes.TokenSalience:
+    weights = state.probe(layer).weight_[row]
     return common.labelled_chips(
-        ((f"L{layer} n{int(n)}", float(weights[n])) for n in chosen), WEIGHT_FORMAT
+        ((f"L{layer} n{n}", float(weights[n])) for n in neurons), WEIGHT_FORMAT
     )

@@ -38,7 +38,13 @@ OUR_INTERPRETERS = [
     registration.INTEGRATED_GRADIENTS,
     registration.TXRAY_SHIFT,
     registration.LINEAR_PROBE,
+    registration.SALIENCE_FAITHFULNESS,
+    registration.LAYER_CONDUCTANCE,
+    registration.NEURON_CONDUCTANCE,
 ]
+# Interpreters whose chips are labelled numbers, not a map over the sentence:
+# a chip's colour may be 0 (e.g. the random baseline against itself).
+LABELLED_CHIP_INTERPRETERS = {registration.SALIENCE_FAITHFULNESS}
 OUR_PREFIX = "lit-plugins:"
 
 MODEL = "minilm-finetuned"
@@ -55,7 +61,9 @@ SALIENCE_MAP_TYPES = {"TokenSalience", "FeatureSalience", "ImageSalience", "Fram
 
 SERVER_START_S = 240
 UI_TIMEOUT_MS = 60_000
-INTERPRETER_TIMEOUT_MS = 120_000
+INTERPRETER_TIMEOUT_MS = 600_000  # a hang guard: faithfulness runs 7 methods
+TCAV_SLICE = "concept"
+TCAV_SLICE_SIZE = 4  # LIT's TCAV module needs >= 3 in the slice and outside it
 
 
 # ---------------------------------------------------------------- helpers --
@@ -126,13 +134,14 @@ def _default_config(info, name) -> dict:
     }
 
 
-def _check_token_salience(where, value):
+def _check_token_salience(where, value, labelled=False):
     tokens, salience = value["tokens"], value["salience"]
     assert len(tokens) > 0, where
     assert len(tokens) == len(salience), where
     assert all(isinstance(t, str) and t for t in tokens), where
     assert all(math.isfinite(v) for v in salience), where
-    assert any(v != 0 for v in salience), f"{where}: all-zero salience"
+    if not labelled:
+        assert any(v != 0 for v in salience), f"{where}: all-zero salience"
 
 
 def _check_feature_salience(where, value):
@@ -335,7 +344,9 @@ def test_interpretations_over_http(info, our_names, http_results):
             for field, value in output.items() if isinstance(output, dict) else ():
                 kind = _salience_kind(value)
                 if kind == "TokenSalience":
-                    _check_token_salience(f"{name}[{i}].{field}", value)
+                    _check_token_salience(
+                        f"{name}[{i}].{field}", value, name in LABELLED_CHIP_INTERPRETERS
+                    )
                 elif kind == "FeatureSalience":
                     _check_feature_salience(f"{name}[{i}].{field}", value)
                 checked += kind is not None
@@ -359,7 +370,8 @@ def test_salience_maps_render_in_browser(info, our_names, http_results, rendered
             assert all(
                 isinstance(w, (int, float)) and math.isfinite(w) for w in group["weights"]
             ), where
-            assert any(w != 0 for w in group["weights"]), f"{where}: all zero"
+            if name not in LABELLED_CHIP_INTERPRETERS:
+                assert any(w != 0 for w in group["weights"]), f"{where}: all zero"
             assert group["chips"] == len(group["tokens"]), where
             # The same map as the HTTP API gives for this example, and each
             # chip shows its token as text.
@@ -367,10 +379,18 @@ def test_salience_maps_render_in_browser(info, our_names, http_results, rendered
             field = group["title"] or next(iter(output))
             assert field in output, where
             assert _salience_kind(output[field]) == "TokenSalience", where
-            assert group["tokens"] == output[field]["tokens"], where
+            if name in LABELLED_CHIP_INTERPRETERS:  # LIT's LIME is unseeded: labels only
+                assert _labels(group["tokens"]) == _labels(output[field]["tokens"]), where
+            else:
+                assert group["tokens"] == output[field]["tokens"], where
             assert group["text"] == group["tokens"], where
     assert not errors, errors
     assert os.path.getsize(SCREENSHOTS[-1]) > 10_000
+
+
+def _labels(texts) -> list[str]:
+    """Chip texts with their numbers blanked."""
+    return [re.sub(r"-?\d+(\.\d+)?(e[+-]?\d+)?", "#", t) for t in texts]
 
 
 def _texts(rendered_maps, name, field) -> list[str]:
@@ -417,6 +437,69 @@ def test_visible_text_of_each_output(rendered_maps, http_results, page):
     assert all(re.fullmatch(pattern, t) for t in shifted), shifted
     distances = [float(re.fullmatch(pattern, t).group(1)) for t in shifted]
     assert distances == sorted(distances, reverse=True) and distances[0] > 0.5
+
+    # The probe's neurons: do they matter for the decision?
+    use = _texts(rendered_maps, probe, "use_for_decision")
+    k = min(10, len(neurons))
+    acc = r"accuracy [+-]\d+\.\d pts"
+    assert re.fullmatch(rf"first {k} listed ablated: {acc}, p\(predicted\) [+-]\d\.\d{{3}}", use[0])
+    assert re.fullmatch(
+        rf"{k} random ablated \(5 seeds\): {acc} ± \d+\.\d pts, "
+        r"p\(predicted\) [+-]\d\.\d{3} ± \d\.\d{3}",
+        use[1],
+    ), use[1]
+    listed = [t.split(" = ")[0] for t in neurons]
+    assert [t.split(":")[0] for t in use[2:-1]] == listed, use
+    assert all(re.search(r"mean \|conductance\| \S+ \(rank \d+/384\)$", t) for t in use[2:-1])
+
+    # Conductance: per-token map of the sentence, the layer's top neurons,
+    # completeness; neuron conductance through the example's top 3 neurons.
+    layer_cond = registration.LAYER_CONDUCTANCE
+    assert _texts(rendered_maps, layer_cond, "token_conductance") == sentence
+    top = _texts(rendered_maps, layer_cond, "top_neurons")
+    assert len(top) == 10 and all(re.fullmatch(r"L3 n\d+ = [+-][\d.e+-]+", t) for t in top), top
+    report = _texts(rendered_maps, layer_cond, "completeness")
+    assert report[-1] == "within tolerance", report
+    named = _texts(rendered_maps, registration.NEURON_CONDUCTANCE, "neurons")
+    assert [t.split(" = ")[0] for t in named] == [t.split(" = ")[0] for t in top[:3]], named
+    for label in [t.split(" = ")[0] for t in named]:
+        assert _texts(rendered_maps, registration.NEURON_CONDUCTANCE, label) == sentence
+
+    # Faithfulness: one row per salience method the demo serves (LIT's four,
+    # our three) and the random baseline, each with its five scores as text.
+    faith = registration.SALIENCE_FAITHFULNESS
+    titles = [g["title"] for g in rendered_maps[faith]]
+    methods = [
+        "Grad L2 Norm",
+        "Grad ⋅ Input",
+        "Integrated Gradients",
+        "LIME",
+        registration.GRADIENT_NORM,
+        registration.GRADIENT_DOT_INPUT,
+        registration.INTEGRATED_GRADIENTS,
+        registration.LAYER_CONDUCTANCE,
+        "random",
+    ]
+    assert set(methods) <= set(titles), titles
+    score = r"-?\d\.\d{4}|n/a"
+    for method in methods:
+        chips = _texts(rendered_maps, faith, method)
+        labels = [
+            "comprehensiveness ↑",
+            "sufficiency ↓",
+            "deletion AUC ↓",
+            "insertion AUC ↑",
+            "τ-LOO ↑",
+        ]
+        assert [c.rsplit(" = ", 1)[0] for c in chips] == labels, (method, chips)
+        assert all(re.fullmatch(score, c.rsplit(" = ", 1)[1]) for c in chips), (method, chips)
+    settings = _texts(rendered_maps, faith, "settings")
+    assert settings[0] == "removal: word pieces deleted", settings
+    summary = _texts(rendered_maps, faith, "summary · comprehensiveness ↑")
+    assert summary[0] == "1 example selected", summary
+    interval = rf"({score}) \[({score}), ({score})\]"
+    assert {c.rsplit(": ", 1)[0] for c in summary[1:]} == set(methods), summary
+    assert all(re.fullmatch(interval, c.rsplit(": ", 1)[1]) for c in summary[1:]), summary
 
 
 def test_class_names_are_shown(page, examples):
@@ -472,3 +555,65 @@ def test_txray_self_comparison_is_explained_in_the_ui(page, rendered_maps):
         arg=row.element_handle(),
         timeout=INTERPRETER_TIMEOUT_MS,
     )
+
+
+def test_hotflip_from_the_counterfactuals_tab(page):
+    """LIT's HotFlip on our wrapper, as a user runs it: the selected datapoint,
+    Counterfactuals tab, the Hotflip panel's settings, Apply."""
+    pg, errors, _ = page
+    seen = len(errors)  # earlier tests' expected errors (TX-Ray self-comparison)
+    pg.locator(".tab", has_text="Counterfactuals").click()
+    module = pg.locator("generator-module").first
+    panel = module.locator("lit-interpreter-controls", has_text="Hotflip")
+    panel.locator("expansion-panel .expansion-header").first.click()
+    controls = panel.locator(".control-holder")
+    settings = {
+        "Max number of counterfactuals to generate": "1",
+        "Max number of token flips": "2",
+        "Comma-separated list of tokens to never flip": "[CLS],[SEP]",
+    }
+    for label, value in settings.items():
+        controls.filter(has_text=label).locator("input").fill(value)
+    prediction = controls.filter(has_text="Prediction key").locator("select")
+    assert prediction.locator("option").all_inner_texts() == ["probas"]
+    tokens = controls.filter(has_text="Fields to flip tokens in")
+    assert tokens.evaluate(DEEP_TEXT_JS).strip().endswith("tokens")
+    panel.locator("button", has_text="Apply").click()
+    status = module.get_by_text("Hotflip: generated")
+    status.wait_for(timeout=INTERPRETER_TIMEOUT_MS)
+    assert status.inner_text().startswith("Hotflip: generated 1 counterfactual from 1 input")
+    table = module.locator(".results-holder lit-data-table").evaluate(DEEP_TEXT_JS)
+    # The flipped word pieces, [CLS] and [SEP] kept (never flipped).
+    assert re.search(r"\[CLS\] far more moving .* \[SEP\]", table), table[:500]
+    assert not errors[seen:], errors[seen:]
+
+
+def test_tcav_from_its_tab(page, examples):
+    """LIT's TCAV on our wrapper (through `cls_grad`), as a user runs it:
+    select datapoints, make a slice of them, tick it in the TCAV tab, Run."""
+    pg, errors, _ = page
+    seen = len(errors)
+    pg.locator(".tab", has_text="Predictions").click()  # the Data Table stays in view
+    rows = pg.locator("lit-data-table tbody tr")
+    rows.nth(0).click()
+    for i in range(1, TCAV_SLICE_SIZE):
+        rows.nth(i).click(modifiers=["Control"])
+    pg.get_by_text(f"{TCAV_SLICE_SIZE} of {len(examples)} selected").wait_for()
+    pg.locator("button", has_text="Slices").first.click()
+    pg.locator("lit-slice-module input#input-box").fill(TCAV_SLICE)
+    pg.locator("lit-slice-module button", has_text="Create slice").click()
+    pg.keyboard.press("Escape")
+    pg.locator(".tab", has_text="TCAV").click()
+    module = pg.locator("tcav-module").first
+    slice_row = module.locator("lit-data-table tbody tr", has_text=TCAV_SLICE).first
+    slice_row.locator("lit-checkbox").first.click()
+    module.get_by_text("1 CAV Results").wait_for()
+    module.locator("button#submit").click()
+    result = module.locator("#vis-container lit-data-table tbody tr").first
+    result.wait_for(timeout=INTERPRETER_TIMEOUT_MS)
+    text = result.evaluate(DEEP_TEXT_JS).strip()
+    # Slice, negative slice, run, embedding (our model's cls_grad), class,
+    # then a score with its bar or LIT's note that it is not significant.
+    assert re.match(rf"{TCAV_SLICE} - 0 cls_grad (negative|positive) ", text), text
+    assert re.search(r"\d\.\d{3}|not statistically significant", text), text
+    assert not errors[seen:], errors[seen:]

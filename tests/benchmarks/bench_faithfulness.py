@@ -42,7 +42,7 @@ from lit_plugins.attribution import faithfulness as core
 from lit_plugins.data import loaders
 from lit_plugins.models import finetune
 from lit_plugins.models.hf_perturb import PerturbationRunner
-from tests.benchmarks.machine import describe
+from tests.benchmarks import machine
 from tests.kit import ferret_reference
 
 
@@ -135,8 +135,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(describe())
+    machine.print_header(args)
     model = demo_models.finetuned_minilm(batch_size=32)
+    print(
+        f"Model: fine-tuned MiniLM-L6 ({machine.checkpoint(demo_models.finetuned_checkpoint())})\n"
+    )
     inputs = list(loaders.load_bundled_sentiment("dev").examples)[: args.examples]
     runner = PerturbationRunner(model)
     examples, prob_fn = runner.encode(inputs)

@@ -1,7 +1,7 @@
 """Overhead of GradientNorm / GradientDotInput over the model's own
 predict-with-gradients, on the fine-tuned MiniLM and the bundled dev set.
 
-  python tests/benchmarks/bench_gradient_salience.py
+  .venv/bin/python -m tests.benchmarks.bench_gradient_salience
 """
 
 import os
@@ -15,6 +15,7 @@ from lit_plugins import (
     interpreters,
 )
 from lit_plugins.data import loaders
+from tests.benchmarks import machine
 
 
 def best_of(fn, repeats=3):
@@ -27,7 +28,10 @@ def best_of(fn, repeats=3):
 
 
 def main():
+    machine.print_header()
     model = demo_models.finetuned_minilm(batch_size=32)
+    checkpoint = machine.checkpoint(demo_models.finetuned_checkpoint())
+    print(f"Model: fine-tuned MiniLM-L6 ({checkpoint})")
     examples = loaders.load_bundled_sentiment("dev").examples
     outputs = list(model.predict(examples))
     predict = best_of(lambda: list(model.predict(examples)))

@@ -3,7 +3,12 @@ completeness error <= 1% over the bundled dev sentences, LIT 1.3's IG vs each
 of our rules and our adaptive mode, on the fine-tuned MiniLM; plus our time
 per path point against a raw batched forward+backward of the same model.
 
-  python tests/benchmarks/bench_integrated_gradients.py [--examples 48]
+  .venv/bin/python -m tests.benchmarks.bench_integrated_gradients [--examples 16]
+
+16 sentences by default: LIT's IG needs up to 1920 steps on some fine-tunes,
+and its ladder of step counts (30 … 1920) on 48 sentences takes tens of
+minutes on a 2-core CPU. The fine-tune differs across machines, so the model's
+weight digest is printed with the table.
 """
 
 import argparse
@@ -19,6 +24,7 @@ from lit_nlp.components import gradient_maps
 from lit_plugins import demo_models
 from lit_plugins.attribution import integrated_gradients as ig_lib
 from lit_plugins.data import loaders
+from tests.benchmarks import machine
 
 TOL = 0.01
 
@@ -80,12 +86,14 @@ def raw_point_seconds(model, examples, rows=640, batch=64):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--examples", type=int, default=48)
+    parser.add_argument("--examples", type=int, default=16)
     args = parser.parse_args()
+    machine.print_header(args)
     model = demo_models.finetuned_minilm(batch_size=64)
     examples = loaders.load_bundled_sentiment("dev").examples[: args.examples]
+    checkpoint = machine.checkpoint(demo_models.finetuned_checkpoint())
     print(
-        f"fine-tuned MiniLM-L6, {len(examples)} dev sentences, zero baseline,"
+        f"fine-tuned MiniLM-L6 ({checkpoint}), {len(examples)} dev sentences, zero baseline,"
         f" target = predicted class; goal: max relative completeness error "
         f"<= {TOL:.0%}\n"
     )

@@ -38,7 +38,7 @@ and ours interleaved; memory: tracemalloc peak of one run each, inputs
 excluded.  Also shown, not part of the 2x target: ours plus
 ``compute_shift`` against the floor plus a dense per-neuron Hellinger.
 
-The first lines printed are the machine (``machine.describe()``) and the
+The first lines printed are the machine (``machine.print_header``) and the
 exact command line.
 """
 
@@ -47,9 +47,7 @@ from __future__ import annotations
 import argparse
 import gc
 import math
-import shlex
 import statistics
-import sys
 import time
 import tracemalloc
 
@@ -58,7 +56,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from lit_plugins.txray import FeatureVocab, NeuronFeatureAggregator, SyntheticTXRay, compute_shift
-from tests.benchmarks.machine import describe
+from tests.benchmarks import machine
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -486,9 +484,7 @@ def main():
         help="skip the (slow, memory-hungry) pandas reference on the scaled dataset",
     )
     args = ap.parse_args()
-    print(describe())
-    print(f"Command: {shlex.join(getattr(sys, 'orig_argv', [sys.executable, *sys.argv]))}")
-    print(f"Arguments: {vars(args)}\n", flush=True)
+    machine.print_header(args)
 
     H, V = args.neurons, args.vocab
     T = args.sentences * args.tokens_per_sentence

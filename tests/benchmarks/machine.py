@@ -1,7 +1,7 @@
 """One line describing the machine a benchmark ran on, for its first output line.
 
-    from tests.benchmarks.machine import describe   # benchmarks run as modules: ./run bench
-    print(describe())
+    from tests.benchmarks import machine   # benchmarks run as modules: ./run bench
+    machine.print_header(args)             # machine line, command line, arguments
 
 CPU model, logical cores (and how many this process may use), torch version,
 threads and BLAS backend, numpy version and BLAS, and the GPU if torch sees
@@ -10,9 +10,12 @@ one.  Every part is best-effort: a missing piece prints as '?', never raises.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import re
+import shlex
+import sys
 
 
 def _cpu_model() -> str:
@@ -74,6 +77,32 @@ def describe() -> str:
         f"Machine: {_cpu_model()}, {_cores()}; {_torch()}; {_numpy()}; "
         f"Python {platform.python_version()} on {platform.system()}"
     )
+
+
+def command() -> str:
+    """The command line that started this process, as a user would type it."""
+    return shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+
+
+def print_header(args=None) -> None:
+    """The first lines of every benchmark: machine, command and arguments."""
+    print(describe())
+    print(f"Command: {command()}")
+    if args is not None:
+        print(f"Arguments: {vars(args)}")
+    print(flush=True)
+
+
+def checkpoint(path: str) -> str:
+    """'<dir name>, weights sha256 <12 hex>': which fine-tune a table measured
+    (the demo model is fine-tuned on each machine, and its weights differ)."""
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(path)):
+        if name.endswith((".safetensors", ".bin")):
+            with open(os.path.join(path, name), "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return f"{os.path.basename(os.path.normpath(path))}, weights sha256 {digest.hexdigest()[:12]}"
 
 
 if __name__ == "__main__":

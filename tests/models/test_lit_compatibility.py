@@ -264,6 +264,7 @@ def test_salience_clustering_offers_every_salience_method():
         registration.GRADIENT_NORM,
         registration.GRADIENT_DOT_INPUT,
         registration.INTEGRATED_GRADIENTS,
+        registration.LAYER_CONDUCTANCE,
     }
     for mapper in mappers:
         config = {
@@ -274,7 +275,9 @@ def test_salience_clustering_offers_every_salience_method():
         }
         result = clustering.run(dataset.examples[:6], clf, dataset, config=config)
         ids = result[salience_clustering.CLUSTER_ID_KEY]
-        field = "sentence" if mapper == "LIME" else "token_grads"
+        field = {"LIME": "sentence", registration.LAYER_CONDUCTANCE: "token_conductance"}.get(
+            mapper, "token_grads"
+        )
         assert list(ids) == [field], mapper  # IG's completeness report is not clustered
         assert len(ids[field]) == 6 and set(ids[field]) <= {0, 1}
         assert np.all(np.isfinite(result[salience_clustering.REPRESENTATION_KEY][field]))
