@@ -412,9 +412,21 @@ class NeuronFeatureAggregator:
                 self._add_rows(uniq, S, C)
             if self.units is not None:
                 self.units.seen(units)
-                t, n = np.nonzero(positive)
-                self.units.add(units[t], n, fids[t], acts[t, n].astype(np.float64))
+                self._record_units_all(acts, fids, units, positive, fmax + 1)
         return self
+
+    def _record_units_all(self, acts, fids, units, positive, width: int) -> None:
+        """'all' mode: per (unit, feature) sums of the batch into the unit table."""
+        pair = units * width + fids
+        up, inv = np.unique(pair, return_inverse=True)
+        n_tok = fids.shape[0]
+        onehot = sp.csr_matrix(
+            (np.ones(n_tok), inv.ravel(), np.arange(n_tok + 1)), shape=(n_tok, up.shape[0])
+        ).T.tocsr()
+        S = onehot @ np.maximum(acts, 0, dtype=np.float64)
+        C = onehot @ positive.astype(np.float64)
+        r, n = np.nonzero(C)
+        self.units.add(up[r] // width, n, up[r] % width, S[r, n], C[r, n])
 
     def _record(self, n_tok: int, n_new: int, fmax: int) -> None:
         self.num_tokens += n_tok

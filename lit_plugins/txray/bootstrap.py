@@ -23,8 +23,9 @@ Replicates (:func:`bootstrap_distances`)
     with ``rng = numpy.random.default_rng(seed)``, replicate ``b = 0..B-1``
     draws the multiplicity of every unit as ``rng.multinomial(N, [1/N] * N)``
     (``N`` units), the *same* draw for both models (they read the same
-    sentences), rebuilds both mass (and count) tables by a weighted
-    ``bincount`` over the recorded cells, and recomputes every shared neuron's
+    sentences), rebuilds both mass (and count) tables from the recorded cells
+    (a sparse ``[cells, units]`` table times the draws, a chunk of replicates
+    at a time), and recomputes every shared neuron's
     distance exactly as :func:`~lit_plugins.txray.shift.compute_shift` does
     (same weighting, same division by length).  A neuron without credited
     mass in one of the models in a replicate (none of its sentences drawn)
@@ -43,12 +44,13 @@ Interval and ranking rule (:func:`percentile_interval`, ``ShiftResult.rank_shift
     distance, length (ascending), neuron id.  Without a bootstrap the ranking
     is the plain one (distance, length, id).
 
-No LIT import here: numpy only.
+No LIT import here: numpy / scipy only.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 __all__ = [
     "DEFAULT_CONFIDENCE",
@@ -66,6 +68,7 @@ MAX_REPLICATES = 10_000
 DEFAULT_CONFIDENCE = 0.9
 _KEY_SHIFT = 32  # cell key = neuron << 32 | feature, as in aggregate.py
 _INV_SQRT2 = 1.0 / np.sqrt(2.0)
+_CHUNK_CELLS = 1 << 21  # replicates per chunk: about this many (cell, replicate) values
 
 
 def check_replicates(replicates) -> int:
@@ -116,6 +119,8 @@ class UnitCells:
         self._count = np.zeros(0)
         self._pending: list[tuple[np.ndarray, ...]] = []
         self._pending_n = 0
+        self._last_unit = -1  # largest unit stored or pending
+        self._sorted = True  # stored + pending are in (unit, key) order, one entry per cell
 
     @property
     def num_units(self) -> int:
@@ -133,13 +138,22 @@ class UnitCells:
             self.max_unit = max(self.max_unit, int(units.max()))
 
     def add(self, units, neuron, feats, vals, cnts=None) -> None:
-        """Adds credits: one entry per (unit, neuron, feature, mass[, count])."""
+        """Adds credits: one entry per (unit, neuron, feature, mass[, count]).
+
+        A batch is coalesced on its own; batches whose units all follow the
+        stored ones (a stream of whole sentences in order) are appended
+        without re-sorting the table.
+        """
         if units.size == 0:
             return
         keys = (neuron.astype(np.int64) << _KEY_SHIFT) | feats.astype(np.int64)
         cnts = np.ones(keys.shape[0]) if cnts is None else np.asarray(cnts, dtype=np.float64)
-        self._pending.append((units.astype(np.int64) >> self.shift, keys, vals, cnts))
-        self._pending_n += keys.shape[0]
+        batch = _coalesced(units.astype(np.int64) >> self.shift, keys, vals, cnts)
+        if int(batch[0][0]) <= self._last_unit:
+            self._sorted = False
+        self._last_unit = max(self._last_unit, int(batch[0][-1]))
+        self._pending.append(batch)
+        self._pending_n += batch[0].shape[0]
         if self._pending_n > max(self.max_cells // 4, self._keys.shape[0]):
             self.coalesce()
 
@@ -157,28 +171,21 @@ class UnitCells:
         self._flush()
         step, self.shift = shift - self.shift, shift
         if step:
-            self._set(self._units >> step, self._keys, self._mass, self._count)
+            self._last_unit >>= step
+            if self._keys.size:
+                self._units, self._keys, self._mass, self._count = _coalesced(
+                    self._units >> step, self._keys, self._mass, self._count
+                )
 
     def _flush(self) -> None:
         if self._pending:
             parts = [(self._units, self._keys, self._mass, self._count), *self._pending]
             self._pending, self._pending_n = [], 0
-            self._set(*(np.concatenate(p) for p in zip(*parts)))
-
-    def _set(self, units, keys, mass, count) -> None:
-        if keys.size == 0:
-            self._units, self._keys, self._mass, self._count = units, keys, mass, count
-            return
-        order = np.lexsort((keys, units))
-        units, keys = units[order], keys[order]
-        first = np.empty(keys.shape[0], dtype=bool)
-        first[0] = True
-        first[1:] = (keys[1:] != keys[:-1]) | (units[1:] != units[:-1])
-        group = np.cumsum(first) - 1
-        n = int(group[-1]) + 1
-        self._mass = np.bincount(group, weights=mass[order], minlength=n)
-        self._count = np.bincount(group, weights=count[order], minlength=n)
-        self._units, self._keys = units[first], keys[first]
+            arrays = [np.concatenate(p) for p in zip(*parts)]
+            if not self._sorted:
+                arrays = _coalesced(*arrays)
+                self._sorted = True
+            self._units, self._keys, self._mass, self._count = arrays
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(units, keys, mass, count)`` of every recorded cell (coalesced)."""
@@ -189,6 +196,35 @@ class UnitCells:
     def num_cells(self) -> int:
         self.coalesce()
         return int(self._keys.shape[0])
+
+
+def _coalesced(units, keys, mass, count):
+    """One entry per (unit, key), in (unit, key) order, masses and counts summed.
+
+    One stable sort of ``unit << 47 | key`` when that fits in 63 bits (the
+    recorded table is a concatenation of sorted runs, which the stable sort
+    merges in near-linear time), else a lexsort.
+    """
+    if int(units.max()) < 1 << 16 and int(keys.max()) < 1 << 47:
+        combined = (units << 47) | keys
+        order = np.argsort(combined, kind="stable")
+        combined = combined[order]
+        first = np.empty(keys.shape[0], dtype=bool)
+        first[0] = True
+        np.not_equal(combined[1:], combined[:-1], out=first[1:])
+        del combined
+        units, keys = units[order], keys[order]
+    else:
+        order = np.lexsort((keys, units))
+        units, keys = units[order], keys[order]
+        first = np.empty(keys.shape[0], dtype=bool)
+        first[0] = True
+        first[1:] = (keys[1:] != keys[:-1]) | (units[1:] != units[:-1])
+    group = np.cumsum(first) - 1
+    n = int(group[-1]) + 1
+    mass = np.bincount(group, weights=mass[order], minlength=n)
+    count = np.bincount(group, weights=count[order], minlength=n)
+    return units[first], keys[first], mass, count
 
 
 def units_per_neuron(cells: UnitCells, num_neurons: int) -> np.ndarray:
@@ -234,31 +270,34 @@ def bootstrap_distances(
     ia, ib = np.searchsorted(cells, ka), np.searchsorted(cells, kb)
     neuron = (cells >> _KEY_SHIFT).astype(np.int64)
     H, U = int(num_neurons), cells.shape[0]
+    # [cells, units] tables: replicate masses for a chunk of replicates are
+    # one sparse x dense product with the chunk's [units, chunk] weights.
+    shape = (U, n_units)
+    mass_a_t = sp.csr_matrix((ma, (ia, ua)), shape=shape)
+    mass_b_t = sp.csr_matrix((mb, (ib, ub)), shape=shape)
+    if weighting != "mass":
+        count_a_t = sp.csr_matrix((ca, (ia, ua)), shape=shape)
+        count_b_t = sp.csr_matrix((cb, (ib, ub)), shape=shape)
+    per_neuron = sp.csr_matrix((np.ones(U), (neuron, np.arange(U))), shape=(H, U))
     rng = np.random.default_rng(seed)
     p = np.full(n_units, 1.0 / n_units)
+    draws = np.stack([rng.multinomial(n_units, p) for _ in range(replicates)]).astype(np.float64)
     out = np.empty((replicates, shared.shape[0]))
-    for b in range(replicates):
-        w = rng.multinomial(n_units, p).astype(np.float64)
-        wa, wb = w[ua], w[ub]
-        mass_a = np.bincount(ia, weights=wa * ma, minlength=U)
-        mass_b = np.bincount(ib, weights=wb * mb, minlength=U)
-        tot_a = np.bincount(neuron, weights=mass_a, minlength=H)
-        tot_b = np.bincount(neuron, weights=mass_b, minlength=H)
-        inv_a, inv_b = _inv(tot_a)[neuron], _inv(tot_b)[neuron]
-        if weighting == "mass":
-            va, vb = mass_a * inv_a, mass_b * inv_b
-        else:  # the original code's mean: (m / c) / M
-            cnt_a = np.bincount(ia, weights=wa * ca, minlength=U)
-            cnt_b = np.bincount(ib, weights=wb * cb, minlength=U)
-            va = mass_a * _inv(cnt_a) * inv_a
-            vb = mass_b * _inv(cnt_b) * inv_b
+    chunk = max(1, min(replicates, _CHUNK_CELLS // max(U, 1)))
+    for lo in range(0, replicates, chunk):
+        w = draws[lo : lo + chunk].T  # [units, chunk]
+        mass_a, mass_b = mass_a_t @ w, mass_b_t @ w  # [cells, chunk]
+        tot_a, tot_b = per_neuron @ mass_a, per_neuron @ mass_b  # [H, chunk]
+        va, vb = mass_a * _inv(tot_a)[neuron], mass_b * _inv(tot_b)[neuron]
+        if weighting != "mass":  # the original code's mean: (m / c) / M
+            va *= _inv(count_a_t @ w)
+            vb *= _inv(count_b_t @ w)
         diff = np.sqrt(va) - np.sqrt(vb)
-        d = np.sqrt(np.bincount(neuron, weights=diff * diff, minlength=H)) * _INV_SQRT2
+        d = np.sqrt(per_neuron @ (diff * diff)) * _INV_SQRT2
         if normalize_by_length:
-            union = np.bincount(neuron, weights=(mass_a > 0) | (mass_b > 0), minlength=H)
-            d = d * _inv(union)
+            d *= _inv(per_neuron @ ((mass_a > 0) | (mass_b > 0)).astype(np.float64))
         d[(tot_a <= 0) | (tot_b <= 0)] = 0.0  # not comparable in this replicate
-        out[b] = d[shared]
+        out[lo : lo + chunk] = d[shared].T
     return out, n_units, 1 << cells_a.shift
 
 
