@@ -1,6 +1,9 @@
 """Benchmark: one-pass linear layer sweep vs a per-layer re-run MLP probe loop.
 
-Run:  python tests/benchmarks/bench_layer_sweep.py [--no-neurox] [--repeats N]
+Run:  python -m tests.benchmarks.bench_layer_sweep [--no-neurox] [--repeats N]
+
+The first lines printed are the machine (`machine.describe()`), the exact
+command line and the parsed arguments; part (b) prints its own.
 
 Data: the bundled sentiment train split (probes are fit on it) and dev split
 (probes are scored on it); model: the fine-tuned MiniLM-L6 checkpoint
@@ -19,7 +22,7 @@ Data: the bundled sentiment train split (probes are fit on it) and dev split
     same tokenizer settings and the same device. Wall times are the median of
     `--repeats` interleaved runs.
 (b) Unless --no-neurox: every layer's mean-pooled vectors are written to a
-    temporary .npz and tests/benchmarks/bench_probe_training.py (NeuroX vs
+    temporary .npz and tests.benchmarks.bench_probe_training (NeuroX vs
     our LinearProbe) is run on them: speed on the last layer, dev accuracy
     on every layer.
 """
@@ -42,6 +45,7 @@ from lit_plugins import (
     probing,
 )
 from lit_plugins.data import loaders
+from tests.benchmarks.bench_probe_training import print_header
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -126,6 +130,7 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    print_header(args)
 
     model = demo_models.finetuned_minilm(batch_size=BATCH)
     train = list(loaders.load_bundled_sentiment("train").examples)
@@ -201,17 +206,18 @@ def main():
             "activations (speed), and every layer (accuracy)\n",
             flush=True,
         )
-        subprocess.run(
-            [
-                sys.executable,
-                os.path.join(os.path.dirname(__file__), "bench_probe_training.py"),
-                "--activations",
-                path,
-                "--repeats",
-                str(args.repeats),
-            ],
-            check=True,
-        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "tests.benchmarks.bench_probe_training",
+            "--activations",
+            path,
+            "--repeats",
+            str(args.repeats),
+        ]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        subprocess.run(cmd, check=True, cwd=ROOT)
 
 
 if __name__ == "__main__":

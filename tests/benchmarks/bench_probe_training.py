@@ -1,6 +1,9 @@
 """Benchmark: our `LinearProbe` vs NeuroX's probe training, same activations.
 
-Run:  python tests/benchmarks/bench_probe_training.py [--activations a.npz]
+Run:  python -m tests.benchmarks.bench_probe_training [--activations a.npz]
+
+The first lines printed are the machine (`machine.describe()`), the exact
+command line and the parsed arguments.
 
 The peer is NeuroX itself (`neurox.interpretation.linear_probe.
 train_logistic_regression_probe`: Adam lr 1e-3, 10 epochs, batch 32,
@@ -27,12 +30,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
+import sys
 import time
 
 import numpy as np
 import torch
 
 from lit_plugins.probing import LinearProbe
+from tests.benchmarks.machine import describe
 
 try:
     from neurox.interpretation import linear_probe as neurox_linear_probe
@@ -209,6 +215,13 @@ def layer_table(layers, y_tr, y_dev, lambdas, seeds, device):
     print("| mean diff vs NeuroX, points | " + " | ".join(cells) + " |")
 
 
+def print_header(args):
+    """Machine, exact command line and arguments: the first lines printed."""
+    print(describe())
+    print(f"Command: {shlex.join(getattr(sys, 'orig_argv', [sys.executable, *sys.argv]))}")
+    print(f"Arguments: {vars(args)}\n", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -231,6 +244,7 @@ def main():
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    print_header(args)
     layers = {}
     if args.activations:
         d = np.load(args.activations)
@@ -264,10 +278,11 @@ def main():
     LinearProbe(device=device).fit(X_tr[:256], y_tr[:256])
     neurox_train(X_tr[:256], y_tr[:256], 0.0, 0.0, device, 0)
 
+    load_start = os.getloadavg()[0]
     speed_table(X_tr, y_tr, X_dev, y_dev, lambdas, args.repeats, device)
     print(
-        f"\nmedian of {args.repeats} interleaved runs; load average at end: "
-        f"{os.getloadavg()[0]:.2f}"
+        f"\nmedian of {args.repeats} interleaved runs; load average (1 min) at "
+        f"start {load_start:.2f}, at end {os.getloadavg()[0]:.2f}"
     )
     if layers:
         layers = {
