@@ -158,7 +158,8 @@ class DatasetInterpreter(lit_components.Interpreter):
     `fit`: `parse_config(model, dataset, config)` → an options object whose
     `fit` part is hashable; `_fit(model, dataset, fit_options)` → the fit,
     through `cached_fit(key_parts, examples, compute)`; and
-    `explain(inputs, model, fitted, options)` → one result per input.
+    `explain(inputs, model, fitted, options, dataset)` → one result per input
+    (the dataset is the one fitted on, e.g. for dataset-level checks).
     Interpreters of another shape override `run` and use only the cache.
     """
 
@@ -173,7 +174,7 @@ class DatasetInterpreter(lit_components.Interpreter):
         del model_outputs  # dataset-level fits make their own predict calls
         options = self.parse_config(model, dataset, config)
         fitted = self._fit(model, dataset, options.fit)
-        return self.explain(inputs, model, fitted, options) if inputs else []
+        return self.explain(inputs, model, fitted, options, dataset) if inputs else []
 
     def fit(
         self, model: lit_model.Model, dataset: lit_dataset.Dataset, config: JsonDict | None = None

@@ -188,7 +188,6 @@ class ProbeState:
     text_field: str | None
     seconds: float
     model: Any = dataclasses.field(repr=False, default=None)
-    examples: list = dataclasses.field(repr=False, default_factory=list)  # the data fitted on
 
     def probe(self, layer: int | None = None) -> probing.LinearProbe:
         return self.sweep.probes_[self.best_layer if layer is None else layer]
@@ -263,7 +262,12 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
         }
 
     def explain(
-        self, inputs: list[JsonDict], model: lit_model.Model, state: ProbeState, opts: ProbeOptions
+        self,
+        inputs: list[JsonDict],
+        model: lit_model.Model,
+        state: ProbeState,
+        opts: ProbeOptions,
+        dataset: lit_dataset.Dataset | None = None,
     ) -> list[JsonDict]:
         """Token contributions, top neurons and the layer sweep of the fitted probe."""
         layer = state.best_layer
@@ -291,7 +295,7 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
             }
             if opts.check_use:
                 result[neuron_use.USE_FIELD] = self._use.chips(
-                    model, state.examples, layer, neurons
+                    model, self.dataset_examples(dataset, "The neuron-use check"), layer, neurons
                 )
             results.append(result)
         return results
@@ -441,7 +445,6 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
             text_field=opts.text_field,
             seconds=time.time() - start,
             model=specs.unwrap(model),
-            examples=list(examples),
         )
         logging.info(
             "Linear probe: done in %.1f s; held-out %s per layer %s; best layer %d.",

@@ -107,6 +107,7 @@ class NeuronUse:
         neurons = [int(n) for n in neurons]
         if not neurons:
             return common.labelled_chips([("no neurons listed", 0.0)], value_format=None)
+        examples = _gold_or_none(raw, examples)
         fingerprint = dataset_level.dataset_fingerprint(examples)
         summary = self._cache.get_or_fit(
             ("conductance", raw, layer, opts, fingerprint),
@@ -202,6 +203,17 @@ def use_dict(chips) -> dict[str, float]:
     texts = chips["tokens"] if isinstance(chips, dict) else chips.tokens
     values = chips["salience"] if isinstance(chips, dict) else chips.salience
     return {str(t): float(v) for t, v in zip(texts, values)}
+
+
+def _gold_or_none(raw, examples: Sequence[JsonDict]) -> list[JsonDict]:
+    """The examples, without their label field when it does not hold the
+    model's classes (another dataset's labels): then accuracy is left out
+    and only probabilities are compared."""
+    field, classes = getattr(raw, "label_field", None), list(getattr(raw, "labels", []) or [])
+    values = [ex.get(field) for ex in examples] if field else []
+    if not field or all(v in classes for v in values):
+        return list(examples)
+    return [{k: v for k, v in ex.items() if k != field} for ex in examples]
 
 
 def _timed(what: str, compute):

@@ -25,6 +25,11 @@ contents, `TXRayFitOptions`) is cached. Per example:
 * ``neuron_token_salience`` (TokenSalience): per token of the example, the
   summed positive activation of the *selected* model on those top-k neurons,
   scaled so that the largest token is 1 (all zeros if none is positive).
+* ``use_for_decision`` (labelled chips; *Check use for the decision*, default
+  on): do the most shifted neurons matter for the selected model's decision?
+  Their first k ablated in the running model vs k random ones of the layer,
+  and each one's mean |layer conductance| with its rank
+  (`interpreters.neuron_use`, cached per model, layer, neurons and dataset).
 
 The reference is model A ("before"), the selected model is B ("after").
 Special tokens ([CLS], [SEP], <s>, ...) are features like any other token.
@@ -49,7 +54,7 @@ from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 
 from lit_plugins import dataset_level, specs, txray, txray_inputs
-from lit_plugins.interpreters import common
+from lit_plugins.interpreters import common, neuron_use
 
 JsonDict = specs.JsonDict
 
@@ -99,6 +104,7 @@ class TXRayOptions:
     fit: TXRayFitOptions
     top_k: int
     confidence: float = txray.bootstrap.DEFAULT_CONFIDENCE
+    check_use: bool = True  # neuron_use.USE_KEY: conductance + ablation of the listed neurons
 
 
 def neuron_label(layer: int, shift: txray.NeuronShift) -> str:
@@ -137,6 +143,7 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
         batch_size: int = 32,
     ):
         super().__init__(batch_size)
+        self._use = neuron_use.NeuronUse()
         if not models:
             raise ValueError("TXRayNeuronShift needs at least one model to use as reference.")
         self._models = dict(models)
@@ -192,12 +199,14 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
                 step=0.01,
             ),
             SEED_KEY: lit_types.Scalar(required=False, min_val=0, max_val=1000, default=0, step=1),
+            neuron_use.USE_KEY: lit_types.Boolean(required=False, default=True),
         }
 
     def meta_spec(self) -> lit_types.Spec:
         return {
             TOKEN_SALIENCE: lit_types.TokenSalience(autorun=False, signed=False),
             SHIFTED_NEURONS: lit_types.TokenSalience(autorun=False, signed=False),
+            neuron_use.USE_FIELD: lit_types.TokenSalience(autorun=False, signed=True),
         }
 
     def explain(
@@ -206,8 +215,10 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
         model: lit_model.Model,
         result: txray.ShiftResult,
         opts: TXRayOptions,
+        dataset: lit_dataset.Dataset | None = None,
     ) -> list[JsonDict]:
-        """The most shifted neurons and how strongly each token drives them."""
+        """The most shifted neurons, how strongly each token drives them, and
+        whether the model uses them (`neuron_use`)."""
         layer = opts.fit.layer
         ranked = result.rank_shifts(
             k=opts.top_k, n_features=_LABEL_FEATURES, confidence=opts.confidence
@@ -218,6 +229,14 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             ((chip_text(layer, s), float(s.distance)) for s in ranked), None
         )
         neurons = np.array([s.neuron for s in ranked], dtype=np.int64)
+        use = None
+        if opts.check_use:
+            use = self._use.chips(
+                model,
+                self.dataset_examples(dataset, "The neuron-use check"),
+                layer,
+                neurons.tolist(),
+            )
         results = []
         for tokens, acts in dataset_level.layer_outputs(model, inputs, layer):
             scores = np.clip(acts[:, neurons], 0.0, None).sum(axis=1)
@@ -228,6 +247,7 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
                 {
                     TOKEN_SALIENCE: dtypes.TokenSalience(tokens, scores),
                     SHIFTED_NEURONS: shifted,
+                    **({} if use is None else {neuron_use.USE_FIELD: use}),
                 }
             )
         return results
@@ -287,6 +307,7 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             fit=fit,
             top_k=common.parse_int(config, TOP_K_KEY, _DEFAULT_TOP_K, 1, _MAX_TOP_K),
             confidence=_parse_confidence(config),
+            check_use=common.parse_bool(config, neuron_use.USE_KEY, True),
         )
 
     # -------------------------------------------------------------- fitting

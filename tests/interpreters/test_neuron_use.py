@@ -98,3 +98,11 @@ def test_not_for_regression_or_other_models(examples):
     assert list(chips.tokens) == ["use for the decision: classifiers only"]
     chips = use.chips(fake_models.PredictionsOnly(), examples, 1, [1], OPTS)
     assert list(chips.tokens) == ["use for the decision: needs an HFSequenceClassifier"]
+
+
+def test_other_label_names_leave_accuracy_out(clf, examples):
+    """A dataset whose labels are not the model's classes: probabilities only."""
+    foreign = [dict(ex, label="neg") for ex in examples]
+    texts = list(neuron_use.use_dict(neuron_use.NeuronUse().chips(clf, foreign, 1, [1, 2], OPTS)))
+    assert texts[0].startswith("first 2 listed ablated: p(predicted) ")
+    assert texts[1].startswith("2 random ablated (3 seeds): p(predicted) ")
