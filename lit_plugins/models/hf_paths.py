@@ -34,20 +34,6 @@ JsonDict = specs.JsonDict
 MAX_TOKEN_ROWS = 16384
 
 
-@contextlib.contextmanager
-def _replace_output(module: torch.nn.Module, value: torch.Tensor):
-    def hook(_, __, output):
-        if isinstance(output, tuple):
-            return (value, *tuple(output[1:]))
-        return value
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 def make_path_fn(
     clf,
     inputs: list[JsonDict],
@@ -194,7 +180,7 @@ def _make_path_fn(clf, model, inputs, baseline, keep_special_tokens, layer, targ
             out_b = model(inputs_embeds=setup.b_word, output_hidden_states=True, **setup.other)
             x_space = setup.out_x.hidden_states[layer]
             b_space = out_b.hidden_states[layer]
-            module = layer_modules(model, clf.num_layers)[layer]
+            module = layer  # substituted by ablation.hidden_state_hook below
     diff = x_space - b_space
 
     # Bound activation memory whatever the UI's batch size: chunks whose
@@ -204,7 +190,13 @@ def _make_path_fn(clf, model, inputs, baseline, keep_special_tokens, layer, targ
         sub_diff = diff[rows, :width]
         point = (b_space[rows, :width] + alpha * sub_diff).requires_grad_(True)
         kwargs = {k: v[rows, :width] for k, v in setup.other.items()}
-        ctx = contextlib.nullcontext() if module is None else _replace_output(module, point)
+        # hidden_state_hook: the one site that yields hidden_states[layer]
+        # (after ELECTRA's / ALBERT's projection, ModernBERT's final norm).
+        ctx = (
+            contextlib.nullcontext()
+            if module is None
+            else ablation.hidden_state_hook(model, clf.num_layers, module, lambda _: point)
+        )
         with torch.enable_grad(), ctx:
             logits = model(
                 inputs_embeds=point if module is None else setup.x_word[rows, :width], **kwargs

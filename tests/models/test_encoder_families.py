@@ -127,6 +127,26 @@ def test_ig_completeness_at_default_settings(family):
         assert c["relative completeness error"] <= 1e-2 and c["within tolerance"] == 1.0
 
 
+def test_layer_ig_substitutes_the_hidden_state_itself(family):
+    """Layer IG at the embedding output and the last layer: the path runs in
+    hidden_states[layer] (ELECTRA's / ALBERT's projected embeddings,
+    ModernBERT's final norm), so F at α = 1 is the model's own output and the
+    attributions are complete."""
+    arch, clf = family
+    rule = "gausslegendre_graded" if arch in STIFF else "gausslegendre"
+    examples = [{"sentence": t} for t in TEXTS]
+    probas = [o["probas"] for o in clf.predict(examples)]
+    for layer in (0, clf.num_layers):
+        path_fn, tokens, labels = clf.integrated_gradients_path(examples, "zero", layer=layer)
+        at_input = path_fn([(i, 1.0) for i in range(len(examples))])
+        for (f, _), p, label in zip(at_input, probas, labels):
+            assert f == pytest.approx(p[clf.labels.index(label)], abs=1e-5), layer
+        results = ig_lib.integrated_gradients(len(examples), path_fn, rule=rule, steps=64)
+        for res, toks in zip(results, tokens):
+            assert len(res.attributions) == len(toks)
+            assert res.completeness_error <= 1e-2, (layer, res.completeness_error)
+
+
 @pytest.mark.parametrize("arch", sorted(STIFF))
 def test_graded_rule_makes_stiff_zero_baseline_paths_cheap(arch):
     clf = _wrap(arch)
