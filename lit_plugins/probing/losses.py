@@ -80,9 +80,8 @@ class Problem:
         self.lambda_l2 = float(lambda_l2)
         self.l2_form = l2_form
         self.row_weight = row_weight  # None: plain mean over all N rows
-        # X W^T for W with C rows: plain matmul, or oneDNN (see above); made
-        # lazily on the first product, shared by `with_row_weight` copies.
-        self._forward_op = forward_op
+        # X W^T: the BLAS or oneDNN (see _Forward), shared by `with_row_weight`.
+        self.forward_op = _Forward(X) if forward_op is None else forward_op
         self._per_row = None  # (logits, per-row losses) of the last `data_loss`
 
     def with_row_weight(self, row_weight: torch.Tensor) -> Problem:
@@ -98,20 +97,14 @@ class Problem:
             self.lambda_l2,
             self.l2_form,
             row_weight=row_weight,
-            forward_op=self.forward_op(),
+            forward_op=self.forward_op,
         )
-
-    def forward_op(self):
-        """W -> X W^T (shared by problems on the same X)."""
-        if self._forward_op is None:
-            self._forward_op = _forward_op(self.X)
-        return self._forward_op
 
     def logits_t(self, V, c):
         """Model outputs, transposed: [C, N].  Linear in (V, c)."""
         W = V * self.inv_scale
         b = torch.addmv(c, W, self.mean, alpha=-1.0)  # c - W mean
-        return self.forward_op()(W).T + b[:, None]
+        return self.forward_op(W).T + b[:, None]
 
     def data_loss(self, LT, need_grad: bool, row_weight=None):
         """Mean loss from transposed logits; with need_grad also dLoss/dLT.
@@ -232,33 +225,31 @@ class Problem:
         return L
 
 
-class _OneDNNForward:
-    """X W^T through oneDNN on a oneDNN copy of X (see _ONEDNN_MIN_ENTRIES)."""
+class _Forward:
+    """W -> X W^T: the BLAS, or oneDNN on a oneDNN copy of X made on the first
+    product with >= _ONEDNN_MIN_ROWS rows when X is big, float32 and on CPU
+    (see _ONEDNN_MIN_ENTRIES).  One per X, shared by `with_row_weight`."""
 
     def __init__(self, X: torch.Tensor):
         self.X = X
-        self.X_onednn = X.contiguous().to_mkldnn()
+        self.X_onednn = None
+        self.use_onednn = (
+            X.device.type == "cpu"
+            and X.dtype == torch.float32
+            and X.dim() == 2
+            and X.numel() >= _ONEDNN_MIN_ENTRIES
+            and torch.backends.mkldnn.is_available()
+        )
 
     def __call__(self, W: torch.Tensor) -> torch.Tensor:
-        if W.shape[0] < _ONEDNN_MIN_ROWS:
-            return self.X @ W.T
-        return torch._C._nn.mkldnn_linear(self.X_onednn, W.contiguous()).to_dense()
-
-
-def _forward_op(X: torch.Tensor):
-    """The fastest X W^T for this X (oneDNN on big float32 CPU problems)."""
-    if (
-        X.device.type == "cpu"
-        and X.dtype == torch.float32
-        and X.dim() == 2
-        and X.numel() >= _ONEDNN_MIN_ENTRIES
-        and torch.backends.mkldnn.is_available()
-    ):
-        try:
-            return _OneDNNForward(X)
-        except RuntimeError:  # a build without oneDNN's linear: use the BLAS
-            pass
-    return lambda W: X @ W.T
+        if self.use_onednn and W.shape[0] >= _ONEDNN_MIN_ROWS:
+            try:
+                if self.X_onednn is None:
+                    self.X_onednn = self.X.contiguous().to_mkldnn()
+                return torch._C._nn.mkldnn_linear(self.X_onednn, W.contiguous()).to_dense()
+            except RuntimeError:  # a build without oneDNN's linear: the BLAS
+                self.use_onednn, self.X_onednn = False, None
+        return self.X @ W.T
 
 
 def feature_stats(X: torch.Tensor, exact: bool, max_rows: int = 2048):

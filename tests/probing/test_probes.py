@@ -576,3 +576,22 @@ def test_lbfgs_memory_product_equals_the_two_loop_recursion():
             ref += (a - float(y_i @ ref) / float(y_i @ s_i)) * s_i
         assert len(memory) == len(pairs)
         np.testing.assert_allclose(memory.product(q), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_onednn_forward_product_gives_the_blas_fit(monkeypatch):
+    """Big float32 CPU problems take X W^T from oneDNN (MKL's tall-skinny
+    sgemm is slow on AMD); the fit must not depend on which library did it."""
+    from lit_plugins.probing import losses as _losses
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 5, size=600)
+    X = (rng.normal(size=(600, 40)) + rng.normal(size=(5, 40))[y]).astype(np.float32)
+    blas = LinearProbe(lambda_l1=1e-3, lambda_l2=1e-3, l2_form="norm").fit(X, y)
+    monkeypatch.setattr(_losses, "_ONEDNN_MIN_ENTRIES", 0)
+    fwd = _losses._Forward(torch.as_tensor(X))
+    W = torch.as_tensor(np.random.default_rng(0).normal(size=(5, 40)).astype(np.float32))
+    np.testing.assert_allclose(fwd(W).numpy(), X @ W.numpy().T, rtol=1e-5, atol=1e-4)
+    assert fwd.use_onednn == torch.backends.mkldnn.is_available()
+    onednn = LinearProbe(lambda_l1=1e-3, lambda_l2=1e-3, l2_form="norm").fit(X, y)
+    np.testing.assert_allclose(onednn.weight_, blas.weight_, atol=1e-4)
+    assert onednn.score(X, y) == blas.score(X, y)
