@@ -45,6 +45,7 @@ class NeuronUseOptions:
     """How the use of listed neurons is measured (part of the cache key)."""
 
     steps: int = 16  # Gauss–Legendre nodes per example for the dataset conductance
+    max_examples: int = 64  # conductance on at most this many (evenly spaced) examples
     max_k: int = 10  # ablate the first min(max_k, listed) neurons
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # random-k draws
     chunk: int = 16  # examples per conductance call (bounds memory)
@@ -56,7 +57,8 @@ class LayerConductanceSummary:
 
     mean_abs: np.ndarray  # [width]
     max_completeness_error: float
-    examples: int
+    examples: int  # used (evenly spaced when the dataset has more than max_examples)
+    of: int  # in the dataset
 
     def rank(self, neuron: int) -> int:
         """1 = the layer's neuron with the largest mean |conductance|."""
@@ -69,6 +71,10 @@ def layer_conductance_summary(
     """Streams the dataset through layer conductance in chunks of `opts.chunk`."""
     from lit_plugins.models import hf_paths  # pylint: disable=g-import-not-at-top
 
+    of = len(examples)
+    if len(examples) > opts.max_examples:  # evenly spaced, deterministic
+        picks = np.linspace(0, len(examples) - 1, opts.max_examples).round().astype(int)
+        examples = [examples[i] for i in picks]
     total, worst = None, 0.0
     for start in range(0, len(examples), opts.chunk):
         chunk = list(examples[start : start + opts.chunk])
@@ -77,14 +83,22 @@ def layer_conductance_summary(
             magnitude = np.abs(res.neuron_attributions)
             total = magnitude if total is None else total + magnitude
             worst = max(worst, float(res.completeness_error))
-    return LayerConductanceSummary(total / len(examples), worst, len(examples))
+    return LayerConductanceSummary(total / len(examples), worst, len(examples), of)
+
+
+# Shared by every interpreter (the probe and TX-Ray often list neurons of the
+# same layer of the same model on the same data: one conductance pass).
+_SHARED_CACHE = dataset_level.FitOnceCache(32)
 
 
 class NeuronUse:
-    """Cached conductance summaries and ablation checks for one interpreter."""
+    """Cached conductance summaries and ablation checks (a private cache with
+    `max_entries`, else the one shared by all interpreters)."""
 
-    def __init__(self, max_entries: int = 16):
-        self._cache = dataset_level.FitOnceCache(max_entries)
+    def __init__(self, max_entries: int | None = None):
+        self._cache = (
+            _SHARED_CACHE if max_entries is None else dataset_level.FitOnceCache(max_entries)
+        )
 
     def chips(
         self,
@@ -185,12 +199,18 @@ def use_chips(
         )
     items.append(
         (
-            f"conductance over {summary.examples} examples, {opts.steps} Gauss-Legendre nodes, "
+            f"conductance over {_count(summary)}, {opts.steps} Gauss-Legendre nodes, "
             f"max completeness error {summary.max_completeness_error:.2%}; ablation: zeroed",
             0.0,
         )
     )
     return common.labelled_chips(items, value_format=None)
+
+
+def _count(summary: LayerConductanceSummary) -> str:
+    if summary.examples == summary.of:
+        return f"{summary.of} examples"
+    return f"{summary.examples} of {summary.of} examples (evenly spaced)"
 
 
 def _change(drop: float, scale: float = 1.0) -> float:

@@ -29,7 +29,7 @@ def examples():
 
 def test_chips_are_the_core_numbers(clf, examples):
     layer, neurons = 1, [5, 3, 17]
-    use = neuron_use.NeuronUse()
+    use = neuron_use.NeuronUse(max_entries=4)
     chips = neuron_use.use_dict(use.chips(clf, examples, layer, neurons, OPTS))
     texts = list(chips)
 
@@ -58,7 +58,7 @@ def test_chips_are_the_core_numbers(clf, examples):
 
 
 def test_cached_per_dataset(clf, examples, monkeypatch):
-    use = neuron_use.NeuronUse()
+    use = neuron_use.NeuronUse(max_entries=4)
     calls = []
     real = neuron_use.layer_conductance_summary
     monkeypatch.setattr(
@@ -106,3 +106,15 @@ def test_other_label_names_leave_accuracy_out(clf, examples):
     texts = list(neuron_use.use_dict(neuron_use.NeuronUse().chips(clf, foreign, 1, [1, 2], OPTS)))
     assert texts[0].startswith("first 2 listed ablated: p(predicted) ")
     assert texts[1].startswith("2 random ablated (3 seeds): p(predicted) ")
+
+
+def test_conductance_on_an_evenly_spaced_subset_of_large_datasets(clf, examples):
+    opts = neuron_use.NeuronUseOptions(steps=8, seeds=(0,), max_examples=5)
+    texts = list(neuron_use.use_dict(neuron_use.NeuronUse(4).chips(clf, examples, 1, [2], opts)))
+    assert texts[-1].startswith("conductance over 5 of 12 examples (evenly spaced), 8 Gauss")
+    picks = [examples[i] for i in (0, 3, 6, 8, 11)]  # linspace(0, 11, 5) rounded
+    results, _, _ = hf_paths.layer_conductance(clf, picks, 1, steps=8)
+    expected = np.mean([abs(r.neuron_attributions[2]) for r in results])
+    assert neuron_use.use_dict(neuron_use.NeuronUse(4).chips(clf, examples, 1, [2], opts))[
+        texts[2]
+    ] == pytest.approx(expected, rel=1e-5)
