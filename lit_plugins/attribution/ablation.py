@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -290,7 +290,8 @@ def neuron_means(clf, examples: Sequence, layer: int, batch_size: int | None = N
 
 def _label_indices(clf, examples: Sequence, labels: Sequence | None) -> np.ndarray | None:
     if labels is None:
-        labels = [e.get(clf.label_field) if isinstance(e, dict) else None for e in examples]
+        # LIT hands interpreters read-only mappings, not dicts.
+        labels = [e.get(clf.label_field) if isinstance(e, Mapping) else None for e in examples]
         if any(l is None or l == "" for l in labels):
             return None
     if len(labels) != len(examples):

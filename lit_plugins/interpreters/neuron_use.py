@@ -44,8 +44,8 @@ USE_KEY = "Check use for the decision (conductance, ablation)"
 class NeuronUseOptions:
     """How the use of listed neurons is measured (part of the cache key)."""
 
-    steps: int = 16  # Gauss–Legendre nodes per example for the dataset conductance
-    max_examples: int = 64  # conductance on at most this many (evenly spaced) examples
+    steps: int = 32  # Gauss–Legendre nodes per example for the dataset conductance
+    max_examples: int = 32  # conductance on at most this many (evenly spaced) examples
     max_k: int = 10  # ablate the first min(max_k, listed) neurons
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # random-k draws
     chunk: int = 16  # examples per conductance call (bounds memory)

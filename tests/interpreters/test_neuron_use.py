@@ -100,6 +100,15 @@ def test_not_for_regression_or_other_models(examples):
     assert list(chips.tokens) == ["use for the decision: needs an HFSequenceClassifier"]
 
 
+def test_accuracy_from_lit_read_only_examples(clf, examples):
+    """LIT hands interpreters read-only mappings: their labels still count."""
+    import types
+
+    frozen = [types.MappingProxyType(dict(ex)) for ex in examples]
+    texts = list(neuron_use.use_dict(neuron_use.NeuronUse(4).chips(clf, frozen, 1, [1, 2], OPTS)))
+    assert texts[0].startswith("first 2 listed ablated: accuracy ")
+
+
 def test_other_label_names_leave_accuracy_out(clf, examples):
     """A dataset whose labels are not the model's classes: probabilities only."""
     foreign = [dict(ex, label="neg") for ex in examples]
