@@ -67,16 +67,19 @@ def default_methods() -> dict[str, lit_components.Interpreter]:
     (LIME seeded, seed 0, so that its maps and scores are reproducible)."""
     from lit_nlp.components import gradient_maps, lime_explainer
 
-    from lit_plugins import interpreters as ours
+    # The two leaf modules, not the interpreters package (whose faithfulness
+    # interpreter imports this module).
+    import lit_plugins.interpreters.gradient_salience as gradient_salience
+    import lit_plugins.interpreters.integrated_gradients as integrated_gradients
 
     return {
         LIT_GRAD_NORM: gradient_maps.GradientNorm(),
         LIT_GRAD_DOT_INPUT: gradient_maps.GradientDotInput(),
         LIT_INTEGRATED_GRADIENTS: gradient_maps.IntegratedGradients(),
         LIT_LIME: lime_explainer.LIME(seed=0),
-        GRADIENT_NORM: ours.GradientNorm(),
-        GRADIENT_DOT_INPUT: ours.GradientDotInput(),
-        INTEGRATED_GRADIENTS: ours.IntegratedGradients(),
+        GRADIENT_NORM: gradient_salience.GradientNorm(),
+        GRADIENT_DOT_INPUT: gradient_salience.GradientDotInput(),
+        INTEGRATED_GRADIENTS: integrated_gradients.IntegratedGradients(),
     }
 
 
