@@ -24,9 +24,6 @@ from lit_plugins.attribution import ablation
 from lit_plugins.attribution import baselines as baselines_lib
 from lit_plugins.attribution import conductance as conductance_lib
 
-# Where hidden_states[i] lives in the module tree (one home: attribution.ablation).
-layer_modules = ablation.layer_modules
-
 JsonDict = specs.JsonDict
 
 # Most (path point × token) rows in one forward+backward: 16k rows of a
