@@ -11,7 +11,7 @@ from lit_nlp.components import core as lit_core
 from lit_nlp.components import gradient_maps, lime_explainer, salience_clustering
 
 from lit_plugins import interpreters as ours
-from lit_plugins.interpreters import conductance
+from lit_plugins.interpreters import conductance, txray_shift
 from lit_plugins.interpreters.integrated_gradients import COMPLETENESS_KEY
 from lit_plugins.models.hf_classifier import HFSequenceClassifier
 
@@ -81,6 +81,54 @@ def plugin_interpreters(
         found = {**lit_core.default_interpreters(dict(models or {})), **found}
     found[SALIENCE_FAITHFULNESS] = ours.SalienceFaithfulness(found)
     return found
+
+
+def load_corpus_results(
+    interpreters: Mapping[str, lit_components.Interpreter],
+    models: Mapping[str, lit_model.Model],
+    probe_results: Sequence[str] = (),
+    txray_results: Sequence[str] = (),
+) -> None:
+    """Puts the results of ``python -m lit_plugins probe|txray`` runs into the
+    Linear Probe and TX-Ray interpreters of `interpreters` (from
+    `plugin_interpreters`), so the UI shows those corpus fits without refitting.
+
+    Each entry is a command's --output_dir. A probe result is used when its
+    model (by name in `models`) is selected with the options it was fitted
+    with; a TX-Ray result when its model, reference, layer, mode and
+    features are. A ValueError names a result whose model is not served.
+    """
+    from lit_plugins.corpus import probe as corpus_probe  # pylint: disable=g-import-not-at-top
+    from lit_plugins.corpus import txray as corpus_txray  # pylint: disable=g-import-not-at-top
+
+    for out_dir in probe_results:
+        name, fit, state = corpus_probe.load_results(out_dir)
+        if name not in models:
+            raise ValueError(
+                f"Probe results in {out_dir!r} are for model {name!r}, which is not served "
+                f"({list(models)})."
+            )
+        interpreters[LINEAR_PROBE].preload(models[name], fit, state)
+        logging.info(
+            "Linear probe: loaded the %s fit of %r from %s", fit.label_field, name, out_dir
+        )
+    for out_dir in txray_results:
+        loaded = corpus_txray.load_results(out_dir)
+        meta = loaded["meta"]
+        fit = txray_shift.TXRayFitOptions(
+            reference_name=meta["reference"],
+            layer=int(meta["layer"]),
+            mode=meta["mode"],
+            features=meta["features"],
+            tags_field=meta.get("tags_field", ""),
+            normalize=False,
+        )
+        if TXRAY_SHIFT not in interpreters:
+            raise ValueError("TX-Ray results need the TX-Ray interpreter (give models).")
+        interpreters[TXRAY_SHIFT].preload(
+            meta["model"], fit, loaded["reference"], loaded["model"], loaded["feature_names"]
+        )
+        logging.info("TX-Ray: loaded %r vs %r from %s", meta["model"], meta["reference"], out_dir)
 
 
 def salience_mappers(

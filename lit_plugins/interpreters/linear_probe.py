@@ -219,6 +219,15 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
         self._fraction = float(held_out_fraction)
         self._seed = int(seed)
         self._device = device
+        self._preloaded: dict[tuple, ProbeState] = {}
+
+    def preload(self, model: lit_model.Model, fit: ProbeFitOptions, state: ProbeState) -> None:
+        """Serves `state` (e.g. a corpus fit from ``python -m lit_plugins probe``,
+        `corpus.probe.load_results`) whenever `model` is asked for `fit`'s
+        options, on any dataset, instead of fitting on the dataset loaded in LIT."""
+        raw = specs.unwrap(model)
+        state.model = raw  # also keeps `raw` (and so its id) alive
+        self._preloaded[(id(raw), fit)] = state
 
     # ---------------------------------------------------------------- LIT API
     def is_compatible(self, model: lit_model.Model, dataset: lit_dataset.Dataset) -> bool:
@@ -358,6 +367,9 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
             dataset, "Linear probing (to train and score the probes on)"
         )
         raw = specs.unwrap(model)
+        preloaded = self._preloaded.get((id(raw), opts))
+        if preloaded is not None:
+            return preloaded
         # The cached state holds `raw`, so its id cannot be reused while cached.
         return self.cached_fit(
             (id(raw), opts), examples, lambda: self._compute(model, examples, opts)

@@ -155,6 +155,32 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
                 f"{list(self._models)}."
             )
         self._default_reference = default_reference
+        self._preloaded: dict[tuple, tuple] = {}
+
+    def preload(
+        self,
+        model_name: str,
+        fit: TXRayFitOptions,
+        reference: txray.NeuronFeatureAggregator,
+        model: txray.NeuronFeatureAggregator,
+        feature_names: list[str],
+    ) -> None:
+        """Serves the shift of these aggregations (e.g. a corpus run of
+        ``python -m lit_plugins txray``, `corpus.txray.load_results`) whenever
+        model `model_name` is compared with `fit.reference_name` at `fit.layer`
+        with `fit`'s mode and features, on any dataset.  They carry no
+        per-sentence credits, so the bootstrap is off for them (no intervals)."""
+        if model_name not in self._models:
+            raise ValueError(
+                f"TX-Ray results for model {model_name!r}, which is not served "
+                f"({list(self._models)})."
+            )
+        if fit.reference_name not in self._models:
+            raise ValueError(
+                f"TX-Ray results against reference {fit.reference_name!r}, which is not "
+                f"loaded ({list(self._models)}); pass it as --reference_model."
+            )
+        self._preloaded[(model_name, *_preload_key(fit))] = (reference, model, feature_names)
 
     # ---------------------------------------------------------------- LIT API
     def is_compatible(self, model: lit_model.Model, dataset: lit_dataset.Dataset) -> bool:
@@ -343,6 +369,19 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
         # is keyed by the object itself, not id(): the key then keeps it alive,
         # so a later model can never reuse its id and get its cached result.
         model_key = ("name", name) if name is not None else ("model", specs.unwrap(model))
+        preloaded = self._preloaded.get((name, *_preload_key(opts)))
+        if preloaded is not None:
+            agg_ref, agg_model, names = preloaded
+            return self._cache.get_or_fit(
+                ("preloaded", name, _preload_key(opts), opts.normalize),
+                lambda: txray.compute_shift(
+                    agg_ref,
+                    agg_model,
+                    normalize_by_length=opts.normalize,
+                    feature_names=names,
+                    labels=(opts.reference_name, name),
+                ),
+            )
         return self.cached_fit(
             (model_key, opts),
             examples,
@@ -408,6 +447,12 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             result.num_shared,
         )
         return result
+
+
+def _preload_key(fit: TXRayFitOptions) -> tuple:
+    """What a preloaded aggregation answers for (not the distance's
+    normalisation, computed on demand, nor the bootstrap, which it lacks)."""
+    return (fit.reference_name, fit.layer, fit.mode, fit.features, fit.tags_field)
 
 
 def _parse_confidence(config: JsonDict) -> float:

@@ -1,0 +1,237 @@
+"""`probe`: the linear-probe layer sweep on a corpus, data-parallel, loadable into LIT.
+
+The same fit as the Linear Probe interpreter (its config parsing, its split,
+its pooling and word alignment, its `LayerSweep`), with the activations
+collected by each rank for its own contiguous block of the train and
+held-out examples only: memory per process is its block's pooled vectors
+(rows x hidden x layers), never the corpus's token activations.  The probes
+are trained full batch with the loss and gradient summed over ranks
+(`probing.LayerSweep(comm=...)`), so N ranks fit the probe one process fits.
+
+Rank 0 writes to the output directory:
+
+* ``sweep.npz``: every layer's probe (`probing.persistence`);
+* ``probe.json``: the fit options, per-layer held-out scores, the best layer,
+  sizes, timings, and per layer the NeuroX-style neuron ranking
+  (`get_neuron_ordering`) and the top neurons per class holding
+  ``--top_mass`` of the weight mass (`get_top_neurons`).
+
+``--probe_results=<dir>`` on the demo loads them into the Linear Probe
+interpreter (`load_results`): the UI then shows this fit, without refitting,
+whenever its options match (see the README).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+from lit_nlp.api import dataset as lit_dataset
+from lit_nlp.api import model as lit_model
+
+from lit_plugins import distributed, probe_inputs, probing, specs
+from lit_plugins.corpus import shards
+from lit_plugins.interpreters import linear_probe
+from lit_plugins.probing import persistence
+
+SWEEP_FILE = "sweep.npz"
+RESULTS_FILE = "probe.json"
+_FORMAT = "lit_plugins.corpus.probe/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeRunOptions:
+    """The command's options; `config()` is the interpreter config they stand for."""
+
+    label_field: str = ""
+    layers: str = linear_probe.SWEEP  # "sweep" (all layers) or one layer index
+    pooling: str = "mean"
+    lambda_l1: float = 1e-3
+    lambda_l2: float = 1e-3
+    held_out_fraction: float = 0.2
+    seed: int = 0
+    top_mass: float = 0.5
+
+    def config(self) -> dict:
+        return {
+            linear_probe.LABEL_FIELD_KEY: self.label_field,
+            linear_probe.LAYER_KEY: self.layers,
+            linear_probe.POOLING_KEY: self.pooling,
+            linear_probe.L1_KEY: self.lambda_l1,
+            linear_probe.L2_KEY: self.lambda_l2,
+        }
+
+
+def parse(
+    model: lit_model.Model, dataset: lit_dataset.Dataset, opts: ProbeRunOptions
+) -> linear_probe.ProbeFitOptions:
+    """The interpreter's fit options for `opts` (a ValueError naming what is accepted)."""
+    if not 0.0 < opts.held_out_fraction < 1.0:
+        raise ValueError(f"--held_out_fraction must be in (0, 1), got {opts.held_out_fraction}.")
+    if not 0.0 < opts.top_mass <= 1.0:
+        raise ValueError(f"--top_mass must be in (0, 1], got {opts.top_mass}.")
+    return linear_probe.LinearProbeInterpreter().parse_config(model, dataset, opts.config())
+
+
+def run(
+    model: lit_model.Model,
+    model_name: str,
+    dataset: lit_dataset.Dataset,
+    opts: ProbeRunOptions,
+    out_dir: str,
+    batch_size: int = 32,
+    comm: distributed.Comm = distributed.SINGLE,
+    device: str | None = None,
+) -> linear_probe.ProbeState:
+    """Fits the sweep over the ranks; rank 0 writes the results. Returns the state (every rank)."""
+    start = time.time()
+    fit = parse(model, dataset, opts)
+    examples = list(dataset.examples)
+    if len(examples) < 2:
+        raise ValueError(
+            "Linear probing needs at least 2 examples (one to train on, one to score)."
+        )
+    labels = probe_inputs.collect_labels(examples, fit.label_field, fit.level, fit.task_type)
+    strata = labels if (fit.level == "sentence" and fit.task_type == "classification") else None
+    train_ex, held_ex = probing.train_held_out_split(
+        len(examples), opts.held_out_fraction, opts.seed, strata
+    )
+    layers = "all" if fit.sweep else list(fit.layers)
+    parts = {}
+    for part, indices in (("train", train_ex), ("held-out", held_ex)):
+        mine = indices[slice(*comm.block(len(indices)))]
+        parts[part] = _rows(model, examples, labels, mine, fit, layers, batch_size, part, comm)
+    (X_train, y_train), (X_held, y_held) = parts["train"], parts["held-out"]
+    sweep = probing.LayerSweep(
+        fit.task_type, lambda_l1=fit.l1, lambda_l2=fit.l2, device=device, comm=comm
+    ).fit(
+        {l: X_train[l] for l in fit.layers},
+        y_train,
+        {l: X_held[l] for l in fit.layers},
+        y_held,
+    )
+    num_rows = int(comm.sum_array(np.array([len(y_train) + len(y_held)], dtype=np.int64))[0])
+    state = linear_probe.ProbeState(
+        label_field=fit.label_field,
+        level=fit.level,
+        task_type=fit.task_type,
+        pooling=fit.pooling,
+        layers=list(fit.layers),
+        sweep=sweep,
+        scores=dict(sweep.scores_),
+        best_layer=sweep.best_layer_ if fit.sweep else fit.layers[0],
+        control_scores=None,
+        selectivity=None,
+        metric=sweep.metric,
+        num_train=int(train_ex.size),
+        num_held_out=int(held_ex.size),
+        num_items=num_rows,
+        text_field=fit.text_field,
+        seconds=time.time() - start,
+        model=specs.unwrap(model),
+    )
+    if comm.is_main:
+        _write(out_dir, model_name, fit, state, opts, comm.world_size)
+    comm.barrier()
+    return state
+
+
+def _rows(model, examples, labels, indices, fit, layers, batch_size, part, comm):
+    """({layer: [rows, H]}, labels [rows]) of this rank's examples `indices`."""
+    subset = [examples[i] for i in indices]
+    name = f"probe {part}" + (f" [rank {comm.rank}/{comm.world_size}]" if comm.distributed else "")
+    if not subset:  # more ranks than examples in this part
+        raise ValueError(
+            f"Rank {comm.rank} has no {part} examples: use fewer processes than {part} examples."
+        )
+    if fit.level == "sentence":
+        vectors = probe_inputs.collect_pooled_activations(
+            model, subset, layers, fit.pooling, batch_size, name
+        )
+        return vectors, labels[indices]
+    words = probe_inputs.collect_word_vectors(
+        model,
+        subset,
+        [labels[i] for i in indices],
+        fit.text_field,
+        layers,
+        fit.pooling,
+        batch_size,
+        name,
+        fit.label_field,
+    )
+    return words.vectors, words.tags
+
+
+def _write(out_dir, model_name, fit, state, opts, world_size) -> None:
+    shards.check_writable(out_dir)
+    shards.atomic_write(
+        os.path.join(out_dir, SWEEP_FILE),
+        lambda tmp: persistence.save_sweep(tmp, state.sweep),
+    )
+    rankings = {}
+    for l in state.layers:
+        probe = state.sweep.probes_[l]
+        ordering, cutoffs = probing.get_neuron_ordering(probe, probe.class_to_idx_)
+        _, per_class = probing.get_top_neurons(probe, opts.top_mass, probe.class_to_idx_)
+        rankings[str(l)] = {
+            "ordering": [int(i) for i in ordering],
+            "cutoffs": [int(c) for c in cutoffs],
+            "top_neurons": {str(c): [int(i) for i in v] for c, v in per_class.items()},
+        }
+    results = {
+        "format": _FORMAT,
+        "model": model_name,
+        "fit_options": dataclasses.asdict(fit),
+        "run_options": dataclasses.asdict(opts),
+        "metric": state.metric,
+        "scores": {str(l): float(s) for l, s in state.scores.items()},
+        "best_layer": state.best_layer,
+        "num_train_examples": state.num_train,
+        "num_held_out_examples": state.num_held_out,
+        "num_rows": state.num_items,
+        "processes": world_size,
+        "seconds": state.seconds,
+        "neurons": rankings,
+    }
+    shards.write_json(os.path.join(out_dir, RESULTS_FILE), json.loads(json.dumps(results)))
+
+
+def load_results(out_dir: str) -> tuple[str, linear_probe.ProbeFitOptions, linear_probe.ProbeState]:
+    """(model name, fit options, state) of a finished `probe` run, for the interpreter."""
+    path = os.path.join(out_dir, RESULTS_FILE)
+    if not os.path.exists(path) or not os.path.exists(os.path.join(out_dir, SWEEP_FILE)):
+        raise ValueError(
+            f"{out_dir!r} holds no finished probe run ({RESULTS_FILE} and {SWEEP_FILE}); run "
+            "`python -m lit_plugins probe --output_dir=...` first."
+        )
+    with open(path, encoding="utf-8") as f:
+        results = json.load(f)
+    if results.get("format") != _FORMAT:
+        raise ValueError(f"{path}: not a {_FORMAT} file.")
+    fo = dict(results["fit_options"])
+    fo["layers"] = tuple(fo["layers"])
+    fit = linear_probe.ProbeFitOptions(**fo)
+    sweep = persistence.load_sweep(os.path.join(out_dir, SWEEP_FILE))
+    state = linear_probe.ProbeState(
+        label_field=fit.label_field,
+        level=fit.level,
+        task_type=fit.task_type,
+        pooling=fit.pooling,
+        layers=list(fit.layers),
+        sweep=sweep,
+        scores=dict(sweep.scores_),
+        best_layer=int(results["best_layer"]),
+        control_scores=None,
+        selectivity=None,
+        metric=results["metric"],
+        num_train=int(results["num_train_examples"]),
+        num_held_out=int(results["num_held_out_examples"]),
+        num_items=int(results["num_rows"]),
+        text_field=fit.text_field,
+        seconds=float(results["seconds"]),
+    )
+    return results["model"], fit, state

@@ -1,0 +1,305 @@
+"""`python -m lit_plugins probe|txray|attribute` end to end, in real processes.
+
+One process vs two (`torchrun`, gloo on CPU) on the bundled sentences with
+tiny random checkpoints saved to disk: the same rows, aggregations and
+probes; an `attribute` run killed by a real SIGKILL resumes to the output of
+an uninterrupted run; bad input fails before any work.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lit_plugins import txray, txray_inputs
+from lit_plugins.corpus import attribute, shards
+from lit_plugins.corpus import txray as corpus_txray
+from lit_plugins.data import loaders
+from tests.kit import demo_server, tiny_models
+
+N = 13  # not divisible by 2 ranks (nor by the shard size)
+LABELS = "negative,positive"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """{name: directory} of tiny random classifiers saved with their tokenizers."""
+    root = tmp_path_factory.mktemp("ckpt")
+    out = {}
+    for name, arch, seed in (("tiny", "bert", 0), ("tinyref", "bert", 1), ("other", "roberta", 0)):
+        model, tokenizer = tiny_models.make(arch, num_labels=2, seed=seed)
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+        out[name] = str(root / name)
+    return out
+
+
+def run_cli(command, out_dir, *flags, world=1, check=True, wait=True):
+    """Runs a command in 1 process, or in `world` processes under torchrun."""
+    if world == 1:
+        launcher = [sys.executable, "-m", "lit_plugins"]
+    else:
+        launcher = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={world}",
+            "-m",
+            "lit_plugins",
+        ]
+    args = [*launcher, command, f"--output_dir={out_dir}", f"--max_examples={N}", *flags]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    if not wait:
+        return subprocess.Popen(
+            args, cwd=demo_server.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+    proc = subprocess.run(
+        args, cwd=demo_server.ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _model_flags(checkpoints, *names):
+    return [f"--models={','.join(f'{n}:{checkpoints[n]}' for n in names)}", f"--labels={LABELS}"]
+
+
+ATTRIBUTE_FLAGS = (
+    "--methods=grad_norm,grad_dot_input,integrated_gradients,layer_conductance",
+    "--conductance_layer=1",
+    "--ig_steps=16",
+    "--shard_size=4",
+    "--batch_size=3",
+)
+
+
+@pytest.fixture(scope="module")
+def attribute_one(checkpoints, tmp_path_factory):
+    out = tmp_path_factory.mktemp("attr1")
+    run_cli("attribute", out, *_model_flags(checkpoints, "tiny"), *ATTRIBUTE_FLAGS)
+    return out
+
+
+def test_attribute_rows_are_complete_and_match_the_interpreters(attribute_one, checkpoints):
+    rows = attribute.read(str(attribute_one))
+    assert rows["example"].tolist() == list(range(N))  # none lost, none duplicated
+    assert (attribute_one / shards.COMPLETE).exists()
+    examples = loaders.load_bundled_sentiment("dev", max_examples=N).examples
+    assert rows["sentence"].tolist() == [ex["sentence"] for ex in examples]
+    for method in ("grad_norm", "grad_dot_input", "integrated_gradients", "layer_conductance"):
+        assert all(len(s) == len(t) for s, t in zip(rows[method], rows["tokens"]))
+    # Completeness holds on every row: the scores sum to F(input) - F(baseline).
+    for method in ("integrated_gradients", "layer_conductance"):
+        sums = np.array([np.sum(s) for s in rows[method]])
+        np.testing.assert_allclose(sums, rows[f"{method}_attribution_sum"], rtol=1e-5)
+        assert (rows[f"{method}_completeness_error"] < 0.01).all()
+        assert (rows[f"{method}_evaluations"] > 0).all()
+    # The same numbers as the LIT interpreter on the same model and examples.
+    from lit_plugins.interpreters import gradient_salience
+    from lit_plugins.models import HFSequenceClassifier
+
+    model = HFSequenceClassifier(checkpoints["tiny"], labels=LABELS.split(","))
+    lit = gradient_salience.GradientDotInput().run(examples[:3], model, None)
+    for i, result in enumerate(lit):
+        (value,) = result.values()
+        np.testing.assert_allclose(rows["grad_dot_input"][i], value.salience, rtol=1e-5, atol=1e-7)
+        assert list(rows["tokens"][i]) == list(value.tokens)
+
+
+def test_attribute_two_processes_equal_one(attribute_one, checkpoints, tmp_path):
+    run_cli("attribute", tmp_path, *_model_flags(checkpoints, "tiny"), *ATTRIBUTE_FLAGS, world=2)
+    one, two = attribute.read(str(attribute_one)), attribute.read(str(tmp_path))
+    assert two["example"].tolist() == list(range(N))
+    pd.testing.assert_frame_equal(one, two)
+
+
+def test_finished_output_is_left_alone(attribute_one, checkpoints):
+    before = {p: os.stat(attribute_one / p).st_mtime_ns for p in os.listdir(attribute_one)}
+    proc = run_cli("attribute", attribute_one, *_model_flags(checkpoints, "tiny"), *ATTRIBUTE_FLAGS)
+    assert "already complete; nothing to do" in proc.stdout
+    after = {p: os.stat(attribute_one / p).st_mtime_ns for p in os.listdir(attribute_one)}
+    assert after == before
+
+
+def test_killed_run_resumes_to_the_uninterrupted_output(attribute_one, checkpoints, tmp_path):
+    flags = [*_model_flags(checkpoints, "tiny"), *ATTRIBUTE_FLAGS[:-2], "--shard_size=1"]
+    flags.append("--batch_size=1")
+    plan_glob = lambda: [p for p in os.listdir(tmp_path) if p.startswith("shard-")]
+    proc = run_cli("attribute", tmp_path, *flags, wait=False)
+    deadline = time.time() + 300
+    while not plan_glob() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(plan_glob())
+    assert 0 < done < N, f"the kill came at {done} of {N} shards; the test needs a partial run"
+    assert not (tmp_path / shards.COMPLETE).exists()
+    run_cli("attribute", tmp_path, *flags)
+    resumed = attribute.read(str(tmp_path))
+    assert resumed["example"].tolist() == list(range(N))
+    # Another shard size, same rows: compare the values, not the shard layout.
+    pd.testing.assert_frame_equal(resumed, attribute.read(str(attribute_one)))
+
+
+def test_output_of_another_configuration_is_refused(attribute_one, checkpoints):
+    flags = [*_model_flags(checkpoints, "tiny"), *ATTRIBUTE_FLAGS[:2], "--ig_steps=32"]
+    proc = run_cli("attribute", attribute_one, *flags, check=False)
+    assert proc.returncode == 2
+    assert "another run configuration (ig_steps: 16 there vs 32 now)" in proc.stderr
+
+
+def test_unwritable_output_dir(checkpoints, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = run_cli("attribute", blocker / "out", *_model_flags(checkpoints, "tiny"), check=False)
+    assert proc.returncode == 2 and "is not writable" in proc.stderr
+
+
+def test_txray_refuses_mismatched_models_before_work(checkpoints, tmp_path):
+    flags = [*_model_flags(checkpoints, "tiny"), f"--reference_model=other:{checkpoints['other']}"]
+    proc = run_cli("txray", tmp_path, *flags, "--layer=1", check=False)
+    assert proc.returncode == 2
+    assert "tokenizes differently" in proc.stderr or "hidden size" in proc.stderr
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("shard-")]
+
+
+TXRAY_FLAGS = ("--layer=2", "--shard_size=4", "--batch_size=3", "--mode=all", "--no_report")
+
+
+def test_txray_two_processes_equal_one_and_the_in_lit_pass(checkpoints, tmp_path):
+    flags = [
+        *_model_flags(checkpoints, "tiny"),
+        f"--reference_model=tinyref:{checkpoints['tinyref']}",
+        *TXRAY_FLAGS,
+    ]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_cli("txray", one, *flags)
+    run_cli("txray", two, *flags, world=2)
+    for name in (corpus_txray.REFERENCE_FILE, corpus_txray.MODEL_FILE):
+        a, names_a, _ = txray.NeuronFeatureAggregator.load(one / name)
+        b, names_b, _ = txray.NeuronFeatureAggregator.load(two / name)
+        assert names_a == names_b
+        for x, y in zip(a.to_coo(), b.to_coo()):
+            np.testing.assert_array_equal(x, y)  # shards are fixed: bit-identical
+    pd.testing.assert_frame_equal(
+        pd.read_csv(one / corpus_txray.SHIFT_FILE), pd.read_csv(two / corpus_txray.SHIFT_FILE)
+    )
+    # The in-LIT path (one pass over all examples) gives the same aggregation.
+    from lit_plugins.models import HFSequenceClassifier
+
+    model = HFSequenceClassifier(checkpoints["tiny"], labels=LABELS.split(","))
+    ref = HFSequenceClassifier(checkpoints["tinyref"], labels=LABELS.split(","))
+    examples = loaders.load_bundled_sentiment("dev", max_examples=N).examples
+    agg_ref, agg_model, vocab = txray_inputs.aggregate_pair(model, ref, examples, 2, mode="all")
+    loaded = corpus_txray.load_results(str(one))
+    assert loaded["feature_names"] == vocab.names
+    for mine, theirs in ((loaded["reference"], agg_ref), (loaded["model"], agg_model)):
+        r1, c1, m1, n1 = mine.to_coo()
+        r2, c2, m2, n2 = theirs.to_coo()
+        np.testing.assert_array_equal(np.stack([r1, c1, n1]), np.stack([r2, c2, n2]))
+        np.testing.assert_allclose(m1, m2, rtol=1e-12)
+    summary = json.loads((one / corpus_txray.SUMMARY_FILE).read_text())
+    assert summary["num_examples"] == N and summary["layer"] == 2
+
+
+PROBE_FLAGS = ("--batch_size=4", "--held_out_fraction=0.3")
+
+
+@pytest.fixture(scope="module")
+def probe_one(checkpoints, tmp_path_factory):
+    out = tmp_path_factory.mktemp("probe1")
+    run_cli("probe", out, *_model_flags(checkpoints, "tiny"), *PROBE_FLAGS)
+    return out
+
+
+def test_probe_two_processes_equal_one(probe_one, checkpoints, tmp_path):
+    from lit_plugins.probing import persistence
+
+    run_cli("probe", tmp_path, *_model_flags(checkpoints, "tiny"), *PROBE_FLAGS, world=2)
+    one = json.loads((probe_one / "probe.json").read_text())
+    two = json.loads((tmp_path / "probe.json").read_text())
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert one["scores"] == two["scores"] and one["best_layer"] == two["best_layer"]
+    assert one["num_rows"] == two["num_rows"] == N
+    a = persistence.load_sweep(probe_one / "sweep.npz")
+    b = persistence.load_sweep(tmp_path / "sweep.npz")
+    for l in a.layers_:
+        w = a.probes_[l].weight_
+        np.testing.assert_allclose(b.probes_[l].weight_, w, atol=1e-4 * np.abs(w).max())
+        np.testing.assert_allclose(b.probes_[l].bias_, a.probes_[l].bias_, atol=1e-4)
+
+
+def test_probe_equals_the_interpreter_fit(probe_one, checkpoints):
+    """The CLI's sweep is the Linear Probe interpreter's fit on the same data."""
+    from lit_plugins.corpus import probe as corpus_probe
+    from lit_plugins.interpreters import linear_probe
+    from lit_plugins.models import HFSequenceClassifier
+
+    model = HFSequenceClassifier(checkpoints["tiny"], labels=LABELS.split(","))
+    dataset = loaders.load_bundled_sentiment("dev", max_examples=N)
+    interp = linear_probe.LinearProbeInterpreter(held_out_fraction=0.3)
+    state = interp.fit(model, dataset)
+    _, fit, loaded = corpus_probe.load_results(str(probe_one))
+    assert fit == interp.parse_config(model, dataset, {}).fit
+    assert loaded.scores == pytest.approx(state.scores, abs=1e-12)
+    for l in state.layers:
+        w = state.sweep.probes_[l].weight_
+        np.testing.assert_allclose(loaded.sweep.probes_[l].weight_, w, atol=1e-4 * np.abs(w).max())
+
+
+def test_results_load_into_the_lit_ui(probe_one, checkpoints, tmp_path):
+    """`./run demo --probe_results=... --txray_results=...`: the interpreters
+    show the corpus fits (over LIT's HTTP API) without fitting on the UI's data."""
+    from lit_plugins import registration
+    from lit_plugins.interpreters import common, linear_probe, neuron_use, txray_shift
+
+    txray_out = tmp_path / "txray"
+    ref_flag = f"--reference_model=tinyref:{checkpoints['tinyref']}"
+    run_cli("txray", txray_out, *_model_flags(checkpoints, "tiny"), ref_flag, *TXRAY_FLAGS)
+    args = [
+        *_model_flags(checkpoints, "tiny"),
+        ref_flag,
+        f"--probe_results={probe_one}",
+        f"--txray_results={txray_out}",
+    ]
+    log = tmp_path / "server.log"
+    with demo_server.demo_server(log, max_examples=4, extra_args=args) as (port, _, _):
+        data = demo_server.post(port, "get_dataset", {"dataset_name": "sentiment-dev"})
+        (probe_result,) = demo_server.interpret(
+            port,
+            registration.LINEAR_PROBE,
+            data[:1],
+            {neuron_use.USE_KEY: False},
+            model="tiny",
+        )
+        sweep = common.chips_dict(probe_result[linear_probe.LAYER_SWEEP])
+        scores = json.loads((probe_one / "probe.json").read_text())["scores"]
+        assert [round(v, 12) for v in sweep.values()] == [round(v, 12) for v in scores.values()]
+        (txray_result,) = demo_server.interpret(
+            port,
+            registration.TXRAY_SHIFT,
+            data[:1],
+            {txray_shift.LAYER_KEY: 2, txray_shift.MODE_KEY: "all", neuron_use.USE_KEY: False},
+            model="tiny",
+        )
+        shifted = common.chips_dict(txray_result[txray_shift.SHIFTED_NEURONS])
+        table = pd.read_csv(txray_out / corpus_txray.SHIFT_FILE)
+        np.testing.assert_allclose(
+            sorted(shifted.values(), reverse=True), table["distance"].to_numpy()[:10], rtol=1e-9
+        )
+    text = log.read_text()
+    assert "Linear probe: loaded" in text and "TX-Ray: loaded" in text
+    assert "Linear probe: done" not in text and "TX-Ray: done" not in text  # no refit

@@ -1,0 +1,71 @@
+"""The README's command-line block runs as written (on 8 bundled examples).
+
+The block after `<!-- test: cli -->` is run line by line: each
+`python -m lit_plugins ...` command with `--max_examples=8` and its `out/`
+directory moved under a temporary directory, then the demo line with the
+demo-server helper, whose Linear Probe must answer from the loaded results.
+"""
+
+import os
+import re
+import shlex
+import subprocess
+
+from lit_plugins import registration
+from lit_plugins.interpreters import neuron_use
+from tests.kit import demo_server
+
+BLOCK_RE = re.compile(r"^<!-- test: cli -->\n```bash\n(?P<code>.*?)^```", re.M | re.S)
+
+
+def _commands():
+    with open(os.path.join(demo_server.ROOT, "README.md"), encoding="utf-8") as f:
+        (code,) = [m["code"] for m in BLOCK_RE.finditer(f.read())]
+    return [shlex.split(line) for line in code.strip().splitlines()]
+
+
+def test_readme_cli_block(tmp_path, minilm_finetuned):
+    del minilm_finetuned  # the fine-tuned checkpoint is cached (the commands load it)
+    commands = _commands()
+    assert [c[2] for c in commands] == ["lit_plugins"] * 3 + ["demos.demo"]
+
+    def local(arg):
+        return arg.replace("=out/", f"={tmp_path}/out/").replace(",out/", f",{tmp_path}/out/")
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    for command in commands[:3]:
+        args = [local(a) for a in command] + ["--max_examples=8"]
+        args[0] = os.path.join(demo_server.ROOT, args[0])
+        proc = subprocess.run(
+            args, cwd=demo_server.ROOT, env=env, capture_output=True, text=True, timeout=900
+        )
+        assert proc.returncode == 0, f"{args}:\n{proc.stdout}\n{proc.stderr}"
+    for name in ("probe/probe.json", "txray/shift.csv", "attr/COMPLETE"):
+        assert (tmp_path / "out" / name).exists()
+    demo_args = [local(a) for a in commands[3][3:]]
+    log = tmp_path / "demo.log"
+    with demo_server.demo_server(log, max_examples=4, extra_args=demo_args) as (port, _, _):
+        data = demo_server.post(port, "get_dataset", {"dataset_name": "sentiment-dev"})
+        (result,) = demo_server.interpret(
+            port, registration.LINEAR_PROBE, data[:1], {neuron_use.USE_KEY: False}
+        )
+        assert result["layer_sweep"]
+    text = log.read_text()
+    assert "Linear probe: loaded" in text and "TX-Ray: loaded" in text
+    assert "Linear probe: done" not in text
+
+
+def test_usage_names_the_commands_and_flags():
+    python = os.path.join(demo_server.ROOT, ".venv/bin/python")
+    proc = subprocess.run(
+        [python, "-m", "lit_plugins"], cwd=demo_server.ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "{attribute,txray,probe}" in proc.stdout + proc.stderr
+    proc = subprocess.run(
+        [python, "-m", "lit_plugins", "--helpfull"],
+        cwd=demo_server.ROOT,
+        capture_output=True,
+        text=True,
+    )
+    for flag in ("--models", "--dataset", "--text_fields", "--output_dir", "--shard_size"):
+        assert flag in proc.stdout
