@@ -15,6 +15,11 @@ number of iterations).
 A ridge term (``lambda_l2 > 0`` with ``l2_form="squared"``) makes the problem
 strongly convex with a regularised optimum; there the same CV favours the
 exact optimum by 0.3-0.9 points, so "auto" solves it exactly.
+
+Across ranks (a problem with a `distributed.Comm`, each rank holding a
+contiguous block of the rows), the held-out rows are the ones one process
+would hold out of all ranks' rows (`choose_held_out` with `comm`), each rank
+keeping its slice, and the held-out and training losses are global sums.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from lit_plugins import distributed
 from lit_plugins.probing.losses import Problem
 from lit_plugins.probing.splits import train_held_out_split
 
@@ -133,28 +139,42 @@ def choose_held_out(
     n: int,
     fraction: float,
     random_state: int,
+    comm: distributed.Comm | None = None,
+    block: tuple[int, int] | None = None,
 ) -> np.ndarray | None:
     """Rows to hold out for early stopping, or None to solve exactly.
 
     `mode`: True/False as set (True with nothing to hold out is a ValueError);
     "auto": on unless the objective has a ridge term (`ridge`, a regularised
     optimum, solved exactly) or fewer than MIN_HELD_OUT rows would be held out.
+
+    With a distributed `comm`: `n` counts the rows of all ranks, `y_idx` (if
+    any) is this rank's block of the class indices, rows [start, stop) =
+    `block` of the global rows, and the result is that slice of the
+    one-process mask of all ranks' rows (the class indices are gathered for
+    the stratification); every rank returns None, or raises, alike.
     """
     if not mode:
         return None
     if mode == "auto" and ridge:
         return None  # ridge: a regularised optimum, solved exactly
+    sliced = comm is not None and comm.distributed
+    if sliced and y_idx is not None:
+        y_idx = np.asarray(y_idx)
+        small = y_idx.astype(np.min_scalar_type(int(y_idx.max())))  # a smaller message
+        y_idx = np.concatenate(comm.all_gather_object(small))
     mask = held_out_rows(y_idx, n, fraction, random_state)
     if mode == "auto":
-        return mask if mask.sum() >= MIN_HELD_OUT else None
-    if not mask.any():
+        if mask.sum() < MIN_HELD_OUT:
+            return None
+    elif not mask.any():
         raise ValueError(
             f"early_stopping=True needs held-out rows, but {n} example(s) at "
             f"validation_fraction={fraction} leave none (a "
             "class keeps at least one training row); use early_stopping=False "
             "or 'auto'."
         )
-    return mask
+    return mask[block[0] : block[1]] if sliced else mask
 
 
 def solve_early_stopped(
@@ -167,6 +187,8 @@ def solve_early_stopped(
 ) -> tuple[torch.Tensor, torch.Tensor, int, EarlyStopping]:
     """(V, c, n_iter, monitor): the held-out run and, if it overfit, the refit.
 
+    `held_out_mask` covers the problem's rows (this rank's, across ranks).
+
     `solve(problem, max_iter, tol, monitor=None, start=None)` runs a solver
     from the starting point (or from `start` = (V, c, logits)) and returns
     (V, c, n_iter); n_iter is the refit's when there is one.
@@ -174,8 +196,11 @@ def solve_early_stopped(
     # 1. Find when held-out loss stops improving (the held-out rows keep
     #    training weight 0, so X is not copied) ...
     held_out = torch.as_tensor(held_out_mask, device=problem.X.device, dtype=problem.X.dtype)
-    train_part = problem.with_row_weight(((1.0 - held_out) / float((1.0 - held_out).sum()))[None])
-    monitor = EarlyStopping(train_part, (held_out / float(held_out.sum()))[None], patience)
+    total = problem.comm.all_reduce_sum  # the row counts of all ranks
+    train_part = problem.with_row_weight(
+        ((1.0 - held_out) / float(total((1.0 - held_out).sum())))[None]
+    )
+    monitor = EarlyStopping(train_part, (held_out / float(total(held_out.sum())))[None], patience)
     V, c, n_iter = solve(train_part, max_iter, tol, monitor)
     if monitor.overfitting:
         # 2. ... and when the probe started to overfit, continue training on

@@ -15,6 +15,16 @@ Binary classification is solved as ONE logistic-regression row on the logit
 difference and split back into NeuroX's two rows (w1 = -w0 = d / 2), which
 is the exact optimum of the two-row problem for any symmetric penalty: half
 the work per iteration, same answer (`build_problem`, `stated_weights`).
+
+Data parallel (a `distributed.Comm` with N ranks): each rank holds a
+contiguous block of the rows (rank 0's first), and every sum over rows - the
+data loss, its gradient, the curvature, the row count, the feature
+statistics, the class prior / target mean, the Lipschitz estimate - is the
+local sum passed through `comm.all_reduce_sum`.  Everything else (weights,
+penalty, solver state) is replicated and computed identically on every
+rank, so all ranks take the same solver steps and end with the one-process
+solution up to the summation order's round-off.  With a world of one every
+reduction is the identity.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import math
 import numpy as np
 import torch
 
+from lit_plugins import distributed
 from lit_plugins.probing import _validation as val
 
 BINARY = "binary"  # internal task: 2-class softmax solved as one logistic
@@ -65,9 +76,16 @@ class Problem:
         l2_form: str,
         row_weight: torch.Tensor | None = None,
         forward_op=None,
+        *,
+        comm: distributed.Comm | None = None,
+        rows: tuple[int, int] | None = None,
     ):
+        """`comm`: the ranks holding the other row blocks (None: this process
+        has all rows); `rows`: (rows on all ranks, global index of this
+        rank's first row), gathered from the ranks when not given."""
         self.X = X
-        self.n = X.shape[0]
+        self.comm = distributed.SINGLE if comm is None else comm
+        self.n, self.row_offset = global_rows(self.comm, X.shape[0]) if rows is None else rows
         self.task_type = task_type
         self.targets = targets  # classification: labels [N]; regression: [1, N]
         self.neg_targets = -targets if task_type == BINARY else None
@@ -79,7 +97,7 @@ class Problem:
         self.lambda_l1 = float(lambda_l1)
         self.lambda_l2 = float(lambda_l2)
         self.l2_form = l2_form
-        self.row_weight = row_weight  # None: plain mean over all N rows
+        self.row_weight = row_weight  # None: plain mean over all N rows (all ranks')
         # X W^T: the BLAS or oneDNN (see _Forward), shared by `with_row_weight`.
         self.forward_op = _Forward(X) if forward_op is None else forward_op
         self._per_row = None  # (logits, per-row losses) of the last `data_loss`
@@ -98,6 +116,8 @@ class Problem:
             self.l2_form,
             row_weight=row_weight,
             forward_op=self.forward_op,
+            comm=self.comm,
+            rows=(self.n, self.row_offset),
         )
 
     def logits_t(self, V, c):
@@ -112,20 +132,25 @@ class Problem:
         `row_weight` ([1, N], summing to 1) replaces the plain mean, e.g. to
         leave out held-out rows (weight 0) or to score only them; default: the
         problem's own `row_weight`, or the plain mean when that is None.
+        Across ranks: the loss is the global one (one reduction per call, on
+        every path), dLoss/dLT covers this rank's rows (`param_grad` sums it).
         """
         w = self.row_weight if row_weight is None else row_weight
+        total = self.comm.all_reduce_sum
         cached = self._per_row
         if not need_grad and cached is not None and cached[0] is LT:
             # The same logits again (the early-stopping monitor scoring the
             # held-out rows of the iterate just evaluated): reweight the
             # per-row losses instead of recomputing the softmax.
             per_row = cached[1]
-            return (per_row.sum() / self.n if w is None else (per_row * w).sum()), None
+            return (
+                total(per_row.sum()) / self.n if w is None else total((per_row * w).sum())
+            ), None
         if self.task_type == BINARY:  # targets are -1/+1, LT the logit of +1
             neg_margin = LT * self.neg_targets
             per_row = torch.nn.functional.softplus(neg_margin)
             self._per_row = (LT, per_row)
-            loss = per_row.sum() / self.n if w is None else (per_row * w).sum()
+            loss = total(per_row.sum()) / self.n if w is None else total((per_row * w).sum())
             if not need_grad:
                 return loss, None
             GT = torch.sigmoid(neg_margin).mul_(self.neg_targets)
@@ -136,7 +161,7 @@ class Problem:
             se = e.sum(0, keepdim=True)
             per_row = torch.log(se) + m - LT.gather(0, self.targets[None, :])
             self._per_row = (LT, per_row)
-            loss = per_row.sum() / self.n if w is None else (per_row * w).sum()
+            loss = total(per_row.sum()) / self.n if w is None else total((per_row * w).sum())
             if not need_grad:
                 return loss, None
             GT = e.div_(se)
@@ -144,9 +169,9 @@ class Problem:
             return loss, (GT.mul_(1.0 / self.n) if w is None else GT.mul_(w))
         r = LT - self.targets
         if w is None:
-            loss = (r * r).sum() / self.n
+            loss = total((r * r).sum()) / self.n
             return loss, (r.mul_(2.0 / self.n) if need_grad else None)
-        loss = (r * r * w).sum()
+        loss = total((r * r * w).sum())
         return loss, (r.mul_(w).mul_(2.0) if need_grad else None)
 
     def curvature(self, LT, LT_d) -> float:
@@ -157,20 +182,25 @@ class Problem:
         first quasi-Newton step, before any curvature pairs exist.
         """
         w = self.row_weight if self.row_weight is not None else 1.0 / self.n
+        total = self.comm.all_reduce_sum
         if self.task_type == BINARY:
             p = torch.sigmoid(LT)
-            return float((p * (1.0 - p) * LT_d * LT_d * w).sum())
+            return float(total((p * (1.0 - p) * LT_d * LT_d * w).sum()))
         if self.task_type == val.CLASSIFICATION:
             p = torch.softmax(LT, dim=0)
             pa = (p * LT_d).sum(0)
-            return float((((p * LT_d * LT_d).sum(0) - pa * pa) * w).sum())
-        return float((2.0 * LT_d * LT_d * w).sum())
+            return float(total((((p * LT_d * LT_d).sum(0) - pa * pa) * w).sum()))
+        return float(total((2.0 * LT_d * LT_d * w).sum()))
 
     def param_grad(self, GT):
-        """Chain rule from dLoss/dLT to (dV, dc)."""
+        """Chain rule from dLoss/dLT to (dV, dc) (summed over ranks: one reduction)."""
         gc = GT.sum(1)
+        GX = GT @ self.X
+        if self.comm.distributed:  # GT X and gc in one message
+            summed = self.comm.all_reduce_sum(torch.cat([GX, gc[:, None]], dim=1))
+            GX, gc = summed[:, :-1], summed[:, -1]
         # (GT X - gc mean^T) / scale
-        gV = torch.addr(GT @ self.X, gc, self.mean, alpha=-1.0).mul_(self.inv_scale)
+        gV = torch.addr(GX, gc, self.mean, alpha=-1.0).mul_(self.inv_scale)
         return gV, gc
 
     def smooth_penalty(self, V, need_grad: bool):
@@ -205,15 +235,19 @@ class Problem:
         covariances have eigenvalues <= 1/2); squared error's is 2 * Z^T Z / N.
         Z is centred, so the bias block decouples.  A fixed strided row subsample
         and a fixed start vector keep it cheap and deterministic; an estimate is
-        enough because FISTA backtracks when it is too optimistic.
+        enough because FISTA backtracks when it is too optimistic.  Across
+        ranks the subsample is the one-process one (every `stride`-th global
+        row) and each product Z^T Z v is summed over the ranks.
         """
         stride = max(1, self.n // max_rows)
-        Zs = (self.X[::stride] - self.mean) * self.inv_scale
+        first = (-self.row_offset) % stride  # this rank's first global multiple of stride
+        Zs = (self.X[first::stride] - self.mean) * self.inv_scale
+        num_rows = len(range(0, self.n, stride))  # = Zs.shape[0] in a world of one
         h = Zs.shape[1]
         v = torch.ones(h, dtype=Zs.dtype, device=Zs.device) / math.sqrt(h)
         lam = 0.0
         for _ in range(num_iter):
-            w = Zs.T @ (Zs @ v) / Zs.shape[0]
+            w = self.comm.all_reduce_sum(Zs.T @ (Zs @ v)) / num_rows
             lam = float(torch.linalg.vector_norm(w))
             if lam == 0.0:
                 break
@@ -252,7 +286,25 @@ class _Forward:
         return self.X @ W.T
 
 
-def feature_stats(X: torch.Tensor, exact: bool, max_rows: int = 2048):
+def global_rows(comm: distributed.Comm, n_local: int) -> tuple[int, int]:
+    """(rows on all ranks, global index of this rank's first row).
+
+    Blocks are contiguous in rank order; a world of one is (n_local, 0) with
+    no communication.
+    """
+    if not comm.distributed:
+        return int(n_local), 0
+    sizes = comm.all_gather_object(int(n_local))
+    return sum(sizes), sum(sizes[: comm.rank])
+
+
+def feature_stats(
+    X: torch.Tensor,
+    exact: bool,
+    max_rows: int = 2048,
+    comm: distributed.Comm | None = None,
+    rows: tuple[int, int] | None = None,
+):
     """Per-neuron mean and std (constant neurons get scale 1).
 
     With exact=False they only precondition the solver (any positive scale
@@ -261,8 +313,15 @@ def feature_stats(X: torch.Tensor, exact: bool, max_rows: int = 2048):
     moments (torch's column-wise var_mean is ~10x slower than two reductions
     and, on a probe-sized matrix, costs as much as several solver iterations).
     exact=True (standardize=True) defines the model: full data, var_mean.
+
+    `comm`, `rows` (see `Problem`): X is this rank's block of the rows; the
+    statistics are those of all ranks' rows (the same strided subsample of
+    the global rows as one process takes, or, exact, a two-pass mean and
+    variance over all rows).
     """
-    if exact:
+    if comm is not None and comm.distributed:
+        mean, var = _global_moments(X, exact, max_rows, comm, rows)
+    elif exact:
         var, mean = torch.var_mean(X, dim=0, correction=0)
     else:
         if X.shape[0] > max_rows:
@@ -279,6 +338,21 @@ def feature_stats(X: torch.Tensor, exact: bool, max_rows: int = 2048):
     return mean, scale
 
 
+def _global_moments(X, exact, max_rows, comm, rows):
+    """`feature_stats`'s (mean, var) of the rows on all ranks (X: this rank's block)."""
+    n, offset = global_rows(comm, X.shape[0]) if rows is None else rows
+    if exact:  # two passes, as var_mean: sum, then centred squares
+        mean = comm.all_reduce_sum(X.sum(0)) / n
+        return mean, comm.all_reduce_sum(torch.square(X - mean).sum(0)) / n
+    if n > max_rows:  # every stride-th GLOBAL row, as one process subsamples
+        stride = n // max_rows
+        X = X[(-offset) % stride :: stride]
+        n = len(range(0, n, stride))
+    moments = comm.all_reduce_sum(torch.stack([X.sum(0), (X * X).sum(0)])) / n
+    mean = moments[0]
+    return mean, torch.clamp(moments[1] - mean * mean, min=0.0)
+
+
 def build_problem(
     X: torch.Tensor,
     y: np.ndarray,
@@ -287,15 +361,22 @@ def build_problem(
     lambda_l2: float,
     l2_form: str,
     standardize: bool,
+    comm: distributed.Comm | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> tuple[Problem, torch.Tensor]:
     """The preconditioned problem of a probe and the bias to start from.
 
     `y`: class indices 0..num_classes-1 (classification) or real targets
     (regression, num_classes None).  The starting bias is the log class prior
-    (or the target mean), so the weights can start at zero.
+    (or the target mean), so the weights can start at zero.  `comm`, `rows`:
+    X and y are this rank's block of the rows (see `Problem`); the prior and
+    the target mean are then those of all ranks' rows.
     """
     device, dtype = X.device, X.dtype
-    mean, scale = feature_stats(X, exact=standardize)
+    comm = distributed.SINGLE if comm is None else comm
+    rows = global_rows(comm, X.shape[0]) if rows is None else rows
+    n = rows[0]
+    mean, scale = feature_stats(X, exact=standardize, comm=comm, rows=rows)
     if num_classes == 2:
         # A 2-class softmax probe only sees the logit difference d = w1 - w0,
         # and for any symmetric penalty the best split is w1 = -w0 = d / 2
@@ -303,24 +384,30 @@ def build_problem(
         # regression on d, one output row instead of two, and split it back.
         kind = BINARY
         targets = torch.as_tensor(2 * y - 1, device=device).to(dtype)[None, :]
-        p1 = float(np.mean(y))
+        p1 = (
+            float(np.mean(y))
+            if not comm.distributed
+            else float(comm.sum_array(np.array([y.sum()]))[0]) / n
+        )
         c0 = torch.tensor([math.log(p1 / (1.0 - p1))], dtype=dtype, device=device)
         lambda_l2 *= 0.5 if l2_form == "squared" else math.sqrt(0.5)
     elif num_classes is not None:
         kind = val.CLASSIFICATION
         targets = torch.as_tensor(y, device=device, dtype=torch.long)
-        prior = torch.bincount(targets, minlength=num_classes).to(dtype)
+        prior = comm.all_reduce_sum(torch.bincount(targets, minlength=num_classes)).to(dtype)
         prior = prior / prior.sum()
         c0 = torch.log(prior) - torch.log(prior).mean()
     else:
         kind = val.REGRESSION
         targets = torch.as_tensor(y, device=device).to(dtype)[None, :]
-        c0 = targets.mean(1)
+        c0 = targets.mean(1) if not comm.distributed else comm.all_reduce_sum(targets.sum(1)) / n
     # Penalty weights per neuron.  standardize=False: the penalty is on the
     # raw weights W = V / scale, so omega = 1 / scale keeps the optimum of the
     # stated problem; standardize=True: the penalty is on V itself.
     omega = torch.ones_like(scale) if standardize else 1.0 / scale
-    problem = Problem(X, targets, kind, mean, scale, omega, lambda_l1, lambda_l2, l2_form)
+    problem = Problem(
+        X, targets, kind, mean, scale, omega, lambda_l1, lambda_l2, l2_form, comm=comm, rows=rows
+    )
     return problem, c0
 
 

@@ -43,6 +43,19 @@ Determinism: weights start at zero and the bias at the log class prior (or
 the target mean), every step is full batch, and the only sampling is the
 early-stopping split, drawn from `random_state` - two fits on the same
 data/device/thread count give bit-identical weights.
+
+Data parallel (``comm``, a `distributed.Comm` of N ranks): each rank calls
+`fit` with its contiguous block of the rows (rank 0's rows first, as
+`Comm.block` splits them) and every rank ends with the same probe as one
+process fitting all rows, up to the round-off of summing in another order:
+every sum over rows is reduced across ranks (`losses`), the classes are the
+union of all ranks' labels, and the early-stopping rows are the
+one-process held-out rows of the global row order.  Everything else is
+replicated, so the ranks must run the same settings (same device kind,
+dtype and thread count: the replicated arithmetic must round alike).  All
+solvers work this way (FISTA's Lipschitz estimate uses the one-process
+row subsample; scipy's L-BFGS-B runs on every rank from the same, reduced,
+values).
 """
 
 from __future__ import annotations
@@ -52,6 +65,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lit_plugins import distributed
 from lit_plugins.devices import DeviceLike, pick_device
 from lit_plugins.probing import _validation as val
 from lit_plugins.probing import early_stopping as es
@@ -126,6 +140,7 @@ class LinearProbe:
         random_state: int = 0,
         device: DeviceLike = None,
         dtype: torch.dtype = torch.float32,
+        comm: distributed.Comm | None = None,
     ):
         """Args:
         task_type: "classification" or "regression".
@@ -164,6 +179,11 @@ class LinearProbe:
         validation_fraction, n_iter_no_change, random_state: see above.
         device: None/"auto" (CUDA when available, else CPU) or a torch device.
         dtype: torch dtype for training (float64 for tight numerical tests).
+        comm: None (this process has all rows, `distributed.SINGLE`) or a
+          `distributed.Comm` of N ranks, each of which calls `fit` with its
+          contiguous block of the rows (at least one row each; see the module
+          docstring).  Every rank then gets the one-process probe.  An invalid
+          input on any rank raises ValueError on every rank.
         """
         self.task_type = task_type
         self.lambda_l1 = lambda_l1
@@ -180,6 +200,7 @@ class LinearProbe:
         self.random_state = random_state
         self.device = device
         self.dtype = dtype
+        self.comm = comm
 
     # ---------------------------------------------------------------- checks
     def _check_params(self):
@@ -222,11 +243,18 @@ class LinearProbe:
     # autograd's per-op bookkeeping makes a probe-sized fit ~15% faster.
     @torch.inference_mode()
     def fit(self, X: Any, y: Any) -> LinearProbe:
-        """Trains the probe on activations X [N, H] and labels y [N]."""
-        self._check_params()
-        X = val.check_features(X)
-        y = val.check_labels(y, X.shape[0], self.task_type)
-        y_idx = self._encode_classes(y)
+        """Trains the probe on activations X [N, H] and labels y [N].
+
+        With a distributed `comm`: X, y are this rank's block of the rows.
+        """
+        comm = distributed.SINGLE if self.comm is None else self.comm
+        if comm.distributed:
+            X, y, y_idx, rows = self._check_blocks(comm, X, y)
+        else:
+            self._check_params()
+            X = val.check_features(X)
+            y = val.check_labels(y, X.shape[0], self.task_type)
+            y_idx, rows = self._encode_classes(y), None
         Xt = torch.as_tensor(X).to(device=pick_device(self.device), dtype=self.dtype)
         problem, c0 = losses.build_problem(
             Xt,
@@ -236,6 +264,8 @@ class LinearProbe:
             self.lambda_l2,
             self.l2_form,
             self.standardize,
+            comm=comm,
+            rows=rows,
         )
         self.solver_ = solvers.resolve_solver(self.solver, self.lambda_l1)
         V, c = self._solve(problem, c0, y_idx)
@@ -256,6 +286,43 @@ class LinearProbe:
         self.classes_ = classes
         return y_idx
 
+    def _check_blocks(self, comm: distributed.Comm, X: Any, y: Any):
+        """`fit`'s checks on every rank's block: (X, y, y_idx, rows); sets `classes_`.
+
+        One gather carries each rank's verdict, row and neuron counts and
+        classes, so a bad block raises on every rank (not only on its own,
+        leaving the others waiting in a collective) and `classes_` is the
+        union of all ranks' labels (a class may be missing from a block).
+        """
+
+        def check():
+            self._check_params()
+            Xc = val.check_features(X)
+            yc = val.check_labels(y, Xc.shape[0], self.task_type)
+            labels = None if self.task_type != val.CLASSIFICATION else np.unique(yc)
+            return (Xc, yc), (Xc.shape[0], Xc.shape[1], labels)
+
+        (X, y), infos = gather_checked(comm, check)
+        if len({h for _, h, _ in infos}) > 1:
+            raise ValueError(
+                f"The ranks' blocks have different numbers of neurons: {[h for _, h, _ in infos]}."
+            )
+        sizes = [n for n, _, _ in infos]
+        rows = (sum(sizes), sum(sizes[: comm.rank]))
+        if self.task_type != val.CLASSIFICATION:
+            self.classes_ = None
+            return X, y, None, rows
+        if len({labels.dtype.kind for _, _, labels in infos}) > 1:
+            raise ValueError("The ranks' class labels are of different types.")
+        classes = np.unique(np.concatenate([labels for _, _, labels in infos]))
+        if classes.shape[0] < 2:
+            raise ValueError(
+                "Classification probe needs at least two classes, but y contains "
+                f"only one ({classes[0]!r})."
+            )
+        self.classes_ = classes
+        return X, y, np.searchsorted(classes, y), rows
+
     def _solve(self, problem: losses.Problem, c0: torch.Tensor, y_idx: np.ndarray | None):
         """(V, c) of the solve; sets n_iter_, best_iter_, validation_loss_, early_stopped_."""
 
@@ -273,6 +340,8 @@ class LinearProbe:
             problem.n,
             self.validation_fraction,
             self.random_state,
+            comm=problem.comm,
+            block=(problem.row_offset, problem.row_offset + problem.X.shape[0]),
         )
         default_max_iter = solvers.DEFAULT_MAX_ITER[self.solver_]
         if mask is None:
@@ -351,6 +420,31 @@ class LinearProbe:
             ss_tot = float(np.sum((y - y.mean()) ** 2))
             return 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
         return float(np.mean(pred == y))
+
+
+def gather_checked(comm: distributed.Comm, check: Any) -> tuple[Any, list[Any]]:
+    """`check()` -> (value, info) on this rank; returns (value, every rank's info).
+
+    If `check` raised ValueError on any rank, every rank raises (the failing
+    rank its own error, the others one naming that rank): input checks that
+    fail on one rank must not leave the others waiting in a collective.  A
+    world of one runs `check` and nothing else.
+    """
+    if not comm.distributed:
+        value, info = check()
+        return value, [info]
+    value = info = error = None
+    try:
+        value, info = check()
+    except ValueError as e:
+        error = e
+    gathered = comm.all_gather_object((None if error is None else str(error), info))
+    if error is not None:
+        raise error
+    for rank, (message, _) in enumerate(gathered):
+        if message is not None:
+            raise ValueError(f"Rank {rank} of {comm.world_size} rejected its data: {message}")
+    return value, [info for _, info in gathered]
 
 
 def train_logistic_regression_probe(

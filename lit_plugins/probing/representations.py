@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from lit_plugins import distributed
 from lit_plugins.probing import _validation as val
 from lit_plugins.probing import metrics as metrics_lib
 from lit_plugins.probing import probes as probes_lib
@@ -215,15 +216,28 @@ class LayerSweep:
     all from one forward pass) or dicts {layer name: [N, H]}.  Layers are
     probed in order with identical settings; ties in the dev score go to the
     lowest (earliest) layer.
+
+    With a distributed `comm`, every rank passes its contiguous block of the
+    train rows and of the dev rows; the probes are the one-process probes
+    (see `probes.LinearProbe`) and the dev scores are computed from all
+    ranks' dev predictions (one gather after the last layer), so every rank
+    reports the one-process `scores_` and `best_layer_`.
     """
 
     def __init__(
-        self, task_type: str = "classification", metric: str | None = None, **probe_kwargs
+        self,
+        task_type: str = "classification",
+        metric: str | None = None,
+        *,
+        comm: distributed.Comm | None = None,
+        **probe_kwargs,
     ):
         """Args:
         task_type: "classification" or "regression".
         metric: a `metrics.METRICS` name; default "accuracy" for
           classification and "pearson" for regression.
+        comm: None (one process) or the `distributed.Comm` whose ranks each
+          hold a block of the rows; passed to every probe.
         probe_kwargs: passed to every `LinearProbe`.
         """
         self.task_type = val.check_task_type(task_type)
@@ -232,6 +246,7 @@ class LayerSweep:
             raise ValueError(
                 f"Unknown metric {self.metric!r}; expected one of {metrics_lib.METRICS}."
             )
+        self.comm = comm
         self.probe_kwargs = probe_kwargs
 
     def fit(
@@ -248,15 +263,36 @@ class LayerSweep:
         self.layers_ = list(train)
         self.probes_ = {}
         self.scores_ = {}
+        comm = distributed.SINGLE if self.comm is None else self.comm
+        if comm.distributed:  # dev checks up front, on every rank at once
+            dev, _ = probes_lib.gather_checked(comm, lambda: (self._check_dev(dev, y_dev), None))
+        local = {}  # distributed: this rank's (dev predictions, dev labels) per layer
         for layer in self.layers_:
-            probe = probes_lib.LinearProbe(self.task_type, **self.probe_kwargs)
+            probe = probes_lib.LinearProbe(self.task_type, comm=self.comm, **self.probe_kwargs)
             probe.fit(train[layer], y_train)
             preds = probe.predict(val.check_features(dev[layer], "dev_activations"))
             y_dev_arr = val.check_labels(y_dev, preds.shape[0], self.task_type, "y_dev")
             self.probes_[layer] = probe
-            self.scores_[layer] = metrics_lib.compute_score(preds, y_dev_arr, self.metric)
+            if comm.distributed:
+                local[layer] = (preds, y_dev_arr)
+            else:
+                self.scores_[layer] = metrics_lib.compute_score(preds, y_dev_arr, self.metric)
+        if comm.distributed:  # score all ranks' dev rows, in the global row order
+            ranks = comm.all_gather_object(local)
+            for layer in self.layers_:
+                preds = np.concatenate([r[layer][0] for r in ranks])
+                labels = np.concatenate([r[layer][1] for r in ranks])
+                self.scores_[layer] = metrics_lib.compute_score(preds, labels, self.metric)
         self.best_layer_ = max(
             self.layers_, key=lambda k: (self.scores_[k], -self.layers_.index(k))
         )
         self.best_score_ = self.scores_[self.best_layer_]
         return self
+
+    def _check_dev(self, dev: dict, y_dev: Any) -> dict:
+        """The dev layers as checked arrays (labels checked against each layer's rows)."""
+        checked = {}
+        for layer, acts in dev.items():
+            checked[layer] = val.check_features(acts, "dev_activations")
+            val.check_labels(y_dev, checked[layer].shape[0], self.task_type, "y_dev")
+        return checked

@@ -30,6 +30,13 @@ Every solver starts from weights 0 and the given bias, takes full-batch
 steps only, and may be given an early-stopping `monitor`
 (`early_stopping.EarlyStopping`): it is called with every accepted iterate
 and its logits, and when it says stop, its best iterate is the result.
+
+Across ranks (a `Problem` with a distributed `Comm`) the solvers need no
+change: every value they branch on (objective, gradient, curvature,
+held-out loss, Lipschitz estimate) comes out of `Problem` already summed
+over the ranks, and the rest is computed alike on every rank, so all ranks
+take the same steps.  That holds for scipy's L-BFGS-B too (deterministic,
+fed the same reduced values on every rank).
 """
 
 from __future__ import annotations
