@@ -73,7 +73,7 @@ def parse(
         raise ValueError(f"--held_out_fraction must be in (0, 1), got {opts.held_out_fraction}.")
     if not 0.0 < opts.top_mass <= 1.0:
         raise ValueError(f"--top_mass must be in (0, 1], got {opts.top_mass}.")
-    return linear_probe.LinearProbeInterpreter().parse_config(model, dataset, opts.config())
+    return linear_probe.LinearProbeInterpreter().parse_config(model, dataset, opts.config()).fit
 
 
 def run(
@@ -100,6 +100,12 @@ def run(
         len(examples), opts.held_out_fraction, opts.seed, strata
     )
     layers = "all" if fit.sweep else list(fit.layers)
+    for part, indices in (("train", train_ex), ("held-out", held_ex)):
+        if indices.size < comm.world_size:  # checked on every rank: none waits for another
+            raise ValueError(
+                f"{indices.size} {part} examples for {comm.world_size} processes; every "
+                f"process needs at least one: use at most {indices.size} processes."
+            )
     parts = {}
     for part, indices in (("train", train_ex), ("held-out", held_ex)):
         mine = indices[slice(*comm.block(len(indices)))]

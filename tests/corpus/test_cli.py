@@ -40,10 +40,24 @@ def checkpoints(tmp_path_factory):
     return out
 
 
-def run_cli(command, out_dir, *flags, world=1, check=True, wait=True):
-    """Runs a command in 1 process, or in `world` processes under torchrun."""
+def run_cli(command, out_dir, *flags, world=1, check=True, wait=True, launcher="torchrun"):
+    """Runs a command in 1 process, or in `world` processes under torchrun
+    (or `accelerate launch`)."""
     if world == 1:
         launcher = [sys.executable, "-m", "lit_plugins"]
+    elif launcher == "accelerate":
+        launcher = [
+            os.path.join(os.path.dirname(sys.executable), "accelerate"),
+            "launch",
+            # accelerate's multi-process launcher (torch.distributed.run);
+            # without a GPU our processes join with gloo. ("--cpu" would
+            # start one process.)
+            "--multi_gpu",
+            f"--num_processes={world}",
+            f"--main_process_port={demo_server.free_port()}",
+            "-m",
+            "lit_plugins",
+        ]
     else:
         launcher = [
             sys.executable,
@@ -119,8 +133,11 @@ def test_attribute_rows_are_complete_and_match_the_interpreters(attribute_one, c
         assert list(rows["tokens"][i]) == list(value.tokens)
 
 
-def test_attribute_two_processes_equal_one(attribute_one, checkpoints, tmp_path):
-    run_cli("attribute", tmp_path, *_model_flags(checkpoints, "tiny"), *ATTRIBUTE_FLAGS, world=2)
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_attribute_two_processes_equal_one(attribute_one, checkpoints, tmp_path, launcher):
+    flags = [*_model_flags(checkpoints, "tiny"), *ATTRIBUTE_FLAGS]
+    proc = run_cli("attribute", tmp_path, *flags, world=2, launcher=launcher)
+    assert "rank 1 of 2" in proc.stderr  # two ranks really ran
     one, two = attribute.read(str(attribute_one)), attribute.read(str(tmp_path))
     assert two["example"].tolist() == list(range(N))
     pd.testing.assert_frame_equal(one, two)
@@ -134,31 +151,34 @@ def test_finished_output_is_left_alone(attribute_one, checkpoints):
     assert after == before
 
 
-def test_killed_run_resumes_to_the_uninterrupted_output(attribute_one, checkpoints, tmp_path):
+def test_killed_run_resumes_to_the_uninterrupted_output(checkpoints, tmp_path):
     flags = [*_model_flags(checkpoints, "tiny"), *ATTRIBUTE_FLAGS[:-2], "--shard_size=1"]
     flags.append("--batch_size=1")
-    plan_glob = lambda: [p for p in os.listdir(tmp_path) if p.startswith("shard-")]
-    proc = run_cli("attribute", tmp_path, *flags, wait=False)
+    killed, full = tmp_path / "killed", tmp_path / "full"
+    written = lambda: [p for p in os.listdir(killed) if p.startswith("shard-")]
+    proc = run_cli("attribute", killed, *flags, wait=False)
     deadline = time.time() + 300
-    while not plan_glob() and time.time() < deadline and proc.poll() is None:
+    while not (killed.exists() and written()) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)  # no clean-up runs: what a crash or OOM kill leaves
     proc.wait()
-    done = len(plan_glob())
+    done = len(written())
     assert 0 < done < N, f"the kill came at {done} of {N} shards; the test needs a partial run"
-    assert not (tmp_path / shards.COMPLETE).exists()
-    run_cli("attribute", tmp_path, *flags)
-    resumed = attribute.read(str(tmp_path))
+    assert not (killed / shards.COMPLETE).exists()
+    assert not [p for p in os.listdir(killed) if p.endswith(".tmp.parquet")]
+    proc = run_cli("attribute", killed, *flags)
+    assert f"Rank 0 wrote {N - done} shard(s)" in proc.stderr  # only the missing ones
+    run_cli("attribute", full, *flags)
+    resumed = attribute.read(str(killed))
     assert resumed["example"].tolist() == list(range(N))
-    # Another shard size, same rows: compare the values, not the shard layout.
-    pd.testing.assert_frame_equal(resumed, attribute.read(str(attribute_one)))
+    pd.testing.assert_frame_equal(resumed, attribute.read(str(full)))
 
 
 def test_output_of_another_configuration_is_refused(attribute_one, checkpoints):
-    flags = [*_model_flags(checkpoints, "tiny"), *ATTRIBUTE_FLAGS[:2], "--ig_steps=32"]
+    flags = [*_model_flags(checkpoints, "tiny"), *ATTRIBUTE_FLAGS, "--ig_steps=32"]
     proc = run_cli("attribute", attribute_one, *flags, check=False)
     assert proc.returncode == 2
-    assert "another run configuration (ig_steps: 16 there vs 32 now)" in proc.stderr
+    assert "another run configuration (ig_steps: 16 there vs 32 now);" in proc.stderr
 
 
 def test_unwritable_output_dir(checkpoints, tmp_path):
@@ -176,7 +196,7 @@ def test_txray_refuses_mismatched_models_before_work(checkpoints, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.startswith("shard-")]
 
 
-TXRAY_FLAGS = ("--layer=2", "--shard_size=4", "--batch_size=3", "--mode=all", "--no_report")
+TXRAY_FLAGS = ("--layer=2", "--shard_size=4", "--batch_size=3", "--mode=all", "--noreport")
 
 
 def test_txray_two_processes_equal_one_and_the_in_lit_pass(checkpoints, tmp_path):
@@ -210,7 +230,8 @@ def test_txray_two_processes_equal_one_and_the_in_lit_pass(checkpoints, tmp_path
         r1, c1, m1, n1 = mine.to_coo()
         r2, c2, m2, n2 = theirs.to_coo()
         np.testing.assert_array_equal(np.stack([r1, c1, n1]), np.stack([r2, c2, n2]))
-        np.testing.assert_allclose(m1, m2, rtol=1e-12)
+        # float32 activations of differently padded batches: equal to rounding.
+        np.testing.assert_allclose(m1, m2, rtol=1e-5)
     summary = json.loads((one / corpus_txray.SUMMARY_FILE).read_text())
     assert summary["num_examples"] == N and summary["layer"] == 2
 
