@@ -282,15 +282,16 @@ def cmd_txray(comm: distributed.Comm) -> None:
         batch_size=model_data.BATCH_SIZE.value,
         comm=comm,
     )
-    complete = plan.finish(comm)
-    if complete and comm.is_main:
+
+    def write_results():
         result = txray.write_results(plan, (ref_name, name), opts, report=REPORT.value)
         print(
             f"txray: {ref_name!r} -> {name!r}, layer {opts.layer}, {result.num_shared} "
             f"neurons active in both, results in {out_dir}",
             flush=True,
         )
-    comm.barrier()
+
+    plan.finish(comm, then=write_results)
 
 
 def cmd_probe(comm: distributed.Comm) -> None:

@@ -205,14 +205,30 @@ class ShardPlan:
                 },
             )
 
-    def finish(self, comm: distributed.Comm = distributed.SINGLE) -> bool:
-        """After every rank's shards: rank 0 marks the run complete when all
-        shards exist. Returns whether it is complete (on every rank)."""
+    def finish(
+        self,
+        comm: distributed.Comm = distributed.SINGLE,
+        then: Callable[[], Any] | None = None,
+    ) -> bool:
+        """After every rank's shards: when all shards exist, rank 0 runs `then`
+        (e.g. merging them) and only after it marks the run complete, so a
+        crash in between leaves a run that a rerun finishes. Returns whether
+        it is complete (on every rank)."""
         comm.barrier()
         complete = all(self.done(k) for k in range(self.num_shards))
+        failure = None
         if complete and comm.is_main:
-            write_json(os.path.join(self.out_dir, COMPLETE), {"hash": self.hash})
-        comm.barrier()
+            try:
+                if then is not None:
+                    then()
+                write_json(os.path.join(self.out_dir, COMPLETE), {"hash": self.hash})
+            except Exception as e:  # told to every rank, none left waiting
+                failure = e
+        problem = comm.broadcast_object(None if failure is None else str(failure))
+        if failure is not None:
+            raise failure
+        if problem is not None:
+            raise ValueError(f"Rank 0 failed to finish the run: {problem}")
         return complete
 
 

@@ -114,3 +114,19 @@ def test_single_comm_is_identity():
     np.testing.assert_array_equal(comm.sum_array(np.arange(3)), np.arange(3))
     with pytest.raises(ValueError, match="process group"):
         distributed.Comm(rank=0, world_size=2)
+
+
+def test_complete_only_after_the_final_step(tmp_path):
+    plan = shards.ShardPlan(str(tmp_path), {"a": 1}, 2, 2, ".x")
+    plan.prepare()
+    open(plan.path(0), "w").close()
+
+    def merge_fails():
+        raise ValueError("merge failed")
+
+    with pytest.raises(ValueError, match="merge failed"):
+        plan.finish(then=merge_fails)
+    assert not shards.is_complete(str(tmp_path), {"a": 1})  # a rerun finishes it
+    done = []
+    assert plan.finish(then=lambda: done.append(True))
+    assert done == [True] and shards.is_complete(str(tmp_path), {"a": 1})
