@@ -38,7 +38,10 @@ MODEL = flags.DEFINE_string(
     "model", None, "Which of --models to run (its name; default: the first)."
 )
 SHARD_SIZE = flags.DEFINE_integer(
-    "shard_size", 256, "attribute/txray: examples per shard (the unit of resuming)."
+    "shard_size",
+    0,
+    "attribute/txray: examples per shard (the unit of resuming and of work per "
+    "process); 0 = min(256, ceil(examples / 64)).",
 )
 # attribute
 METHODS = flags.DEFINE_list(
@@ -203,6 +206,12 @@ def _text_columns(dataset) -> list[str]:
     return [k for k in dataset.spec() if not k.startswith("_")]
 
 
+def _shard_size(examples) -> int:
+    if SHARD_SIZE.value < 0:
+        raise ValueError(f"--shard_size must be >= 0 (0 = auto), got {SHARD_SIZE.value}.")
+    return SHARD_SIZE.value or shards.auto_shard_size(len(examples))
+
+
 def _finished(out_dir: str, config: dict, comm: distributed.Comm) -> bool:
     if shards.is_complete(out_dir, config):
         if comm.is_main:
@@ -233,7 +242,7 @@ def cmd_attribute(comm: distributed.Comm) -> None:
     dataset = _dataset(model)
     attribute.check_model(model, opts)
     examples = list(dataset.examples)
-    plan = shards.ShardPlan(out_dir, config, len(examples), SHARD_SIZE.value, ".parquet")
+    plan = shards.ShardPlan(out_dir, config, len(examples), _shard_size(examples), ".parquet")
     plan.prepare(comm)
     written = attribute.run(
         model,
@@ -270,7 +279,9 @@ def cmd_txray(comm: distributed.Comm) -> None:
     dataset = _dataset(model)
     examples = list(dataset.examples)
     txray.check_pair(model, reference, ref_name, examples, opts)
-    plan = shards.ShardPlan(out_dir, config, len(examples), SHARD_SIZE.value, txray.SHARD_SUFFIX)
+    plan = shards.ShardPlan(
+        out_dir, config, len(examples), _shard_size(examples), txray.SHARD_SUFFIX
+    )
     plan.prepare(comm)
     txray.run(
         model,

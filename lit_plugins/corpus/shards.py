@@ -36,6 +36,18 @@ _FORMAT = "lit_plugins.corpus.run/1"
 _SHARD_RE = re.compile(r"^shard-([0-9a-f]{12})-(\d{6})-of-(\d{6})\.")
 
 
+# Auto shard size: at least this many shards (so up to ~16 ranks get
+# balanced work; shards go round-robin) and at most this many examples each.
+_MIN_SHARDS = 64
+_MAX_SHARD_SIZE = 256
+
+
+def auto_shard_size(num_items: int) -> int:
+    """min(256, ceil(n / 64)): a function of the data only, so the same run
+    resumed on another number of ranks has the same shards."""
+    return max(1, min(_MAX_SHARD_SIZE, -(-int(num_items) // _MIN_SHARDS)))
+
+
 def config_hash(config: dict) -> str:
     """12 hex digits of the sha256 of the canonical JSON of `config`."""
     text = json.dumps(config, sort_keys=True, default=str)

@@ -1,6 +1,6 @@
 """Benchmark: the command line at corpus scale, 1 vs 2 processes, against the in-LIT path.
 
-Run:  python -m tests.benchmarks.bench_corpus [--scale 10] [--attribute-examples 320]
+Run:  python -m tests.benchmarks.bench_corpus [--scale 10] [--attribute-examples 160]
 
 Data: the bundled train + dev sentences (720) repeated `--scale` times
 (7,200 at 10x) in a TSV; model: the fine-tuned MiniLM-L6 (its reference for
@@ -92,7 +92,7 @@ def _cli(world: int) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", type=int, default=10)
-    ap.add_argument("--attribute-examples", type=int, default=320)
+    ap.add_argument("--attribute-examples", type=int, default=160)
     ap.add_argument(
         "--skip", default="", help="comma-separated parts to skip: probe,txray,attribute"
     )

@@ -130,3 +130,15 @@ def test_complete_only_after_the_final_step(tmp_path):
     done = []
     assert plan.finish(then=lambda: done.append(True))
     assert done == [True] and shards.is_complete(str(tmp_path), {"a": 1})
+
+
+def test_auto_shard_size():
+    assert [shards.auto_shard_size(n) for n in (1, 13, 64, 65, 160, 7200, 10**6)] == [
+        1,
+        1,
+        1,
+        2,
+        3,
+        113,
+        256,
+    ]
