@@ -50,6 +50,13 @@ TEXT_FIELDS = flags.DEFINE_list(
     "premise=sentence1,hypothesis=sentence2.",
 )
 LABEL_COLUMN = flags.DEFINE_string("label_column", "label", "Label column ('' for none).")
+TAGS_COLUMNS = flags.DEFINE_list(
+    "tags_columns",
+    [],
+    "LIT field=source column of per-word tags (SequenceTags over the first text "
+    "field's whitespace words: a JSON list or a space-separated string), for the "
+    "token-level probe and TX-Ray's tag features, e.g. pos=upos.",
+)
 MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Keep at most this many examples.")
 BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
 MAX_LENGTH = flags.DEFINE_integer("max_length", 128, "Max tokens per input.")
@@ -59,13 +66,18 @@ DEFAULT_DATASET_NAME = "sentiment-dev"
 DEFAULT_REFERENCE = "minilm-pretrained"
 
 
-def text_fields() -> dict[str, str]:
-    """{LIT field: source column} from --text_fields."""
+def _pairs(items) -> dict[str, str]:
+    """['field=column', 'name'] -> {field: column, name: name}."""
     fields = {}
-    for item in TEXT_FIELDS.value:
+    for item in items or []:
         field, _, column = item.partition("=")
         fields[field] = column or field
     return fields
+
+
+def text_fields() -> dict[str, str]:
+    """{LIT field: source column} from --text_fields."""
+    return _pairs(TEXT_FIELDS.value)
 
 
 def name_and_path(spec: str) -> tuple[str, str]:
@@ -136,7 +148,11 @@ def load_dataset(models: dict | None = None) -> dict[str, loaders.RecordsDataset
                 "dev", max_examples=MAX_EXAMPLES.value
             )
         }
-    kw = dict(label_column=LABEL_COLUMN.value or None, max_examples=MAX_EXAMPLES.value)
+    kw = dict(
+        label_column=LABEL_COLUMN.value or None,
+        max_examples=MAX_EXAMPLES.value,
+        tags_columns=_pairs(TAGS_COLUMNS.value),
+    )
     first = next(iter(models.values())) if models else None
     if first is not None and first.is_regression:
         kw["is_regression"] = True
@@ -162,6 +178,7 @@ MODEL_DATA_FLAGS = (
     "split",
     "text_fields",
     "label_column",
+    "tags_columns",
     "max_examples",
     "max_length",
 )

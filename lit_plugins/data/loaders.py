@@ -43,7 +43,13 @@ class RecordsDataset(lit_dataset.Dataset):
         is_regression: bool = False,
         max_examples: int | None = None,
         description: str = "",
+        tags_columns: Mapping[str, str] | None = None,
     ):
+        """`tags_columns`: {LIT field: source column} of per-word labels
+        (`SequenceTags` over the first text field's whitespace words, for the
+        token-level probe and TX-Ray's tag features): a list of strings
+        (JSONL) or one space-separated string (CSV/TSV)."""
+        tags_columns = dict(tags_columns or {})
         if not text_fields:
             raise ValueError(
                 "text_fields must map at least one LIT field to a "
@@ -53,7 +59,11 @@ class RecordsDataset(lit_dataset.Dataset):
         columns = set().union(*(r.keys() for r in records)) if records else set()
         missing = [
             c
-            for c in list(text_fields.values()) + ([label_column] if label_column else [])
+            for c in [
+                *text_fields.values(),
+                *([label_column] if label_column else []),
+                *tags_columns.values(),
+            ]
             if c not in columns
         ]
         if records and missing:
@@ -70,6 +80,8 @@ class RecordsDataset(lit_dataset.Dataset):
                         raise ValueError(f"Label {value!r} is not a number.") from None
                 else:
                     ex[label_field] = _label_str(value)
+            for field, column in tags_columns.items():
+                ex[field] = _tags(r.get(column), column, len(examples))
             examples.append(ex)
         if label_column and not is_regression:
             seen = sorted({ex[label_field] for ex in examples})
@@ -83,6 +95,9 @@ class RecordsDataset(lit_dataset.Dataset):
         self._spec = {f: lit_types.TextSegment() for f in text_fields}
         if label_column:
             self._spec[label_field] = _label_spec(labels, is_regression)
+        first_text = next(iter(text_fields))
+        for field in tags_columns:
+            self._spec[field] = lit_types.SequenceTags(align=first_text)
         self.labels = list(labels) if labels else []
         super().__init__(spec=self._spec, examples=examples, description=description)
 
@@ -103,6 +118,18 @@ def _class_names(seen: Sequence[str], labels: Sequence[str]) -> dict[str, str]:
     raise ValueError(
         f"Labels {unknown} are not in the label vocab {labels} (nor are all labels class "
         f"indices 0..{len(labels) - 1})."
+    )
+
+
+def _tags(value, column: str, row: int) -> list[str]:
+    """Per-word tags from a list of strings or a space-separated string."""
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value):
+        return list(value)
+    raise ValueError(
+        f"Row {row}: tags column {column!r} must hold a list of strings or a "
+        f"space-separated string, got {value!r}."
     )
 
 

@@ -324,3 +324,43 @@ def test_results_load_into_the_lit_ui(probe_one, checkpoints, tmp_path):
     text = log.read_text()
     assert "Linear probe: loaded" in text and "TX-Ray: loaded" in text
     assert "Linear probe: done" not in text and "TX-Ray: done" not in text  # no refit
+
+
+@pytest.fixture(scope="module")
+def tagged_jsonl(tmp_path_factory):
+    """The bundled sentences with a per-word tag (LONG: over 4 characters)."""
+    path = tmp_path_factory.mktemp("tagged") / "tagged.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        for ex in loaders.load_bundled_sentiment("dev", max_examples=N).examples:
+            words = ex["sentence"].split()
+            tags = ["LONG" if len(w) > 4 else "SHORT" for w in words]
+            f.write(json.dumps({"sentence": ex["sentence"], "label": ex["label"], "tags": tags}))
+            f.write("\n")
+    return path
+
+
+def test_token_level_probe_two_processes_equal_one(checkpoints, tagged_jsonl, tmp_path):
+    """--tags_columns: a word-level probe (SequenceTags), rows = words."""
+    from lit_plugins.probing import persistence
+
+    flags = [
+        *_model_flags(checkpoints, "tiny"),
+        f"--dataset={tagged_jsonl}",
+        "--tags_columns=tags",
+        "--label_field=tags",
+        "--pooling=first",
+        *PROBE_FLAGS,
+    ]
+    run_cli("probe", tmp_path / "one", *flags)
+    run_cli("probe", tmp_path / "two", *flags, world=2)
+    one = json.loads((tmp_path / "one" / "probe.json").read_text())
+    two = json.loads((tmp_path / "two" / "probe.json").read_text())
+    assert one["fit_options"]["level"] == "token"
+    words = sum(len(json.loads(line)["tags"]) for line in tagged_jsonl.read_text().splitlines())
+    assert one["num_rows"] == two["num_rows"] and 0 < one["num_rows"] <= words
+    assert one["scores"] == two["scores"]
+    a = persistence.load_sweep(tmp_path / "one" / "sweep.npz")
+    b = persistence.load_sweep(tmp_path / "two" / "sweep.npz")
+    for l in a.layers_:
+        w = a.probes_[l].weight_
+        np.testing.assert_allclose(b.probes_[l].weight_, w, atol=1e-4 * np.abs(w).max())
