@@ -120,22 +120,12 @@ def run(
         y_held,
     )
     num_rows = int(comm.sum_array(np.array([len(y_train) + len(y_held)], dtype=np.int64))[0])
-    state = linear_probe.ProbeState(
-        label_field=fit.label_field,
-        level=fit.level,
-        task_type=fit.task_type,
-        pooling=fit.pooling,
-        layers=list(fit.layers),
-        sweep=sweep,
-        scores=dict(sweep.scores_),
-        best_layer=sweep.best_layer_ if fit.sweep else fit.layers[0],
-        control_scores=None,
-        selectivity=None,
-        metric=sweep.metric,
+    state = linear_probe.ProbeState.of_sweep(
+        fit,
+        sweep,
         num_train=int(train_ex.size),
         num_held_out=int(held_ex.size),
         num_items=num_rows,
-        text_field=fit.text_field,
         seconds=time.time() - start,
         model=specs.unwrap(model),
     )
@@ -222,22 +212,13 @@ def load_results(out_dir: str) -> tuple[str, linear_probe.ProbeFitOptions, linea
     fo["layers"] = tuple(fo["layers"])
     fit = linear_probe.ProbeFitOptions(**fo)
     sweep = persistence.load_sweep(os.path.join(out_dir, SWEEP_FILE))
-    state = linear_probe.ProbeState(
-        label_field=fit.label_field,
-        level=fit.level,
-        task_type=fit.task_type,
-        pooling=fit.pooling,
-        layers=list(fit.layers),
-        sweep=sweep,
-        scores=dict(sweep.scores_),
+    state = linear_probe.ProbeState.of_sweep(
+        fit,
+        sweep,
         best_layer=int(results["best_layer"]),
-        control_scores=None,
-        selectivity=None,
-        metric=results["metric"],
         num_train=int(results["num_train_examples"]),
         num_held_out=int(results["num_held_out_examples"]),
         num_items=int(results["num_rows"]),
-        text_field=fit.text_field,
         seconds=float(results["seconds"]),
     )
     return results["model"], fit, state

@@ -192,6 +192,29 @@ class ProbeState:
     def probe(self, layer: int | None = None) -> probing.LinearProbe:
         return self.sweep.probes_[self.best_layer if layer is None else layer]
 
+    @classmethod
+    def of_sweep(
+        cls, fit: ProbeFitOptions, sweep: Any, best_layer: int | None = None, **sizes
+    ) -> ProbeState:
+        """The state of a fitted `sweep` for `fit`'s options; `sizes`: the
+        remaining fields (num_train, num_held_out, num_items, seconds, ...).
+        `best_layer` defaults to the sweep's best (sweep mode) or the one layer."""
+        if best_layer is None:
+            best_layer = sweep.best_layer_ if fit.sweep else fit.layers[0]
+        return cls(
+            label_field=fit.label_field,
+            level=fit.level,
+            task_type=fit.task_type,
+            pooling=fit.pooling,
+            layers=list(fit.layers),
+            sweep=sweep,
+            scores=dict(sweep.scores_),
+            best_layer=best_layer,
+            metric=sweep.metric,
+            text_field=fit.text_field,
+            **{"control_scores": None, "selectivity": None, **sizes},
+        )
+
 
 class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
     """Which layers / neurons linearly encode a dataset label?
@@ -439,22 +462,14 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
             selectivity = {
                 l: probing.selectivity(sweep.scores_[l], control_scores[l]) for l in opts.layers
             }
-        state = ProbeState(
-            label_field=opts.label_field,
-            level=opts.level,
-            task_type=opts.task_type,
-            pooling=opts.pooling,
-            layers=list(opts.layers),
-            sweep=sweep,
-            scores=dict(sweep.scores_),
-            best_layer=sweep.best_layer_ if opts.sweep else opts.layers[0],
+        state = ProbeState.of_sweep(
+            opts,
+            sweep,
             control_scores=control_scores,
             selectivity=selectivity,
-            metric=sweep.metric,
             num_train=rows.num_train_examples,
             num_held_out=rows.num_held_out_examples,
             num_items=int(y.shape[0]),
-            text_field=opts.text_field,
             seconds=time.time() - start,
             model=specs.unwrap(model),
         )
