@@ -63,6 +63,7 @@ MAX_LENGTH = flags.DEFINE_integer("max_length", 128, "Max tokens per input.")
 DEVICE = flags.DEFINE_string("device", "auto", "auto, cpu, cuda or cuda:N.")
 
 DEFAULT_DATASET_NAME = "sentiment-dev"
+DEFAULT_MODEL = "minilm-finetuned"
 DEFAULT_REFERENCE = "minilm-pretrained"
 
 
@@ -108,7 +109,7 @@ def load_models(device: str | None = None) -> dict[str, HFSequenceClassifier]:
             "bundled sentences if no cached checkpoint exists) ..."
         )
         return {
-            "minilm-finetuned": demo_models.finetuned_minilm(**kw),
+            DEFAULT_MODEL: demo_models.finetuned_minilm(**kw),
             DEFAULT_REFERENCE: demo_models.pretrained_minilm(**kw),
         }
     return {

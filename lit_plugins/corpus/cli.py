@@ -159,13 +159,13 @@ def _one_model(comm: distributed.Comm):
             device=_device(comm),
             text_fields=tuple(model_data.text_fields()),
         )
-        if MODEL.value in (None, "minilm-finetuned"):
-            return "minilm-finetuned", demo_models.finetuned_minilm(**kw)
+        if MODEL.value in (None, model_data.DEFAULT_MODEL):
+            return model_data.DEFAULT_MODEL, demo_models.finetuned_minilm(**kw)
         if MODEL.value == model_data.DEFAULT_REFERENCE:
             return MODEL.value, demo_models.pretrained_minilm(**kw)
         raise ValueError(
             f"--model={MODEL.value!r} is not one of the default models "
-            f"['minilm-finetuned', {model_data.DEFAULT_REFERENCE!r}]."
+            f"[{model_data.DEFAULT_MODEL!r}, {model_data.DEFAULT_REFERENCE!r}]."
         )
     named = dict(model_data.name_and_path(s) for s in specs_)
     name = MODEL.value or next(iter(named))
