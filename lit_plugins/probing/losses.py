@@ -39,14 +39,23 @@ from lit_plugins.probing import _validation as val
 
 BINARY = "binary"  # internal task: 2-class softmax solved as one logistic
 
-# The forward product X W^T on CPU goes through oneDNN (`mkldnn_linear`, on a
-# oneDNN copy of X made once per problem) instead of the BLAS (MKL) sgemm
-# when X has at least this many entries and W at least _ONEDNN_MIN_ROWS rows.
-# MKL dispatches this tall-skinny shape ([N, H] x [H, C], C ~ 10) to a slow
-# path on AMD CPUs (measured 2x slower than oneDNN on an AMD EPYC, where
-# oneDNN picks its kernels by instruction set, not by CPU vendor); the copy
-# costs about two MKL products, so it pays from a few iterations on.  Small
-# problems stay on the BLAS: oneDNN's per-call overhead dominates there.
+# The two products with X of every solver iteration leave the plain BLAS
+# (MKL) call on CPU when X is float32 with at least _ONEDNN_MIN_ENTRIES
+# entries (small problems stay on the BLAS, where the per-call overheads
+# below dominate):
+#  * the forward product X W^T (W with at least _ONEDNN_MIN_ROWS rows) goes
+#    through oneDNN.  MKL dispatches this tall-skinny shape ([N, H] x [H, C],
+#    C ~ 10) to a slow path on AMD CPUs (measured 2x slower than oneDNN on an
+#    AMD EPYC, where oneDNN picks its kernels by instruction set, not by CPU
+#    vendor).  oneDNN reads the dense X in place (`mkldnn._linear_pointwise`,
+#    the op torch.compile emits for linear layers); builds without that op
+#    use a oneDNN copy of X made once per problem (~40 ms at 20,000 x 768);
+#  * the gradient product G^T X (a reduction over the N rows) is split into
+#    one row block per thread, multiplied as a batch (`torch.bmm`: one
+#    single-threaded GEMM per block) and summed: MKL's own threading of this
+#    shape gains little over one thread (AMD EPYC, 2 threads, 20,000 x 768,
+#    12 classes: 13-17 ms, split 9-11 ms, one thread 20 ms; float64 gains
+#    nothing from the split, so it stays on the BLAS).
 _ONEDNN_MIN_ENTRIES = 1 << 22
 _ONEDNN_MIN_ROWS = 4
 
@@ -98,7 +107,7 @@ class Problem:
         self.lambda_l2 = float(lambda_l2)
         self.l2_form = l2_form
         self.row_weight = row_weight  # None: plain mean over all N rows (all ranks')
-        # X W^T: the BLAS or oneDNN (see _Forward), shared by `with_row_weight`.
+        # X W^T and G^T X: the BLAS or oneDNN (see _Forward), shared by `with_row_weight`.
         self.forward_op = _Forward(X) if forward_op is None else forward_op
         self._per_row = None  # (logits, per-row losses) of the last `data_loss`
 
@@ -195,7 +204,7 @@ class Problem:
     def param_grad(self, GT):
         """Chain rule from dLoss/dLT to (dV, dc) (summed over ranks: one reduction)."""
         gc = GT.sum(1)
-        GX = GT @ self.X
+        GX = self.forward_op.gradient(GT)
         if self.comm.distributed:  # GT X and gc in one message
             summed = self.comm.all_reduce_sum(torch.cat([GX, gc[:, None]], dim=1))
             GX, gc = summed[:, :-1], summed[:, -1]
@@ -259,31 +268,73 @@ class Problem:
         return L
 
 
+def _gradient_blocks() -> int:
+    """Row blocks of the split gradient product: one per thread."""
+    return torch.get_num_threads()
+
+
 class _Forward:
-    """W -> X W^T: the BLAS, or oneDNN on a oneDNN copy of X made on the first
-    product with >= _ONEDNN_MIN_ROWS rows when X is big, float32 and on CPU
-    (see _ONEDNN_MIN_ENTRIES).  One per X, shared by `with_row_weight`."""
+    """W -> X W^T and G^T -> G^T X, the products with X (see
+    _ONEDNN_MIN_ENTRIES): the BLAS, or for big X on CPU oneDNN (forward,
+    float32, W with >= _ONEDNN_MIN_ROWS rows) and a row-block split (gradient).
+    One per X, shared by `with_row_weight`."""
 
     def __init__(self, X: torch.Tensor):
         self.X = X
-        self.X_onednn = None
-        self.use_onednn = (
+        big = (
             X.device.type == "cpu"
             and X.dtype == torch.float32
             and X.dim() == 2
             and X.numel() >= _ONEDNN_MIN_ENTRIES
-            and torch.backends.mkldnn.is_available()
         )
+        # oneDNN on the dense X ("dense"), on a oneDNN copy of X ("copy"), or none.
+        self.onednn = "dense" if big and torch.backends.mkldnn.is_available() else None
+        self.split_gradient = big
+        self.X_onednn = None  # the "copy" mode's oneDNN copy of X
+        self._X_rows = None  # X, contiguous (the big paths read it as row blocks)
+
+    @property
+    def use_onednn(self) -> bool:
+        return self.onednn is not None
+
+    def _rows(self) -> torch.Tensor:
+        if self._X_rows is None:
+            self._X_rows = self.X.contiguous()
+        return self._X_rows
 
     def __call__(self, W: torch.Tensor) -> torch.Tensor:
-        if self.use_onednn and W.shape[0] >= _ONEDNN_MIN_ROWS:
+        if self.onednn is not None and W.shape[0] >= _ONEDNN_MIN_ROWS:
+            W = W.contiguous()
+            if self.onednn == "dense":
+                try:
+                    return torch.ops.mkldnn._linear_pointwise(self._rows(), W, None, "none", [], "")
+                except (RuntimeError, AttributeError, TypeError):  # no such op in this build
+                    self.onednn = "copy"
             try:
                 if self.X_onednn is None:
-                    self.X_onednn = self.X.contiguous().to_mkldnn()
-                return torch._C._nn.mkldnn_linear(self.X_onednn, W.contiguous()).to_dense()
+                    self.X_onednn = self._rows().to_mkldnn()
+                return torch._C._nn.mkldnn_linear(self.X_onednn, W).to_dense()
             except RuntimeError:  # a build without oneDNN's linear: the BLAS
-                self.use_onednn, self.X_onednn = False, None
+                self.onednn, self.X_onednn = None, None
         return self.X @ W.T
+
+    def gradient(self, GT: torch.Tensor) -> torch.Tensor:
+        """GT X ([C, N] x [N, H]): with the split, one row block per thread,
+        batched, summed (the rows left over by the equal blocks added last)."""
+        blocks = _gradient_blocks() if self.split_gradient else 1
+        n = self.X.shape[0]
+        k = n // blocks if blocks > 1 else 0
+        if k == 0:
+            return GT @ self.X
+        X = self._rows()
+        m = blocks * k
+        parts = torch.bmm(
+            GT[:, :m].unflatten(1, (blocks, k)).transpose(0, 1), X[:m].view(blocks, k, -1)
+        )
+        out = parts.sum(0)
+        if m < n:
+            out.addmm_(GT[:, m:], X[m:])
+        return out
 
 
 def global_rows(comm: distributed.Comm, n_local: int) -> tuple[int, int]:

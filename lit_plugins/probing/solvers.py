@@ -296,7 +296,9 @@ def solve_quasi_newton(
                 slope = -_dot(pg, pg)
         # Smooth case: logits along the line are LT + t * LT_d, one matmul for
         # any number of trial steps.  With L1 the orthant projection moves trial
-        # points off the line, so each trial gets its own (one) matmul instead.
+        # points off the line, so each trial gets its own (one) matmul instead,
+        # unless LT_d is there anyway (the first step's curvature) and the
+        # projection moved nothing.
         LT_d = logits(d) if not (has_l1 and len(memory)) else None
         step = 1.0
         if not len(memory):  # no pairs yet: minimise the data loss's quadratic
@@ -306,11 +308,11 @@ def solve_quasi_newton(
         for _ in range(40):
             x_new = x + step * d
             if has_l1:
-                x_new = torch.where(
-                    (torch.sign(x_new) == orthant) | free, x_new, torch.zeros_like(x_new)
-                )
+                keep = (torch.sign(x_new) == orthant) | free
+                on_line = LT_d is not None and not bool((x_new != 0).logical_and_(~keep).any())
+                x_new = torch.where(keep, x_new, torch.zeros_like(x_new))
                 V_new, c_new = unpack(x_new)
-                LT_new = problem.logits_t(V_new, c_new)
+                LT_new = LT + step * LT_d if on_line else problem.logits_t(V_new, c_new)
                 decrease = _dot(pg, x_new - x)
             else:
                 V_new, c_new = unpack(x_new)

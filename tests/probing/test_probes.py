@@ -578,9 +578,13 @@ def test_lbfgs_memory_product_equals_the_two_loop_recursion():
         np.testing.assert_allclose(memory.product(q), ref, rtol=1e-10, atol=1e-12)
 
 
-def test_onednn_forward_product_gives_the_blas_fit(monkeypatch):
+@pytest.mark.parametrize("onednn_mode", ["dense", "copy"])
+def test_onednn_forward_product_gives_the_blas_fit(monkeypatch, onednn_mode):
     """Big float32 CPU problems take X W^T from oneDNN (MKL's tall-skinny
-    sgemm is slow on AMD); the fit must not depend on which library did it."""
+    sgemm is slow on AMD) and G^T X as one row block per thread (MKL threads
+    that shape poorly); the fit must not depend on which path did it.  7
+    blocks of 600 rows leave 5 rows over (added last); "copy" is the path of
+    builds without oneDNN's op on dense X."""
     from lit_plugins.probing import losses as _losses
 
     rng = np.random.default_rng(4)
@@ -588,10 +592,34 @@ def test_onednn_forward_product_gives_the_blas_fit(monkeypatch):
     X = (rng.normal(size=(600, 40)) + rng.normal(size=(5, 40))[y]).astype(np.float32)
     blas = LinearProbe(lambda_l1=1e-3, lambda_l2=1e-3, l2_form="norm").fit(X, y)
     monkeypatch.setattr(_losses, "_ONEDNN_MIN_ENTRIES", 0)
+    monkeypatch.setattr(_losses, "_gradient_blocks", lambda: 7)
     fwd = _losses._Forward(torch.as_tensor(X))
+    assert fwd.split_gradient
+    if fwd.use_onednn:
+        fwd.onednn = onednn_mode
     W = torch.as_tensor(np.random.default_rng(0).normal(size=(5, 40)).astype(np.float32))
     np.testing.assert_allclose(fwd(W).numpy(), X @ W.numpy().T, rtol=1e-5, atol=1e-4)
     assert fwd.use_onednn == torch.backends.mkldnn.is_available()
+    if fwd.use_onednn:
+        assert fwd.onednn == onednn_mode  # no fallback taken
+    GT = torch.as_tensor(np.random.default_rng(1).normal(size=(600, 5)).astype(np.float32)).T
+    np.testing.assert_allclose(fwd.gradient(GT).numpy(), GT.numpy() @ X, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        fwd.gradient(GT.contiguous()).numpy(), GT.numpy() @ X, rtol=1e-5, atol=1e-4
+    )
+    if onednn_mode == "copy":
+        monkeypatch.setattr(_losses._Forward, "__init__", _forced_copy_init(_losses))
     onednn = LinearProbe(lambda_l1=1e-3, lambda_l2=1e-3, l2_form="norm").fit(X, y)
     np.testing.assert_allclose(onednn.weight_, blas.weight_, atol=1e-4)
     assert onednn.score(X, y) == blas.score(X, y)
+
+
+def _forced_copy_init(losses_module):
+    init = losses_module._Forward.__init__
+
+    def forced(self, X):
+        init(self, X)
+        if self.onednn is not None:
+            self.onednn = "copy"
+
+    return forced
