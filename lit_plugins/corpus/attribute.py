@@ -34,7 +34,7 @@ from lit_nlp.api import model as lit_model
 from lit_plugins import distributed, specs
 from lit_plugins.attribution import baselines as baselines_lib
 from lit_plugins.attribution import quadrature
-from lit_plugins.corpus import progress, shards
+from lit_plugins.corpus import shards
 from lit_plugins.interpreters import common, conductance, gradient_salience
 from lit_plugins.interpreters import integrated_gradients as ig_interp
 
@@ -195,19 +195,17 @@ def run(
     comm: distributed.Comm = distributed.SINGLE,
 ) -> int:
     """Computes and writes this rank's pending shards; returns how many it wrote."""
-    pending = plan.pending(comm)
-    todo = sum(plan.bounds(k)[1] - plan.bounds(k)[0] for k in pending)
-    with progress.bar(todo, "attribute", comm) as bar:
-        for k in pending:
-            start, stop = plan.bounds(k)
-            rows = []
-            for offset in range(start, stop, batch_size):
-                batch = examples[offset : min(offset + batch_size, stop)]
-                rows.extend(attribute_rows(model, batch, offset, opts, columns))
-                bar.update(len(batch))
-            frame = pd.DataFrame(rows)
-            shards.atomic_write(plan.path(k), lambda tmp, f=frame: f.to_parquet(tmp, index=False))
-    return len(pending)
+    written = 0
+    for k, start, stop, bar in plan.work("attribute", comm):
+        rows = []
+        for offset in range(start, stop, batch_size):
+            batch = examples[offset : min(offset + batch_size, stop)]
+            rows.extend(attribute_rows(model, batch, offset, opts, columns))
+            bar.update(len(batch))
+        frame = pd.DataFrame(rows)
+        shards.atomic_write(plan.path(k), lambda tmp, f=frame: f.to_parquet(tmp, index=False))
+        written += 1
+    return written
 
 
 def read(out_dir: str) -> pd.DataFrame:

@@ -25,10 +25,11 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lit_plugins import distributed
+from lit_plugins.corpus import progress
 
 MANIFEST = "run.json"
 COMPLETE = "COMPLETE"
@@ -170,6 +171,17 @@ class ShardPlan:
     def pending(self, comm: distributed.Comm = distributed.SINGLE) -> list[int]:
         """This rank's shards (k % world == rank) that are not written yet."""
         return [k for k in range(comm.rank, self.num_shards, comm.world_size) if not self.done(k)]
+
+    def work(
+        self, what: str, comm: distributed.Comm = distributed.SINGLE
+    ) -> Iterator[tuple[int, int, int, Any]]:
+        """(k, start, stop, progress bar) for each of this rank's pending
+        shards; the bar counts this rank's examples (update it as they are done)."""
+        pending = self.pending(comm)
+        todo = sum(self.bounds(k)[1] - self.bounds(k)[0] for k in pending)
+        with progress.bar(todo, what, comm) as bar:
+            for k in pending:
+                yield (k, *self.bounds(k), bar)
 
     def prepare(self, comm: distributed.Comm = distributed.SINGLE) -> None:
         """Checks the directory and claims it for this configuration (rank 0

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from lit_nlp.api import model as lit_model
 
 from lit_plugins import dataset_level, distributed, specs, txray, txray_inputs
-from lit_plugins.corpus import progress, shards
+from lit_plugins.corpus import shards
 from lit_plugins.txray import merge as txray_merge
 
 JsonDict = specs.JsonDict
@@ -97,28 +97,26 @@ def run(
     comm: distributed.Comm = distributed.SINGLE,
 ) -> int:
     """Aggregates this rank's pending shards; returns how many it wrote."""
-    pending = plan.pending(comm)
-    todo = sum(plan.bounds(k)[1] - plan.bounds(k)[0] for k in pending)
-    with progress.bar(todo, "txray", comm) as bar:
-        for k in pending:
-            start, stop = plan.bounds(k)
-            agg_ref, agg_model, vocab = txray_inputs.aggregate_pair(
-                model,
-                reference,
-                examples[start:stop],
-                opts.layer,
-                mode=opts.mode,
-                features=opts.features,
-                tags_field=opts.tags_field,
-                batch_size=batch_size,
-                names=names,
-            )
-            names_list = vocab.names
-            # The model's file last: its presence marks the shard done.
-            for path, agg in ((reference_path(plan, k), agg_ref), (plan.path(k), agg_model)):
-                shards.atomic_write(path, lambda tmp, a=agg, n=names_list: a.save(tmp, n))
-            bar.update(stop - start)
-    return len(pending)
+    written = 0
+    for k, start, stop, bar in plan.work("txray", comm):
+        agg_ref, agg_model, vocab = txray_inputs.aggregate_pair(
+            model,
+            reference,
+            examples[start:stop],
+            opts.layer,
+            mode=opts.mode,
+            features=opts.features,
+            tags_field=opts.tags_field,
+            batch_size=batch_size,
+            names=names,
+        )
+        names_list = vocab.names
+        # The model's file last: its presence marks the shard done.
+        for path, agg in ((reference_path(plan, k), agg_ref), (plan.path(k), agg_model)):
+            shards.atomic_write(path, lambda tmp, a=agg, n=names_list: a.save(tmp, n))
+        bar.update(stop - start)
+        written += 1
+    return written
 
 
 def merge_shards(plan: shards.ShardPlan) -> tuple[txray.NeuronFeatureAggregator, ...]:
