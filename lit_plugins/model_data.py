@@ -89,7 +89,8 @@ def name_and_path(spec: str) -> tuple[str, str]:
     return name, path
 
 
-def _model_kwargs(device: str | None = None) -> dict:
+def model_kwargs(device: str | None = None) -> dict:
+    """The wrapper arguments the flags give (batch size, max length, device, text fields)."""
     return dict(
         batch_size=BATCH_SIZE.value,
         max_length=MAX_LENGTH.value,
@@ -100,7 +101,7 @@ def _model_kwargs(device: str | None = None) -> dict:
 
 def load_models(device: str | None = None) -> dict[str, HFSequenceClassifier]:
     """--models as {name: model}; the embedded MiniLM pair without it."""
-    kw = _model_kwargs(device)
+    kw = model_kwargs(device)
     if not MODELS.value:
         from lit_plugins import demo_models  # needs the [demo] extra
 
@@ -121,7 +122,7 @@ def load_models(device: str | None = None) -> dict[str, HFSequenceClassifier]:
 def load_model(name: str, path: str, device: str | None = None) -> HFSequenceClassifier:
     """One checkpoint (path or hub name) with the flags' labels, lengths and device."""
     logging.info("Loading model %r from %s", name, path)
-    return HFSequenceClassifier(path, labels=LABELS.value, **_model_kwargs(device))
+    return HFSequenceClassifier(path, labels=LABELS.value, **model_kwargs(device))
 
 
 def load_reference(
@@ -134,7 +135,7 @@ def load_reference(
     if name in models:
         name = f"{name} (reference)"
     logging.info("Loading TX-Ray's reference model %r from %s", name, path)
-    return name, HFSequenceClassifier(path, **_model_kwargs(device))
+    return name, HFSequenceClassifier(path, **model_kwargs(device))
 
 
 def load_dataset(models: dict | None = None) -> dict[str, loaders.RecordsDataset]:

@@ -153,12 +153,7 @@ def _one_model(comm: distributed.Comm):
     if not specs_:
         from lit_plugins import demo_models  # pylint: disable=g-import-not-at-top
 
-        kw = dict(
-            batch_size=model_data.BATCH_SIZE.value,
-            max_length=model_data.MAX_LENGTH.value,
-            device=_device(comm),
-            text_fields=tuple(model_data.text_fields()),
-        )
+        kw = model_data.model_kwargs(_device(comm))
         if MODEL.value in (None, model_data.DEFAULT_MODEL):
             return model_data.DEFAULT_MODEL, demo_models.finetuned_minilm(**kw)
         if MODEL.value == model_data.DEFAULT_REFERENCE:
@@ -176,19 +171,14 @@ def _one_model(comm: distributed.Comm):
 
 def _reference(comm: distributed.Comm, model_name: str):
     """TX-Ray's reference: --reference_model, else the other default model."""
-    if model_data.REFERENCE_MODEL.value:
-        name, path = model_data.name_and_path(model_data.REFERENCE_MODEL.value)
-        if name == model_name:
-            name = f"{name} (reference)"
-        return name, model_data.load_model(name, path, device=_device(comm))
+    reference = model_data.load_reference({model_name: None}, device=_device(comm))
+    if reference is not None:
+        return reference
     if not model_data.MODELS.value:
         from lit_plugins import demo_models  # pylint: disable=g-import-not-at-top
 
         return model_data.DEFAULT_REFERENCE, demo_models.pretrained_minilm(
-            batch_size=model_data.BATCH_SIZE.value,
-            max_length=model_data.MAX_LENGTH.value,
-            device=_device(comm),
-            text_fields=tuple(model_data.text_fields()),
+            **model_data.model_kwargs(_device(comm))
         )
     raise ValueError(
         "txray needs --reference_model (e.g. the pre-trained checkpoint the model was "

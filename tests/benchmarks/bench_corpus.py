@@ -31,6 +31,7 @@ import tempfile
 import time
 
 from tests.benchmarks import machine
+from tests.kit import launch
 
 _PEAK_RE = re.compile(r"rank (\d+) of (\d+): ([\d.]+) s, peak memory (\d+) MiB")
 
@@ -73,20 +74,6 @@ def _run(args: list[str], env: dict) -> tuple[float, list[tuple[int, float]], st
         raise SystemExit(f"{args} failed:\n{proc.stdout}\n{proc.stderr[-3000:]}")
     peaks = [(int(r), float(m)) for r, _, _, m in _PEAK_RE.findall(proc.stderr)]
     return wall, sorted(peaks), proc.stdout + proc.stderr
-
-
-def _cli(world: int) -> list[str]:
-    if world == 1:
-        return [sys.executable, "-m", "lit_plugins"]
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={world}",
-        "-m",
-        "lit_plugins",
-    ]
 
 
 def main() -> None:
@@ -134,7 +121,13 @@ def main() -> None:
                 out_dir = os.path.join(tmp, f"{command}-{world}")
                 threads = {"OMP_NUM_THREADS": "1"} if world > 1 else {}
                 wall, peaks, _ = _run(
-                    [*_cli(world), command, f"--output_dir={out_dir}", *common, *extra],
+                    [
+                        *launch.lit_plugins_command(world),
+                        command,
+                        f"--output_dir={out_dir}",
+                        *common,
+                        *extra,
+                    ],
                     {**env, **threads},
                 )
                 per_rank = ", ".join(f"{m:.0f}" for _, m in peaks)

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -21,7 +20,7 @@ from lit_plugins import txray, txray_inputs
 from lit_plugins.corpus import attribute, shards
 from lit_plugins.corpus import txray as corpus_txray
 from lit_plugins.data import loaders
-from tests.kit import demo_server, tiny_models
+from tests.kit import demo_server, launch, tiny_models
 
 N = 13  # not divisible by 2 ranks (nor by the shard size)
 LABELS = "negative,positive"
@@ -43,31 +42,7 @@ def checkpoints(tmp_path_factory):
 def run_cli(command, out_dir, *flags, world=1, check=True, wait=True, launcher="torchrun"):
     """Runs a command in 1 process, or in `world` processes under torchrun
     (or `accelerate launch`)."""
-    if world == 1:
-        launcher = [sys.executable, "-m", "lit_plugins"]
-    elif launcher == "accelerate":
-        launcher = [
-            os.path.join(os.path.dirname(sys.executable), "accelerate"),
-            "launch",
-            # accelerate's multi-process launcher (torch.distributed.run);
-            # without a GPU our processes join with gloo. ("--cpu" would
-            # start one process.)
-            "--multi_gpu",
-            f"--num_processes={world}",
-            f"--main_process_port={demo_server.free_port()}",
-            "-m",
-            "lit_plugins",
-        ]
-    else:
-        launcher = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={world}",
-            "-m",
-            "lit_plugins",
-        ]
+    launcher = launch.lit_plugins_command(world, launcher)
     args = [*launcher, command, f"--output_dir={out_dir}", f"--max_examples={N}", *flags]
     env = {
         **os.environ,
