@@ -72,12 +72,15 @@ def aggregate_pair(
     names: tuple[str, str] = ("reference", "model"),
     log_name: str = "",
     record_units: bool = False,
+    first_unit: int = 0,
 ) -> tuple[txray.NeuronFeatureAggregator, txray.NeuronFeatureAggregator, txray.FeatureVocab]:
     """(reference aggregation, model aggregation, shared feature vocab) at `layer`.
 
     Both models see the same batches; a model whose tokens differ from the
     reference's on any example raises a ValueError naming it. `record_units`:
-    the aggregators also keep credits per example, for the bootstrap.
+    the aggregators also keep credits per example, for the bootstrap, example
+    j as unit `first_unit + j` (a corpus shard passes its first example's
+    corpus index, so shards' tables merge into the corpus's).
     """
     same = specs.unwrap(model) is specs.unwrap(reference)
     fields = {
@@ -104,7 +107,7 @@ def aggregate_pair(
                     "from the selected model; TX-Ray needs the same tokenizer for both models."
                 )
             feats.extend(to_features(ex, tokens))
-            units.append(np.full(len(tokens), offset + i, dtype=np.int64))
+            units.append(np.full(len(tokens), first_unit + offset + i, dtype=np.int64))
             acts["model"].append(np.asarray(out_m[fields["model"][0]]))
             acts["reference"].append(np.asarray(out_r[fields["reference"][0]]))
         stacked = {key: np.concatenate(value, axis=0) for key, value in acts.items()}

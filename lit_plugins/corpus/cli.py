@@ -70,7 +70,9 @@ POOLING = flags.DEFINE_string("pooling", "mean", "probe: mean/cls (sentence), fi
 LAMBDA_L1 = flags.DEFINE_float("lambda_l1", 1e-3, "probe: L1 penalty.")
 LAMBDA_L2 = flags.DEFINE_float("lambda_l2", 1e-3, "probe: squared L2 penalty.")
 HELD_OUT = flags.DEFINE_float("held_out_fraction", 0.2, "probe: share of examples scored on.")
-SEED = flags.DEFINE_integer("seed", 0, "probe: seed of the train/held-out split.")
+SEED = flags.DEFINE_integer(
+    "seed", 0, "probe: seed of the train/held-out split; txray: the bootstrap's seed."
+)
 TOP_MASS = flags.DEFINE_float("top_mass", 0.5, "probe: weight mass of the listed top neurons.")
 # txray
 LAYER = flags.DEFINE_integer("layer", 6, "txray: layer (0 = embedding output).")
@@ -82,6 +84,12 @@ NORMALIZE_DISTANCE = flags.DEFINE_bool(
 )
 TOP_K = flags.DEFINE_integer("top_k", 10, "txray: most shifted neurons in the summary.")
 REPORT = flags.DEFINE_bool("report", True, "txray: write the plots (report/).")
+REPLICATES = flags.DEFINE_integer(
+    "replicates", 200, "txray: bootstrap replicates over sentences (0: no intervals)."
+)
+CONFIDENCE = flags.DEFINE_float(
+    "confidence", 0.9, "txray: level of the intervals the summary ranks by."
+)
 
 _COMMAND_FLAGS = {
     "attribute": (
@@ -96,7 +104,17 @@ _COMMAND_FLAGS = {
         "conductance_layer",
         "shard_size",
     ),
-    "txray": ("layer", "mode", "features", "tags_field", "normalize_distance", "shard_size"),
+    "txray": (
+        "layer",
+        "mode",
+        "features",
+        "tags_field",
+        "normalize_distance",
+        "shard_size",
+        "replicates",
+        "seed",
+        "confidence",
+    ),
     "probe": (
         "label_field",
         "layers",
@@ -258,6 +276,9 @@ def cmd_txray(comm: distributed.Comm) -> None:
         tags_field=TAGS_FIELD.value,
         normalize=NORMALIZE_DISTANCE.value,
         top_k=TOP_K.value,
+        replicates=REPLICATES.value,
+        seed=SEED.value,
+        confidence=CONFIDENCE.value,
     )
     out_dir, config = OUTPUT_DIR.value, run_config("txray")
     config["reference_model"] = model_data.REFERENCE_MODEL.value or model_data.DEFAULT_REFERENCE

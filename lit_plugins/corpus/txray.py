@@ -10,9 +10,17 @@ feature names).  When every shard is there, rank 0 sums them in shard order
 * ``reference.npz`` and ``model.npz``: the whole corpus's aggregations
   (``python -m lit_plugins.txray.report reference.npz model.npz`` reads them);
 * ``shift.csv``: one row per neuron active in both models (distance, lengths,
-  length shift, mass activation);
+  length shift, mass activation; with the bootstrap its interval and the
+  sentences crediting it in each model);
 * ``summary.json``: the configuration, counts and the top-k most shifted
   neurons with their top features; ``report/``: the TX-Ray plots.
+
+The bootstrap (``--replicates``, default 200, as in the interpreter): each
+shard also records its per-sentence credits under corpus-wide sentence ids,
+saved in its ``.npz``; merged, they are the table one pass over the corpus
+records, so the intervals (and the ranking by their lower bound) are the
+interpreter's on the same examples.  The merged ``reference.npz`` /
+``model.npz`` keep the table, so results loaded into LIT show intervals.
 
 Shards are fixed by ``--shard_size``, not by the number of ranks, so 1 and N
 processes write bit-identical shards and results.
@@ -43,7 +51,7 @@ REPORT_DIR = "report"
 
 @dataclasses.dataclass(frozen=True)
 class TXRayRunOptions:
-    """The aggregation's and the shift's options (the interpreter's, without the bootstrap)."""
+    """The aggregation's and the shift's options (the interpreter's)."""
 
     layer: int
     mode: str = "max1"
@@ -51,8 +59,16 @@ class TXRayRunOptions:
     tags_field: str = ""
     normalize: bool = False  # divide each distance by the union length (original code)
     top_k: int = 10
+    replicates: int = txray.bootstrap.DEFAULT_REPLICATES  # bootstrap over sentences; 0: off
+    seed: int = 0  # the bootstrap's seed
+    confidence: float = txray.bootstrap.DEFAULT_CONFIDENCE  # the summary's ranking level
 
     def __post_init__(self):
+        try:
+            txray.bootstrap.check_replicates(self.replicates)
+            txray.bootstrap.check_confidence(self.confidence)
+        except ValueError as e:
+            raise ValueError(f"--replicates / --confidence: {e}") from None
         if self.mode not in txray.MODES:
             raise ValueError(f"--mode must be one of {list(txray.MODES)}, got {self.mode!r}.")
         if self.features not in txray_inputs.FEATURES:
@@ -109,6 +125,8 @@ def run(
             tags_field=opts.tags_field,
             batch_size=batch_size,
             names=names,
+            record_units=opts.replicates > 0,
+            first_unit=start,  # corpus-wide sentence ids: the shards' tables merge
         )
         names_list = vocab.names
         # The model's file last: its presence marks the shard done.
@@ -161,6 +179,9 @@ def write_results(
         normalize_by_length=opts.normalize,
         feature_names=vocab,
         labels=names,
+        replicates=opts.replicates,
+        seed=opts.seed,
+        confidence=opts.confidence,
     )
     frame = result.to_dataframe()
     shards.atomic_write(os.path.join(out, SHIFT_FILE), lambda tmp: frame.to_csv(tmp, index=False))
@@ -176,6 +197,15 @@ def write_results(
         "num_tokens": agg_model.num_tokens,
         "num_features": len(vocab),
         "num_shared_neurons": result.num_shared,
+        "bootstrap": {
+            "replicates": opts.replicates,
+            "seed": opts.seed,
+            "confidence": opts.confidence,
+            "units": result.bootstrap_units,
+            "unit_size": result.bootstrap_unit_size,
+        }
+        if result.has_bootstrap
+        else None,
         "most_shifted": [dataclasses.asdict(s) for s in ranked.most],
     }
     shards.write_json(

@@ -168,8 +168,10 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
         """Serves the shift of these aggregations (e.g. a corpus run of
         ``python -m lit_plugins txray``, `corpus.txray.load_results`) whenever
         model `model_name` is compared with `fit.reference_name` at `fit.layer`
-        with `fit`'s mode and features, on any dataset.  They carry no
-        per-sentence credits, so the bootstrap is off for them (no intervals)."""
+        with `fit`'s mode and features, on any dataset.  When both carry
+        their per-sentence table (the command's default, ``--replicates`` >
+        0), the bootstrap runs on it with the UI's replicates and seed, as
+        for a fit here; without it, no intervals."""
         if model_name not in self._models:
             raise ValueError(
                 f"TX-Ray results for model {model_name!r}, which is not served "
@@ -372,14 +374,18 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
         preloaded = self._preloaded.get((name, *_preload_key(opts)))
         if preloaded is not None:
             agg_ref, agg_model, names = preloaded
+            with_units = agg_ref.units is not None and agg_model.units is not None
+            replicates = opts.replicates if with_units else 0
             return self._cache.get_or_fit(
-                ("preloaded", name, _preload_key(opts), opts.normalize),
+                ("preloaded", name, _preload_key(opts), opts.normalize, replicates, opts.seed),
                 lambda: txray.compute_shift(
                     agg_ref,
                     agg_model,
                     normalize_by_length=opts.normalize,
                     feature_names=names,
                     labels=(opts.reference_name, name),
+                    replicates=replicates,
+                    seed=opts.seed,
                 ),
             )
         return self.cached_fit(
@@ -451,7 +457,7 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
 
 def _preload_key(fit: TXRayFitOptions) -> tuple:
     """What a preloaded aggregation answers for (not the distance's
-    normalisation, computed on demand, nor the bootstrap, which it lacks)."""
+    normalisation nor the bootstrap's settings: both computed on demand)."""
     return (fit.reference_name, fit.layer, fit.mode, fit.features, fit.tags_field)
 
 

@@ -159,8 +159,8 @@ class NeuronFeatureAggregator:
         buffered.
       record_units: also keep every credit per *unit* (sentence), given per
         position as ``update(..., units=...)``: the table the bootstrap over
-        sentences resamples (:mod:`lit_plugins.txray.bootstrap`; in memory
-        only, not saved).  Off by default: the plain path is unchanged.
+        sentences resamples (:mod:`lit_plugins.txray.bootstrap`; saved with
+        the aggregation).  Off by default: the plain path is unchanged.
       unit_max_cells: memory bound of that table (see ``bootstrap.UnitCells``).
 
     Use :meth:`update` once per batch; feature ids ``< 0`` (and positions with
@@ -695,8 +695,10 @@ class NeuronFeatureAggregator:
         Keys: ``format``, ``mode``, ``num_neurons``, ``num_features``,
         ``num_tokens``, ``num_credited``, ``rows``, ``cols``, ``mass``,
         ``count`` (the non-zero cells, int64/float64), optional
-        ``feature_names`` (unicode array, index = feature id) and
-        ``meta_<key>`` strings.  No pickles.
+        ``feature_names`` (unicode array, index = feature id), ``units_*``
+        (the per-sentence table of an aggregator that records units, for the
+        bootstrap: ``bootstrap.UnitCells.state``) and ``meta_<key>``
+        strings.  No pickles.
         """
         r, c, m, n = self.to_coo()
         arrays = dict(
@@ -716,6 +718,8 @@ class NeuronFeatureAggregator:
             if len(names) < self._num_features:
                 raise ValueError(f"{len(names)} feature names for {self._num_features} features")
             arrays["feature_names"] = np.array(names, dtype=str)
+        if self.units is not None:
+            arrays.update({f"units_{k}": v for k, v in self.units.state().items()})
         for k, v in metadata.items():
             arrays[f"meta_{k}"] = np.array(str(v))
         np.savez_compressed(path, **arrays)
@@ -739,6 +743,10 @@ class NeuronFeatureAggregator:
                 num_tokens=int(z["num_tokens"]),
                 num_credited=int(z["num_credited"]),
             )
+            if "units_keys" in z:
+                agg.units = UnitCells.from_state(
+                    {k[6:]: z[k] for k in z.files if k.startswith("units_")}
+                )
             names = [str(s) for s in z["feature_names"]] if "feature_names" in z else None
             meta = {k[5:]: str(z[k]) for k in z.files if k.startswith("meta_")}
         return agg, names, meta

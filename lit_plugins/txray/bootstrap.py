@@ -68,6 +68,7 @@ MAX_REPLICATES = 10_000
 DEFAULT_CONFIDENCE = 0.9
 _KEY_SHIFT = 32  # cell key = neuron << 32 | feature, as in aggregate.py
 _INV_SQRT2 = 1.0 / np.sqrt(2.0)
+_DTYPES = (np.int64, np.int64, np.float64, np.float64)  # units, keys, mass, count
 _CHUNK_CELLS = 1 << 21  # replicates per chunk: about this many (cell, replicate) values
 
 
@@ -148,7 +149,10 @@ class UnitCells:
             return
         keys = (neuron.astype(np.int64) << _KEY_SHIFT) | feats.astype(np.int64)
         cnts = np.ones(keys.shape[0]) if cnts is None else np.asarray(cnts, dtype=np.float64)
-        batch = _coalesced(units.astype(np.int64) >> self.shift, keys, vals, cnts)
+        self._push(_coalesced(units.astype(np.int64) >> self.shift, keys, vals, cnts))
+
+    def _push(self, batch: tuple[np.ndarray, ...]) -> None:
+        """Queues coalesced ``(units at self.shift, keys, mass, count)`` entries."""
         if int(batch[0][0]) <= self._last_unit:
             self._sorted = False
         self._last_unit = max(self._last_unit, int(batch[0][-1]))
@@ -156,6 +160,48 @@ class UnitCells:
         self._pending_n += batch[0].shape[0]
         if self._pending_n > max(self.max_cells // 4, self._keys.shape[0]):
             self.coalesce()
+
+    def absorb(self, other: UnitCells, feature_map: np.ndarray | None = None) -> UnitCells:
+        """Adds `other`'s cells: the same sentences' numbering (e.g. a shard's
+        table recorded with corpus-wide sentence ids), both taken to the
+        coarser of the two mergings; `feature_map[f]` renumbers `other`'s
+        features (onto a union vocabulary).  Absorbing the tables of a
+        corpus's parts gives the table one pass over the corpus records
+        (same cells, sums up to addition order, same final merging)."""
+        units, keys, mass, count = other.arrays()
+        if other.shift > self.shift:
+            self.merge(other.shift)
+        self.max_unit = max(self.max_unit, other.max_unit)
+        if keys.size == 0:
+            return self
+        if feature_map is not None:
+            feature_map = np.asarray(feature_map, dtype=np.int64)
+            low = keys & ((1 << _KEY_SHIFT) - 1)
+            keys = ((keys >> _KEY_SHIFT) << _KEY_SHIFT) | feature_map[low]
+        self._push(_coalesced(units >> (self.shift - other.shift), keys, mass, count))
+        return self
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The table as arrays (`from_state` restores it; no pickles)."""
+        units, keys, mass, count = self.arrays()
+        scalars = (self.shift, self.max_unit, self.max_cells, self.min_units)
+        return dict(units=units, keys=keys, mass=mass, count=count, scalars=np.array(scalars))
+
+    @classmethod
+    def from_state(cls, state) -> UnitCells:
+        """The table `state()` wrote; ValueError when the arrays do not fit."""
+        shift, max_unit, max_cells, min_units = (int(v) for v in state["scalars"])
+        cells = cls(max_cells, min_units)
+        arrays = [np.asarray(state[k]) for k in ("units", "keys", "mass", "count")]
+        if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
+            raise ValueError("unit table: units, keys, mass and count must be 1-D of one length")
+        if arrays[0].size and (int(arrays[0].max()) > max_unit >> shift or arrays[0].min() < 0):
+            raise ValueError("unit table: a unit index is outside the recorded units")
+        cells.shift, cells.max_unit = shift, max_unit
+        if arrays[0].size:
+            units, keys, mass, count = (a.astype(t) for a, t in zip(arrays, _DTYPES))
+            cells._push(_coalesced(units, keys, mass, count))
+        return cells
 
     def coalesce(self) -> UnitCells:
         """Merges pending entries (and units, while over ``max_cells``)."""

@@ -6,6 +6,11 @@ has its own feature ids (its own `FeatureVocab`); `merge` maps them onto one
 union vocabulary built in part order, which is the vocabulary one pass over
 the parts in that order would have built: the merged aggregation has the same
 feature ids as a single pass, and equal cells up to the summation order.
+
+Parts that record units (the bootstrap's per-sentence table, with
+corpus-wide sentence ids) merge those too: the merged table is the one a
+single pass records (`bootstrap.UnitCells.absorb`), so the bootstrap's
+intervals are the single pass's.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from lit_plugins.txray.aggregate import NeuronFeatureAggregator
+from lit_plugins.txray.bootstrap import UnitCells
 from lit_plugins.txray.features import FeatureVocab
 
 
@@ -24,10 +30,12 @@ def merge(
     """(summed aggregation, union vocab) of `parts`, each (aggregation, its feature names).
 
     Streams: one part's cells plus the running sum are in memory at a time.
-    All parts must have the same neuron count and mode.
+    All parts must have the same neuron count and mode, and all or none
+    must record units.
     """
     vocab = FeatureVocab()
     merged: NeuronFeatureAggregator | None = None
+    units: UnitCells | None = None
     for i, (agg, names) in enumerate(parts):
         if merged is not None and (agg.num_neurons, agg.mode) != (merged.num_neurons, merged.mode):
             raise ValueError(
@@ -40,7 +48,17 @@ def merge(
             raise ValueError(
                 f"Part {i}: {len(names)} feature names for {agg.num_features} features."
             )
+        if (agg.units is None) != (units is None) and merged is not None:
+            raise ValueError(
+                f"Part {i} {'lacks' if agg.units is None else 'has'} the bootstrap's "
+                f"per-sentence table and the first part {'has it' if agg.units is None else 'not'}"
+                ": merge parts recorded alike (all with record_units=True, or none)."
+            )
         ids = np.asarray([vocab.add(str(n)) for n in names], dtype=np.int64)
+        if agg.units is not None:
+            if units is None:
+                units = UnitCells(agg.units.max_cells, agg.units.min_units)
+            units.absorb(agg.units, ids)
         cells = list(agg.to_coo())
         cells[1] = ids[cells[1]]
         tokens, credited = agg.num_tokens, agg.num_credited
@@ -59,4 +77,5 @@ def merge(
         )
     if merged is None:
         raise ValueError("Nothing to merge: no parts were given.")
+    merged.units = units
     return merged, vocab

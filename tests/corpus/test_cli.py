@@ -198,7 +198,9 @@ def test_txray_two_processes_equal_one_and_the_in_lit_pass(checkpoints, tmp_path
     model = HFSequenceClassifier(checkpoints["tiny"], labels=LABELS.split(","))
     ref = HFSequenceClassifier(checkpoints["tinyref"], labels=LABELS.split(","))
     examples = loaders.load_bundled_sentiment("dev", max_examples=N).examples
-    agg_ref, agg_model, vocab = txray_inputs.aggregate_pair(model, ref, examples, 2, mode="all")
+    agg_ref, agg_model, vocab = txray_inputs.aggregate_pair(
+        model, ref, examples, 2, mode="all", record_units=True
+    )
     loaded = corpus_txray.load_results(str(one))
     assert loaded["feature_names"] == vocab.names
     for mine, theirs in ((loaded["reference"], agg_ref), (loaded["model"], agg_model)):
@@ -207,8 +209,24 @@ def test_txray_two_processes_equal_one_and_the_in_lit_pass(checkpoints, tmp_path
         np.testing.assert_array_equal(np.stack([r1, c1, n1]), np.stack([r2, c2, n2]))
         # float32 activations of differently padded batches: equal to rounding.
         np.testing.assert_allclose(m1, m2, rtol=1e-5)
+        # The bootstrap's per-sentence table is the one-pass table.
+        u1, k1, m1, c1 = mine.units.arrays()
+        u2, k2, m2, c2 = theirs.units.arrays()
+        np.testing.assert_array_equal(np.stack([u1, k1, c1]), np.stack([u2, k2, c2]))
+        np.testing.assert_allclose(m1, m2, rtol=1e-5)
+    # Intervals (default 200 replicates, seed 0) and ranking: the interpreter's.
+    in_lit = txray.compute_shift(agg_ref, agg_model, feature_names=vocab, replicates=200)
+    expected = in_lit.to_dataframe()
+    table = pd.read_csv(one / corpus_txray.SHIFT_FILE)
+    assert table["neuron"].tolist() == expected["neuron"].tolist()
+    for column in ("distance", "lower", "upper"):
+        np.testing.assert_allclose(table[column], expected[column], atol=1e-6)
+    assert (table["upper"] >= table["lower"]).all() and (table["lower"] < table["upper"]).any()
     summary = json.loads((one / corpus_txray.SUMMARY_FILE).read_text())
     assert summary["num_examples"] == N and summary["layer"] == 2
+    assert summary["bootstrap"]["replicates"] == 200 and summary["bootstrap"]["units"] == N
+    top = summary["most_shifted"][0]
+    assert top["neuron"] == table["neuron"][0] and top["lower"] == pytest.approx(table["lower"][0])
 
 
 PROBE_FLAGS = ("--batch_size=4", "--held_out_fraction=0.3")
@@ -291,11 +309,16 @@ def test_results_load_into_the_lit_ui(probe_one, checkpoints, tmp_path):
             {txray_shift.LAYER_KEY: 2, txray_shift.MODE_KEY: "all", neuron_use.USE_KEY: False},
             model="tiny",
         )
-        shifted = common.chips_dict(txray_result[txray_shift.SHIFTED_NEURONS])
+        chips = txray_result[txray_shift.SHIFTED_NEURONS]
+        shifted = common.chips_dict(chips)
         table = pd.read_csv(txray_out / corpus_txray.SHIFT_FILE)
+        # The corpus table's order (by the bootstrap's lower bound) and intervals.
         np.testing.assert_allclose(
-            sorted(shifted.values(), reverse=True), table["distance"].to_numpy()[:10], rtol=1e-9
+            list(shifted.values()), table["distance"].to_numpy()[:10], rtol=1e-9
         )
+        for text, (_, row) in zip(chips["tokens"], table.head(10).iterrows()):
+            assert text.startswith(f"L2 n{int(row['neuron'])}:")
+            assert f"[{row['lower']:.2f}, {row['upper']:.2f}], support" in text
     text = log.read_text()
     assert "Linear probe: loaded" in text and "TX-Ray: loaded" in text
     assert "Linear probe: done" not in text and "TX-Ray: done" not in text  # no refit
