@@ -12,11 +12,12 @@ Data-parallel under torch.distributed (one process per rank, each on its own
 part of the data):
 
   torchrun --nproc_per_node=2 -m lit_plugins attribute --output_dir=out ...
-  accelerate launch --num_processes=2 -m lit_plugins attribute ...
+  accelerate launch --multi_gpu --num_processes=2 -m lit_plugins attribute ...
 
-`attribute` and `txray` are resumable: rerun the same command after an
-interruption and only the missing shards are computed; on a finished output
-directory the command does nothing.
+All three are resumable: rerun the same command after an interruption and
+only the missing shards are computed (probe: its rows; the fit, a small
+part of the time, runs again); on a finished output directory the command
+does nothing.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ MODEL = flags.DEFINE_string(
 SHARD_SIZE = flags.DEFINE_integer(
     "shard_size",
     0,
-    "attribute/txray: examples per shard (the unit of resuming and of work per "
-    "process); 0 = min(256, ceil(examples / 64)).",
+    "examples per shard (the unit of resuming and of work per process); "
+    "0 = min(256, ceil(examples / 64)).",
 )
 # attribute
 METHODS = flags.DEFINE_list(
@@ -123,6 +124,7 @@ _COMMAND_FLAGS = {
         "lambda_l2",
         "held_out_fraction",
         "seed",
+        "shard_size",
     ),
 }
 COMMANDS = tuple(_COMMAND_FLAGS)
@@ -329,7 +331,9 @@ def cmd_probe(comm: distributed.Comm) -> None:
         seed=SEED.value,
         top_mass=TOP_MASS.value,
     )
-    out_dir = OUTPUT_DIR.value
+    out_dir, config = OUTPUT_DIR.value, run_config("probe")
+    if _finished(out_dir, config, comm):
+        return
     shards.check_output_dir(out_dir, comm)
     name, model = _one_model(comm)
     dataset = _dataset(model)
@@ -340,6 +344,8 @@ def cmd_probe(comm: distributed.Comm) -> None:
         dataset,
         opts,
         out_dir,
+        config,
+        shard_size=_shard_size(dataset.examples),
         batch_size=model_data.BATCH_SIZE.value,
         comm=comm,
         device=_device(comm),

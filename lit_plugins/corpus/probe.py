@@ -1,12 +1,16 @@
 """`probe`: the linear-probe layer sweep on a corpus, data-parallel, loadable into LIT.
 
 The same fit as the Linear Probe interpreter (its config parsing, its split,
-its pooling and word alignment, its `LayerSweep`), with the activations
-collected by each rank for its own contiguous block of the train and
-held-out examples only: memory per process is its block's pooled vectors
-(rows x hidden x layers), never the corpus's token activations.  The probes
-are trained full batch with the loss and gradient summed over ranks
-(`probing.LayerSweep(comm=...)`), so N ranks fit the probe one process fits.
+its pooling and word alignment, its `LayerSweep`).  The probe rows (pooled
+vectors per layer, never the corpus's token activations) are collected in
+fixed shards of the split order (train examples, then held-out), written
+atomically as ``shard-<hash>-k-of-n.rows.npz``; rank r collects the shards
+k with k mod N = r, so a killed run resumes where it stopped and 1 and N
+processes collect the same rows.  Then each rank loads the rows of its own
+contiguous block of the train and held-out examples (memory per process:
+its block's rows x hidden x layers), and the probes are trained full batch
+with the loss and gradient summed over ranks (`probing.LayerSweep(comm=...)`),
+so N ranks fit the probe one process fits.
 
 Rank 0 writes to the output directory:
 
@@ -14,7 +18,8 @@ Rank 0 writes to the output directory:
 * ``probe.json``: the fit options, per-layer held-out scores, the best layer,
   sizes, timings, and per layer the NeuroX-style neuron ranking
   (`get_neuron_ordering`) and the top neurons per class holding
-  ``--top_mass`` of the weight mass (`get_top_neurons`).
+  ``--top_mass`` of the weight mass (`get_top_neurons`);
+* ``COMPLETE`` after both: a rerun of the same command then does nothing.
 
 ``--probe_results=<dir>`` on the demo loads them into the Linear Probe
 interpreter (`load_results`): the UI then shows this fit, without refitting,
@@ -76,17 +81,26 @@ def parse(
     return linear_probe.LinearProbeInterpreter().parse_config(model, dataset, opts.config()).fit
 
 
+ROWS_SUFFIX = ".rows.npz"
+
+
 def run(
     model: lit_model.Model,
     model_name: str,
     dataset: lit_dataset.Dataset,
     opts: ProbeRunOptions,
     out_dir: str,
+    config: dict,
+    shard_size: int = 0,
     batch_size: int = 32,
     comm: distributed.Comm = distributed.SINGLE,
     device: str | None = None,
 ) -> linear_probe.ProbeState:
-    """Fits the sweep over the ranks; rank 0 writes the results. Returns the state (every rank)."""
+    """Collects the probe rows shard by shard (resumable), fits the sweep
+    over the ranks; rank 0 writes the results. Returns the state (every rank).
+
+    `config` identifies the run (`shards.ShardPlan`); `shard_size` 0 = auto.
+    """
     start = time.time()
     fit = parse(model, dataset, opts)
     examples = list(dataset.examples)
@@ -106,19 +120,34 @@ def run(
                 f"{indices.size} {part} examples for {comm.world_size} processes; every "
                 f"process needs at least one: use at most {indices.size} processes."
             )
+    # Rows are collected in fixed shards of the split order (train, then
+    # held-out): the unit of resuming, and the same batches whatever the
+    # number of ranks.
+    order = np.concatenate([train_ex, held_ex])
+    plan = shards.ShardPlan(
+        out_dir, config, order.size, shard_size or shards.auto_shard_size(order.size), ROWS_SUFFIX
+    )
+    plan.prepare(comm)
+    for k, lo, hi, bar in plan.work("probe rows", comm):
+        rows = _rows(model, examples, labels, order[lo:hi], fit, layers, batch_size)
+        shards.atomic_write(plan.path(k), lambda tmp, r=rows: _save_rows(tmp, *r))
+        bar.update(hi - lo)
+    comm.barrier()
+    missing = [k for k in range(plan.num_shards) if not plan.done(k)]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} probe row shard(s) missing after every rank's work (e.g. "
+            f"{plan.path(missing[0])}); rerun the same command to resume."
+        )
+    # Each rank fits on its contiguous block of the train and held-out examples.
     parts = {}
-    for part, indices in (("train", train_ex), ("held-out", held_ex)):
-        mine = indices[slice(*comm.block(len(indices)))]
-        parts[part] = _rows(model, examples, labels, mine, fit, layers, batch_size, part, comm)
+    for part, offset, indices in (("train", 0, train_ex), ("held-out", train_ex.size, held_ex)):
+        lo, hi = comm.block(len(indices))
+        parts[part] = _load_rows(plan, offset + lo, offset + hi, fit.layers)
     (X_train, y_train), (X_held, y_held) = parts["train"], parts["held-out"]
     sweep = probing.LayerSweep(
         fit.task_type, lambda_l1=fit.l1, lambda_l2=fit.l2, device=device, comm=comm
-    ).fit(
-        {l: X_train[l] for l in fit.layers},
-        y_train,
-        {l: X_held[l] for l in fit.layers},
-        y_held,
-    )
+    ).fit(X_train, y_train, X_held, y_held)
     num_rows = int(comm.sum_array(np.array([len(y_train) + len(y_held)], dtype=np.int64))[0])
     state = linear_probe.ProbeState.of_sweep(
         fit,
@@ -129,25 +158,18 @@ def run(
         seconds=time.time() - start,
         model=specs.unwrap(model),
     )
-    if comm.is_main:
-        _write(out_dir, model_name, fit, state, opts, comm.world_size)
-    comm.barrier()
+    plan.finish(comm, then=lambda: _write(out_dir, model_name, fit, state, opts, comm.world_size))
     return state
 
 
-def _rows(model, examples, labels, indices, fit, layers, batch_size, part, comm):
-    """({layer: [rows, H]}, labels [rows]) of this rank's examples `indices`."""
+def _rows(model, examples, labels, indices, fit, layers, batch_size):
+    """({layer: [rows, H]}, labels [rows], rows per example) of examples `indices`."""
     subset = [examples[i] for i in indices]
-    name = f"probe {part}" + (f" [rank {comm.rank}/{comm.world_size}]" if comm.distributed else "")
-    if not subset:  # more ranks than examples in this part
-        raise ValueError(
-            f"Rank {comm.rank} has no {part} examples: use fewer processes than {part} examples."
-        )
     if fit.level == "sentence":
         vectors = probe_inputs.collect_pooled_activations(
-            model, subset, layers, fit.pooling, batch_size, name
+            model, subset, layers, fit.pooling, batch_size
         )
-        return vectors, labels[indices]
+        return vectors, labels[indices], np.ones(len(subset), dtype=np.int64)
     words = probe_inputs.collect_word_vectors(
         model,
         subset,
@@ -156,10 +178,35 @@ def _rows(model, examples, labels, indices, fit, layers, batch_size, part, comm)
         layers,
         fit.pooling,
         batch_size,
-        name,
-        fit.label_field,
+        label_field=fit.label_field,
     )
-    return words.vectors, words.tags
+    counts = np.bincount(words.example, minlength=len(subset)).astype(np.int64)
+    return words.vectors, words.tags, counts
+
+
+def _save_rows(path, vectors, targets, counts) -> None:
+    np.savez(
+        path,
+        targets=np.asarray(targets),
+        counts=counts,
+        **{f"layer_{l}": np.asarray(v, dtype=np.float32) for l, v in vectors.items()},
+    )
+
+
+def _load_rows(plan: shards.ShardPlan, lo: int, hi: int, layers) -> tuple[dict, np.ndarray]:
+    """({layer: rows}, targets) of examples [lo, hi) of the split order, from the shards."""
+    xs: dict[int, list[np.ndarray]] = {l: [] for l in layers}
+    ys = []
+    first, last = lo // plan.shard_size, (hi - 1) // plan.shard_size
+    for k in range(first, last + 1):
+        s0, _ = plan.bounds(k)
+        with np.load(plan.path(k), allow_pickle=False) as z:
+            ends = np.concatenate([[0], np.cumsum(z["counts"])])
+            a, b = ends[max(lo, s0) - s0], ends[min(hi, s0 + z["counts"].size) - s0]
+            ys.append(z["targets"][a:b])
+            for l in layers:
+                xs[l].append(z[f"layer_{l}"][a:b])
+    return {l: np.concatenate(v) for l, v in xs.items()}, np.concatenate(ys)
 
 
 def _write(out_dir, model_name, fit, state, opts, world_size) -> None:

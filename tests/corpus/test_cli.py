@@ -256,6 +256,31 @@ def test_probe_two_processes_equal_one(probe_one, checkpoints, tmp_path):
         np.testing.assert_allclose(b.probes_[l].bias_, a.probes_[l].bias_, atol=1e-4)
 
 
+def test_probe_resumes_from_its_row_shards(probe_one, checkpoints, tmp_path):
+    """A run that lost a shard (as if killed while collecting it) recomputes
+    only that shard and fits the same probe; a finished run does nothing."""
+    import shutil
+
+    from lit_plugins.corpus import probe as corpus_probe
+
+    out = tmp_path / "probe"
+    shutil.copytree(probe_one, out)
+    shard_files = sorted(p for p in os.listdir(out) if p.endswith(corpus_probe.ROWS_SUFFIX))
+    assert len(shard_files) == -(-N // shards.auto_shard_size(N))
+    for name in (shard_files[1], shards.COMPLETE, corpus_probe.SWEEP_FILE, "probe.json"):
+        os.remove(out / name)
+    before = {p: os.stat(out / p).st_mtime_ns for p in shard_files if p != shard_files[1]}
+    proc = run_cli("probe", out, *_model_flags(checkpoints, "tiny"), *PROBE_FLAGS)
+    assert "already complete" not in proc.stdout
+    assert {p: os.stat(out / p).st_mtime_ns for p in before} == before  # only the lost one
+    assert (out / shard_files[1]).exists() and (out / shards.COMPLETE).exists()
+    one = json.loads((probe_one / "probe.json").read_text())
+    again = json.loads((out / "probe.json").read_text())
+    assert again["scores"] == one["scores"] and again["neurons"] == one["neurons"]
+    proc = run_cli("probe", out, *_model_flags(checkpoints, "tiny"), *PROBE_FLAGS)
+    assert "already complete; nothing to do" in proc.stdout
+
+
 def test_probe_equals_the_interpreter_fit(probe_one, checkpoints):
     """The CLI's sweep is the Linear Probe interpreter's fit on the same data."""
     from lit_plugins.corpus import probe as corpus_probe
