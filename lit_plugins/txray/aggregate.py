@@ -667,12 +667,13 @@ class NeuronFeatureAggregator:
         return agg
 
     def remap_features(self, mapping, num_features: int) -> NeuronFeatureAggregator:
-        """New aggregator whose feature ``f`` becomes ``mapping[f]`` (e.g. onto a union vocab)."""
+        """New aggregator whose feature ``f`` becomes ``mapping[f]`` (e.g. onto a
+        union vocab), with its per-sentence table if it records one."""
         mapping = np.asarray(mapping, dtype=np.int64)
         if mapping.shape[0] < self._num_features:
             raise ValueError("mapping shorter than the current feature space")
         r, c, m, n = self.to_coo()
-        return NeuronFeatureAggregator.from_coo(
+        out = NeuronFeatureAggregator.from_coo(
             self.num_neurons,
             num_features,
             r,
@@ -683,6 +684,10 @@ class NeuronFeatureAggregator:
             num_tokens=self.num_tokens,
             num_credited=self.num_credited,
         )
+        if self.units is not None:  # the per-sentence table, renumbered alike
+            out.units = UnitCells(self.units.max_cells, self.units.min_units)
+            out.units.absorb(self.units, mapping)
+        return out
 
     def save(
         self,

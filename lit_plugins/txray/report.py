@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from lit_plugins.txray.aggregate import FeatureVocab, NeuronFeatureAggregator
+from lit_plugins.txray.bootstrap import DEFAULT_REPLICATES
 from lit_plugins.txray.shift import NeuronShift, ShiftResult, compute_shift
 
 __all__ = ["load_pair", "main", "write_report"]
@@ -702,6 +703,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="mass",
         help="'mass' (default) or the original code's 'mean' of normalised activations",
     )
+    ap.add_argument(
+        "--replicates",
+        type=int,
+        default=None,
+        help="bootstrap replicates over sentences (default: 200 when both files carry the "
+        "per-sentence table, as the corpus command writes them; 0: no intervals)",
+    )
+    ap.add_argument("--bootstrap-seed", type=int, default=0, help="the bootstrap's seed")
     ap.add_argument("--plotlyjs", choices=("directory", "inline"), default="directory")
     ap.add_argument("--no-png", action="store_true")
     ap.add_argument("--no-html", action="store_true")
@@ -740,6 +749,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ap.error("--b is required with --a")
             agg_a, agg_b, names = load_pair(args.a, args.b)
             labels = tuple(args.labels or (Path(args.a).stem, Path(args.b).stem))
+        recorded = agg_a.units is not None and agg_b.units is not None
+        replicates = args.replicates
+        if replicates is None:
+            replicates = DEFAULT_REPLICATES if recorded else 0
+        if replicates and not recorded:
+            raise ValueError(
+                "--replicates needs both aggregations saved with their per-sentence table "
+                "(`python -m lit_plugins txray` writes it unless --replicates=0)"
+            )
         result = compute_shift(
             agg_a,
             agg_b,
@@ -747,6 +765,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             weighting=args.weighting,
             feature_names=names,
             labels=labels,
+            replicates=replicates,
+            seed=args.bootstrap_seed,
         )
         written = write_report(
             result,

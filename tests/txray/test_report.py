@@ -183,3 +183,37 @@ def test_report_shows_intervals_and_support_with_a_bootstrap(tmp_path):
     assert "lower bound" in page
     assert '"error_y"' in (out / "hellinger_length.html").read_text(encoding="utf-8")
     assert "| distance [interval] | support |" in _format_ranked(result, 3, 3)
+
+
+def test_cli_bootstraps_saved_per_sentence_tables(tmp_path, capsys):
+    """Files written with their per-sentence table (as the corpus command
+    writes them) get intervals; B's table follows B's remapped vocabulary."""
+    rng = np.random.default_rng(0)
+    sentence = np.repeat(np.arange(40), 5)
+    words = rng.integers(0, 12, size=sentence.size)
+    acts_a, acts_b = rng.normal(size=(2, sentence.size, 6))
+    names = [f"w{i}" for i in range(12)]
+    a = NeuronFeatureAggregator(6, record_units=True).update(acts_a, words, units=sentence)
+    b = NeuronFeatureAggregator(6, record_units=True).update(acts_b, words, units=sentence)
+    a.save(tmp_path / "a.npz", feature_names=names)
+    reverse = np.arange(12)[::-1]  # B's ids in reverse order, names alike
+    NeuronFeatureAggregator(6, record_units=True).update(
+        acts_b, reverse[words], units=sentence
+    ).save(tmp_path / "b.npz", feature_names=names[::-1])
+    a2, b2, got_names = load_pair(tmp_path / "a.npz", tmp_path / "b.npz")
+    assert got_names == names
+    expected = compute_shift(a, b, replicates=40, seed=1)
+    got = compute_shift(a2, b2, replicates=40, seed=1)
+    np.testing.assert_allclose(got.replicate_distance, expected.replicate_distance, atol=1e-12)
+    out = tmp_path / "report"
+    argv = ["--a", str(tmp_path / "a.npz"), "--b", str(tmp_path / "b.npz"), "--out", str(out)]
+    assert main([*argv, "--no-png", "--no-html", "--replicates", "40"]) == 0
+    assert main([*argv, "--no-png", "--no-html"]) == 0  # default: 200 replicates
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for key, agg in (("a", NeuronFeatureAggregator(6)), ("b", NeuronFeatureAggregator(6))):
+        agg.update(acts_a, words).save(plain / f"{key}.npz", feature_names=names)
+    capsys.readouterr()
+    argv = ["--a", str(plain / "a.npz"), "--b", str(plain / "b.npz"), "--out", str(out)]
+    assert main([*argv, "--replicates", "10", "--no-png", "--no-html"]) == 2
+    assert "per-sentence table" in capsys.readouterr().err
