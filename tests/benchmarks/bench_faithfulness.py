@@ -3,7 +3,7 @@ on 100 bundled dev sentences with the fine-tuned MiniLM, batched (ours) vs
 ferret's procedure run one example and one method at a time.
 
   .venv/bin/python -m tests.benchmarks.bench_faithfulness [--examples 100] [--threads 1] \
-      [--report docs/faithfulness] [--skip_ferret]
+      [--report docs/faithfulness] [--skip_ferret] [--forward_costs]
 
 The maps are computed once (LIT's Grad L2 Norm, Grad ⋅ Input, Integrated
 Gradients and LIME, and our Integrated Gradients, default configs) and cached
@@ -124,6 +124,42 @@ def ferret_loop(examples, maps, prob_fn, seed):
     return out
 
 
+def forward_costs(sub, sub_maps, runner, prob_fn, seed, repeats=2):
+    """µs per token of the forward pass over the distinct rows the three
+    metrics need (sorted by length) at several rows per call, and this
+    core's float32 GEMM rate on an FFN-shaped product, for the README's
+    compute-bound argument."""
+    rows = []
+
+    def capture(batch):
+        rows.extend(batch)
+        return prob_fn(batch)
+
+    core.score(sub, sub_maps, capture, runner.options(curves=False, seed=seed))
+    rows.sort(key=lambda r: r.input_ids.size)
+    tokens = sum(r.input_ids.size for r in rows)
+    print(
+        f"\nforward cost over the {len(rows)} distinct rows ({tokens} tokens) of {len(sub)} examples:"
+    )
+    for size in (1, 8, 32, 64, 128):
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for lo in range(0, len(rows), size):
+                prob_fn(rows[lo : lo + size])
+            best = min(best, time.perf_counter() - start)
+        print(f"  {size:>3} rows per call: {1e6 * best / tokens:.0f} µs per token", flush=True)
+    hidden = runner.raw.model.config.hidden_size
+    inner = runner.raw.model.config.intermediate_size
+    x, w = torch.randn(512, hidden), torch.randn(inner, hidden)
+    torch.nn.functional.linear(x, w)
+    start, reps = time.perf_counter(), 50
+    for _ in range(reps):
+        torch.nn.functional.linear(x, w)
+    rate = 2 * 512 * hidden * inner * reps / (time.perf_counter() - start)
+    print(f"  float32 GEMM [512 x {hidden}] x [{hidden} x {inner}]: {rate / 1e9:.0f} GFLOP/s")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--examples", type=int, default=100)
@@ -132,6 +168,11 @@ def main(argv=None):
     ap.add_argument("--chunk", type=int, default=25, help="examples per interleaved timing chunk")
     ap.add_argument("--report", default="", help="also write the report of ours to this directory")
     ap.add_argument("--skip_ferret", action="store_true", help="time ours only")
+    ap.add_argument(
+        "--forward_costs",
+        action="store_true",
+        help="only print the forward pass's cost per token by rows per call (first 25 examples)",
+    )
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -158,6 +199,11 @@ def main(argv=None):
     maps, times = salience_maps(model, inputs, tokens, cache)
     if times is None:
         print(f"salience maps: cached ({cache})")
+    if args.forward_costs:
+        n = min(25, len(examples))
+        sub_maps = {k: v[:n] for k, v in maps.items()}
+        forward_costs(examples[:n], sub_maps, runner, prob_fn, args.seed)
+        return
 
     # Timed interleaved in chunks of examples (the order rotating), so that
     # a change in machine load hits all three alike.
