@@ -44,6 +44,7 @@ from lit_plugins.probing import persistence
 
 SWEEP_FILE = "sweep.npz"
 RESULTS_FILE = "probe.json"
+ROWS_SUFFIX = ".rows.npz"  # the row shards' extension
 _FORMAT = "lit_plugins.corpus.probe/1"
 
 
@@ -79,9 +80,6 @@ def parse(
     if not 0.0 < opts.top_mass <= 1.0:
         raise ValueError(f"--top_mass must be in (0, 1], got {opts.top_mass}.")
     return linear_probe.LinearProbeInterpreter().parse_config(model, dataset, opts.config()).fit
-
-
-ROWS_SUFFIX = ".rows.npz"
 
 
 def run(
