@@ -685,8 +685,7 @@ class NeuronFeatureAggregator:
             num_credited=self.num_credited,
         )
         if self.units is not None:  # the per-sentence table, renumbered alike
-            out.units = UnitCells(self.units.max_cells, self.units.min_units)
-            out.units.absorb(self.units, mapping)
+            out.units = self.units.renumbered(mapping)
         return out
 
     def save(

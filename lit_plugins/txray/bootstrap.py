@@ -181,6 +181,10 @@ class UnitCells:
         self._push(_coalesced(units >> (self.shift - other.shift), keys, mass, count))
         return self
 
+    def renumbered(self, feature_map: np.ndarray) -> UnitCells:
+        """A copy (same bounds and merging) whose feature f is `feature_map[f]`."""
+        return UnitCells(self.max_cells, self.min_units).absorb(self, feature_map)
+
     def state(self) -> dict[str, np.ndarray]:
         """The table as arrays (`from_state` restores it; no pickles)."""
         units, keys, mass, count = self.arrays()

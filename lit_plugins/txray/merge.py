@@ -56,9 +56,7 @@ def merge(
             )
         ids = np.asarray([vocab.add(str(n)) for n in names], dtype=np.int64)
         if agg.units is not None:
-            if units is None:
-                units = UnitCells(agg.units.max_cells, agg.units.min_units)
-            units.absorb(agg.units, ids)
+            units = agg.units.renumbered(ids) if units is None else units.absorb(agg.units, ids)
         cells = list(agg.to_coo())
         cells[1] = ids[cells[1]]
         tokens, credited = agg.num_tokens, agg.num_credited
