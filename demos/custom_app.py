@@ -31,9 +31,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from lit_nlp import server_flags
 from lit_nlp.api import layout
 
-from lit_plugins import registration
+from lit_plugins.app import registration
 from lit_plugins.data import loaders
-from lit_plugins.models import HFSequenceClassifier
+from lit_plugins.lit.model import HFSequenceClassifier
 
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint",
@@ -88,7 +88,7 @@ def load_models() -> tuple[dict[str, HFSequenceClassifier], str | None]:
     """The app's models and TX-Ray's default reference model."""
     if _CHECKPOINT.value:
         return {"mine": HFSequenceClassifier(_CHECKPOINT.value, labels=_LABELS.value)}, None
-    from lit_plugins import demo_models  # pylint: disable=g-import-not-at-top
+    from lit_plugins.lit import demo_models  # pylint: disable=g-import-not-at-top
 
     models = {
         "minilm-finetuned": demo_models.finetuned_minilm(),

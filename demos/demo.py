@@ -32,8 +32,9 @@ from lit_nlp import (
     server_flags,
 )
 
-from lit_plugins import model_data, offline_ui, registration, serving
-from lit_plugins.interpreters import TXRayNeuronShift
+from lit_plugins.app import offline_ui, registration, serving
+from lit_plugins.cli import model_data
+from lit_plugins.lit.interpreters import TXRayNeuronShift
 
 FLAGS = flags.FLAGS
 
@@ -119,7 +120,7 @@ def main(argv: Sequence[str]) -> dev_server.LitServerType | None:
         )
     except ValueError as e:
         raise app.UsageError(str(e)) from None
-    from lit_plugins.models import finetune  # pylint: disable=g-import-not-at-top
+    from lit_plugins.hf import finetune
 
     roots = _ALLOWED_MODEL_DIRS.value or [finetune.cache_root()] + [
         os.path.dirname(os.path.abspath(p.split(":", 1)[-1]))

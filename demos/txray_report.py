@@ -14,9 +14,9 @@ import os
 from absl import app, flags
 from lit_nlp.api import dataset as lit_dataset
 
-from lit_plugins import demo_models
 from lit_plugins.data import loaders
-from lit_plugins.interpreters import txray_shift
+from lit_plugins.lit import demo_models
+from lit_plugins.lit.interpreters import txray_shift
 from lit_plugins.txray import report
 
 _OUT = flags.DEFINE_string("out", "txray_report", "Output directory.")

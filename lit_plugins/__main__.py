@@ -1,6 +1,6 @@
-"""``python -m lit_plugins <command>``: see `lit_plugins.corpus.cli`."""
+"""``python -m lit_plugins <command>``: see `lit_plugins.cli.main`."""
 
-from lit_plugins.corpus import cli
+from lit_plugins.cli import main
 
 if __name__ == "__main__":
-    cli.run()
+    main.run()

@@ -20,7 +20,7 @@ def tiny_classifier(request):
 @pytest.fixture(scope="session")
 def minilm_finetuned():
     """MiniLM-L6 fine-tuned on the bundled train split (cached on disk)."""
-    from lit_plugins import demo_models
+    from lit_plugins.lit import demo_models
 
     return demo_models.finetuned_minilm(batch_size=32)
 

@@ -30,9 +30,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from lit_plugins import distributed
 from lit_plugins.probing.losses import Problem
 from lit_plugins.probing.splits import train_held_out_split
+from lit_plugins.util import distributed
 
 # early_stopping="auto" needs at least this many held-out rows: fewer make
 # the held-out loss too noisy to pick an iteration from.

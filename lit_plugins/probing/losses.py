@@ -34,8 +34,8 @@ import math
 import numpy as np
 import torch
 
-from lit_plugins import distributed
 from lit_plugins.probing import _validation as val
+from lit_plugins.util import distributed
 
 BINARY = "binary"  # internal task: 2-class softmax solved as one logistic
 

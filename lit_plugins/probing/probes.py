@@ -65,12 +65,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from lit_plugins import distributed
-from lit_plugins.devices import DeviceLike, pick_device
 from lit_plugins.probing import _validation as val
 from lit_plugins.probing import early_stopping as es
 from lit_plugins.probing import losses, solvers
 from lit_plugins.probing.solvers import SOLVERS
+from lit_plugins.util import distributed
+from lit_plugins.util.devices import DeviceLike, pick_device
 
 __all__ = [
     "SOLVERS",

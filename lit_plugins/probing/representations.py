@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from lit_plugins import distributed
 from lit_plugins.probing import _validation as val
 from lit_plugins.probing import metrics as metrics_lib
 from lit_plugins.probing import probes as probes_lib
+from lit_plugins.util import distributed
 
 STRATEGIES = ("first", "last", "mean")
 

@@ -22,9 +22,9 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
-from lit_plugins import registration
+from lit_plugins.app import registration
 from lit_plugins.data import loaders
-from lit_plugins.interpreters import common, txray_shift
+from lit_plugins.lit.interpreters import common, txray_shift
 from tests.kit import browser as browser_kit
 from tests.kit.browser import CHROMIUM_ARGS
 from tests.kit.demo_server import ROOT, demo_server, post

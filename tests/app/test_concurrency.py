@@ -23,7 +23,7 @@ import pytest
 from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import types as lit_types
 
-from lit_plugins import registration
+from lit_plugins.app import registration
 from tests.kit import tiny_models
 from tests.kit.demo_server import count_in_log, demo_server, interpret, post
 
@@ -169,10 +169,10 @@ def _examples(n=24, seed=0):
 
 
 def test_threads_on_one_model_get_serial_answers():
-    from lit_plugins import interpreters as ours
-    from lit_plugins.interpreters import integrated_gradients as ig
-    from lit_plugins.interpreters import linear_probe as lp
-    from lit_plugins.interpreters import txray_shift
+    from lit_plugins.lit import interpreters as ours
+    from lit_plugins.lit.interpreters import integrated_gradients as ig
+    from lit_plugins.lit.interpreters import linear_probe as lp
+    from lit_plugins.lit.interpreters import txray_shift
 
     def wrap(seed):
         return tiny_models.classifier("bert", seed=seed, labels=LABELS, batch_size=4, max_length=16)

@@ -10,8 +10,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from lit_plugins import offline_ui, registration
-from lit_plugins.interpreters import common, txray_shift
+from lit_plugins.app import offline_ui, registration
+from lit_plugins.lit.interpreters import common, txray_shift
 from tests.kit.demo_server import demo_server
 from tests.kit.demo_server import post as _post
 
@@ -129,8 +129,8 @@ def own_csv(tmp_path_factory, dev_examples):
 
 
 def _own_server(tmp_path_factory, own_csv, *extra):
-    from lit_plugins import demo_models
-    from lit_plugins.models import finetune
+    from lit_plugins.hf import finetune
+    from lit_plugins.lit import demo_models
 
     log = tmp_path_factory.mktemp("own_server") / "server.log"
     args = (

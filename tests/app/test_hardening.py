@@ -39,11 +39,11 @@ from lit_nlp import server_flags  # noqa: F401  (defines --host)
 from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import types as lit_types
 
-from lit_plugins import registration
-from lit_plugins.interpreters import integrated_gradients as ig
-from lit_plugins.interpreters import linear_probe as lp
-from lit_plugins.interpreters import txray_shift
-from lit_plugins.models import HFSequenceClassifier
+from lit_plugins.app import registration
+from lit_plugins.lit.interpreters import integrated_gradients as ig
+from lit_plugins.lit.interpreters import linear_probe as lp
+from lit_plugins.lit.interpreters import txray_shift
+from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import tiny_models
 from tests.kit.demo_server import count_in_log, demo_server, interpret, post
 
@@ -536,7 +536,7 @@ def test_other_model_over_http_refits(server, data):
 
 
 def test_fit_cache_is_bounded_and_fits_once_per_key():
-    from lit_plugins import dataset_level
+    from lit_plugins.lit import dataset_level
 
     cache = dataset_level.FitOnceCache(max_entries=2)
     calls = []
@@ -551,7 +551,7 @@ def test_fit_cache_is_bounded_and_fits_once_per_key():
 def test_ig_memory_is_bounded_by_splitting_chunks(tiny_classifier, monkeypatch):
     """A huge internal batch size is split into bounded model calls with the
     same numbers."""
-    from lit_plugins.models import hf_paths
+    from lit_plugins.hf import paths as hf_paths
 
     examples = [{"sentence": "the film was not bad at all " * 3}]
     path_fn, _, _ = tiny_classifier.integrated_gradients_path(examples)

@@ -27,7 +27,7 @@ import urllib.request
 
 import pytest
 
-from lit_plugins import registration
+from lit_plugins.app import registration
 from tests.kit import tiny_models
 from tests.kit.demo_server import ROOT, free_port, post
 

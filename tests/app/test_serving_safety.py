@@ -30,7 +30,7 @@ from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import types as lit_types
 from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 
-from lit_plugins import registration, serving
+from lit_plugins.app import registration, serving
 from tests.kit import browser as browser_kit
 from tests.kit.demo_server import ROOT, count_in_log, demo_server, post
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from lit_plugins.attribution import ablation
 from lit_plugins.attribution import conductance as conductance_lib
 from lit_plugins.attribution import integrated_gradients as ig_lib
-from lit_plugins.models import HFSequenceClassifier, hf_paths
+from lit_plugins.hf import ablation
+from lit_plugins.hf import paths as hf_paths
+from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import tiny_models
 
 TEXTS = ["the film was not bad at all", "boring", "slow start but a stunning finale really"]

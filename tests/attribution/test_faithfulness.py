@@ -1,5 +1,5 @@
 """The LIT-free faithfulness core (lit_plugins.attribution.faithfulness) and
-the HF perturbation adapter (lit_plugins.models.hf_perturb)."""
+the HF perturbation adapter (lit_plugins.hf.perturb)."""
 
 import itertools
 import warnings
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from lit_plugins.attribution import faithfulness as ff
-from lit_plugins.models import HFSequenceClassifier
-from lit_plugins.models.hf_perturb import PerturbationRunner
+from lit_plugins.faithfulness import metrics as ff
+from lit_plugins.hf.perturb import PerturbationRunner
+from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import ferret_reference, tiny_models
 
 CLS, SEP, MASK, PAD = 101, 102, 103, 0

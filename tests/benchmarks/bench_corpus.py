@@ -38,8 +38,8 @@ _PEAK_RE = re.compile(r"rank (\d+) of (\d+): ([\d.]+) s, peak memory (\d+) MiB")
 _IN_LIT = """
 import resource, sys, time
 from lit_plugins.data import loaders
-from lit_plugins import demo_models
-from lit_plugins.interpreters import linear_probe
+from lit_plugins.lit import demo_models
+from lit_plugins.lit.interpreters import linear_probe
 start = time.time()
 model = demo_models.finetuned_minilm(batch_size=32)
 ds = loaders.load_table(sys.argv[1], {"sentence": "sentence"}, "label",

@@ -36,12 +36,13 @@ import torch
 from lit_nlp.api import model as lit_model
 from lit_nlp.components import gradient_maps, lime_explainer
 
-from lit_plugins import demo_models, faithfulness
-from lit_plugins import interpreters as ours
-from lit_plugins.attribution import faithfulness as core
 from lit_plugins.data import loaders
-from lit_plugins.models import finetune
-from lit_plugins.models.hf_perturb import PerturbationRunner
+from lit_plugins.faithfulness import metrics as core
+from lit_plugins.hf import finetune
+from lit_plugins.hf.perturb import PerturbationRunner
+from lit_plugins.lit import demo_models
+from lit_plugins.lit import interpreters as ours
+from lit_plugins.lit import salience_evaluation as faithfulness
 from tests.benchmarks import machine
 from tests.kit import ferret_reference
 
@@ -297,7 +298,7 @@ def main(argv=None):
     ]
     summary = faithfulness.summarize(pd.DataFrame(rows), seed=args.seed)
     if args.report:
-        from lit_plugins import faithfulness_report
+        from lit_plugins.cli import faithfulness_report
 
         result = faithfulness.result_from_scores(
             ours5, runner.options(seed=args.seed), runner.labels

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from lit_nlp.components import gradient_maps
 
-from lit_plugins import demo_models
 from lit_plugins.attribution import integrated_gradients as ig_lib
 from lit_plugins.data import loaders
+from lit_plugins.lit import demo_models
 from tests.benchmarks import machine
 
 TOL = 0.01

@@ -41,10 +41,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 
-from lit_plugins import demo_models, probing
-from lit_plugins.attribution import ablation
+from lit_plugins import probing
 from lit_plugins.data import loaders
-from lit_plugins.interpreters import LinearProbeInterpreter, TXRayNeuronShift, neuron_use
+from lit_plugins.hf import ablation
+from lit_plugins.lit import demo_models
+from lit_plugins.lit.interpreters import LinearProbeInterpreter, TXRayNeuronShift, neuron_use
 from tests.benchmarks import machine
 
 

@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lit_plugins import txray, txray_inputs
-from lit_plugins.corpus import attribute, shards
-from lit_plugins.corpus import txray as corpus_txray
+from lit_plugins import txray
+from lit_plugins.cli import attribute, shards
+from lit_plugins.cli import txray as corpus_txray
 from lit_plugins.data import loaders
+from lit_plugins.lit import saved_results, txray_inputs
 from tests.kit import demo_server, launch, tiny_models
 
 N = 13  # not divisible by 2 ranks (nor by the shard size)
@@ -97,8 +98,8 @@ def test_attribute_rows_are_complete_and_match_the_interpreters(attribute_one, c
         assert (rows[f"{method}_completeness_error"] < 0.01).all()
         assert (rows[f"{method}_evaluations"] > 0).all()
     # The same numbers as the LIT interpreter on the same model and examples.
-    from lit_plugins.interpreters import gradient_salience
-    from lit_plugins.models import HFSequenceClassifier
+    from lit_plugins.lit.interpreters import gradient_salience
+    from lit_plugins.lit.model import HFSequenceClassifier
 
     model = HFSequenceClassifier(checkpoints["tiny"], labels=LABELS.split(","))
     lit = gradient_salience.GradientDotInput().run(examples[:3], model, None)
@@ -183,7 +184,7 @@ def test_txray_two_processes_equal_one_and_the_in_lit_pass(checkpoints, tmp_path
     one, two = tmp_path / "one", tmp_path / "two"
     run_cli("txray", one, *flags)
     run_cli("txray", two, *flags, world=2)
-    for name in (corpus_txray.REFERENCE_FILE, corpus_txray.MODEL_FILE):
+    for name in (saved_results.REFERENCE_FILE, saved_results.MODEL_FILE):
         a, names_a, _ = txray.NeuronFeatureAggregator.load(one / name)
         b, names_b, _ = txray.NeuronFeatureAggregator.load(two / name)
         assert names_a == names_b
@@ -193,7 +194,7 @@ def test_txray_two_processes_equal_one_and_the_in_lit_pass(checkpoints, tmp_path
         pd.read_csv(one / corpus_txray.SHIFT_FILE), pd.read_csv(two / corpus_txray.SHIFT_FILE)
     )
     # The in-LIT path (one pass over all examples) gives the same aggregation.
-    from lit_plugins.models import HFSequenceClassifier
+    from lit_plugins.lit.model import HFSequenceClassifier
 
     model = HFSequenceClassifier(checkpoints["tiny"], labels=LABELS.split(","))
     ref = HFSequenceClassifier(checkpoints["tinyref"], labels=LABELS.split(","))
@@ -201,7 +202,7 @@ def test_txray_two_processes_equal_one_and_the_in_lit_pass(checkpoints, tmp_path
     agg_ref, agg_model, vocab = txray_inputs.aggregate_pair(
         model, ref, examples, 2, mode="all", record_units=True
     )
-    loaded = corpus_txray.load_results(str(one))
+    loaded = saved_results.load_txray_results(str(one))
     assert loaded["feature_names"] == vocab.names
     for mine, theirs in ((loaded["reference"], agg_ref), (loaded["model"], agg_model)):
         r1, c1, m1, n1 = mine.to_coo()
@@ -261,13 +262,13 @@ def test_probe_resumes_from_its_row_shards(probe_one, checkpoints, tmp_path):
     only that shard and fits the same probe; a finished run does nothing."""
     import shutil
 
-    from lit_plugins.corpus import probe as corpus_probe
+    from lit_plugins.cli import probe as corpus_probe
 
     out = tmp_path / "probe"
     shutil.copytree(probe_one, out)
     shard_files = sorted(p for p in os.listdir(out) if p.endswith(corpus_probe.ROWS_SUFFIX))
     assert len(shard_files) == -(-N // shards.auto_shard_size(N))
-    for name in (shard_files[1], shards.COMPLETE, corpus_probe.SWEEP_FILE, "probe.json"):
+    for name in (shard_files[1], shards.COMPLETE, saved_results.SWEEP_FILE, "probe.json"):
         os.remove(out / name)
     before = {p: os.stat(out / p).st_mtime_ns for p in shard_files if p != shard_files[1]}
     proc = run_cli("probe", out, *_model_flags(checkpoints, "tiny"), *PROBE_FLAGS)
@@ -283,15 +284,14 @@ def test_probe_resumes_from_its_row_shards(probe_one, checkpoints, tmp_path):
 
 def test_probe_equals_the_interpreter_fit(probe_one, checkpoints):
     """The CLI's sweep is the Linear Probe interpreter's fit on the same data."""
-    from lit_plugins.corpus import probe as corpus_probe
-    from lit_plugins.interpreters import linear_probe
-    from lit_plugins.models import HFSequenceClassifier
+    from lit_plugins.lit.interpreters import linear_probe
+    from lit_plugins.lit.model import HFSequenceClassifier
 
     model = HFSequenceClassifier(checkpoints["tiny"], labels=LABELS.split(","))
     dataset = loaders.load_bundled_sentiment("dev", max_examples=N)
     interp = linear_probe.LinearProbeInterpreter(held_out_fraction=0.3)
     state = interp.fit(model, dataset)
-    _, fit, loaded = corpus_probe.load_results(str(probe_one))
+    _, fit, loaded = saved_results.load_probe_results(str(probe_one))
     assert fit == interp.parse_config(model, dataset, {}).fit
     assert loaded.scores == pytest.approx(state.scores, abs=1e-12)
     for l in state.layers:
@@ -302,8 +302,8 @@ def test_probe_equals_the_interpreter_fit(probe_one, checkpoints):
 def test_results_load_into_the_lit_ui(probe_one, checkpoints, tmp_path):
     """`./run demo --probe_results=... --txray_results=...`: the interpreters
     show the corpus fits (over LIT's HTTP API) without fitting on the UI's data."""
-    from lit_plugins import registration
-    from lit_plugins.interpreters import common, linear_probe, neuron_use, txray_shift
+    from lit_plugins.app import registration
+    from lit_plugins.lit.interpreters import common, linear_probe, neuron_use, txray_shift
 
     txray_out = tmp_path / "txray"
     ref_flag = f"--reference_model=tinyref:{checkpoints['tinyref']}"

@@ -11,8 +11,8 @@ import re
 import shlex
 import subprocess
 
-from lit_plugins import registration
-from lit_plugins.interpreters import neuron_use
+from lit_plugins.app import registration
+from lit_plugins.lit.interpreters import neuron_use
 from tests.kit import demo_server
 
 BLOCK_RE = re.compile(r"^<!-- test: cli -->\n```bash\n(?P<code>.*?)^```", re.M | re.S)

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from lit_plugins import distributed
-from lit_plugins.corpus import shards
+from lit_plugins.cli import shards
+from lit_plugins.util import distributed
 
 
 class _Rank:

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from lit_nlp.api import types as lit_types
 
-from lit_plugins import registration
+from lit_plugins.app import registration
 from lit_plugins.data import loaders
-from lit_plugins.models import HFSequenceClassifier, finetune
+from lit_plugins.hf import finetune
+from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import tiny_models
 
 ROWS = [

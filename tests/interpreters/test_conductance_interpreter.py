@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from lit_nlp.lib import caching
 
-from lit_plugins import faithfulness, interpreters
 from lit_plugins.attribution import conductance as conductance_lib
-from lit_plugins.interpreters import common
-from lit_plugins.interpreters import conductance as cond
-from lit_plugins.interpreters import integrated_gradients as ig_interp
-from lit_plugins.models import hf_paths
+from lit_plugins.hf import paths as hf_paths
+from lit_plugins.lit import interpreters
+from lit_plugins.lit import salience_evaluation as faithfulness
+from lit_plugins.lit.interpreters import common
+from lit_plugins.lit.interpreters import conductance as cond
+from lit_plugins.lit.interpreters import integrated_gradients as ig_interp
 from tests.kit import fake_models, tiny_models
 
 TEXTS = ["the film was not bad at all", "boring", "slow start but a stunning finale really"]

@@ -16,11 +16,11 @@ from lit_nlp.components import gradient_maps, lime_explainer, salience_clusterin
 from lit_nlp.lib import caching, serialize
 from werkzeug.test import Client
 
-from lit_plugins import faithfulness
-from lit_plugins import interpreters as ours
-from lit_plugins.attribution import faithfulness as core
-from lit_plugins.interpreters import faithfulness as interp_lib
-from lit_plugins.models import HFSequenceClassifier
+from lit_plugins.faithfulness import metrics as core
+from lit_plugins.lit import interpreters as ours
+from lit_plugins.lit import salience_evaluation as faithfulness
+from lit_plugins.lit.interpreters import faithfulness as interp_lib
+from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import tiny_models
 
 LABELS = ["neg", "pos"]
@@ -247,7 +247,7 @@ def test_chips_serialise_for_lit(model):
 
 
 def test_report_command(model, tmp_path):
-    from lit_plugins import faithfulness_report
+    from lit_plugins.cli import faithfulness_report
 
     ckpt = tmp_path / "ckpt"
     model.model.save_pretrained(ckpt)

@@ -5,7 +5,7 @@ import pytest
 from lit_nlp.components import gradient_maps as lit_gradient_maps
 from lit_nlp.lib import caching
 
-from lit_plugins import interpreters
+from lit_plugins.lit import interpreters
 from tests.kit import fake_models
 
 PAIRS = [
@@ -51,7 +51,7 @@ def test_runs_without_precomputed_outputs(tiny_classifier):
 
 
 def test_text_pairs(tiny_classifier):
-    from lit_plugins.models import HFSequenceClassifier
+    from lit_plugins.lit.model import HFSequenceClassifier
     from tests.kit import tiny_models
 
     model, tok = tiny_models.make("bert")

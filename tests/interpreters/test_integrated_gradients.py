@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from lit_plugins import interpreters
 from lit_plugins.attribution import integrated_gradients as ig_lib
 from lit_plugins.attribution import quadrature
-from lit_plugins.interpreters import integrated_gradients as ig_interp
-from lit_plugins.models import HFSequenceClassifier
+from lit_plugins.lit import interpreters
+from lit_plugins.lit.interpreters import integrated_gradients as ig_interp
+from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import fake_models, tiny_models
 
 TEXTS = ["the film was not bad at all", "boring", "slow start but a stunning finale really"]

@@ -8,9 +8,9 @@ from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import dtypes
 from lit_nlp.api import types as lit_types
 
-from lit_plugins import specs
-from lit_plugins.interpreters import common
-from lit_plugins.interpreters import linear_probe as lp
+from lit_plugins.lit import specs
+from lit_plugins.lit.interpreters import common
+from lit_plugins.lit.interpreters import linear_probe as lp
 from tests.kit import fake_models, tiny_models
 from tests.kit.threads import call_in_threads
 

@@ -7,11 +7,11 @@ import re
 import numpy as np
 import pytest
 
-from lit_plugins.attribution import ablation
 from lit_plugins.data import loaders
-from lit_plugins.interpreters import LinearProbeInterpreter, common, neuron_use
-from lit_plugins.interpreters import linear_probe as probe_interp
-from lit_plugins.models import hf_paths
+from lit_plugins.hf import ablation
+from lit_plugins.hf import paths as hf_paths
+from lit_plugins.lit.interpreters import LinearProbeInterpreter, common, neuron_use
+from lit_plugins.lit.interpreters import linear_probe as probe_interp
 from tests.kit import tiny_models
 
 OPTS = neuron_use.NeuronUseOptions(steps=8, seeds=(0, 1, 2))
@@ -87,7 +87,7 @@ def test_probe_shows_use_and_can_turn_it_off(clf, examples):
 
 
 def test_not_for_regression_or_other_models(examples):
-    from lit_plugins.models import HFSequenceClassifier
+    from lit_plugins.lit.model import HFSequenceClassifier
     from tests.kit import fake_models
 
     model, tokenizer = tiny_models.make("bert", num_labels=1)

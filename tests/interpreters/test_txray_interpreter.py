@@ -10,10 +10,11 @@ from lit_nlp.api import dtypes
 from lit_nlp.api import types as lit_types
 from lit_nlp.lib import caching
 
-from lit_plugins import specs, txray, txray_inputs
+from lit_plugins import txray
 from lit_plugins.data.loaders import SENTIMENT_LABELS
-from lit_plugins.interpreters import common, txray_shift
-from lit_plugins.models import HFSequenceClassifier
+from lit_plugins.lit import specs, txray_inputs
+from lit_plugins.lit.interpreters import common, txray_shift
+from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import fake_models, tiny_models
 from tests.kit.threads import call_in_threads
 
@@ -347,7 +348,7 @@ def test_through_caching_model_wrapper(models):
 
 def test_minilm_pretrained_vs_finetuned_gives_a_real_ranking(minilm_finetuned, dev_examples):
     """The demo's setting: fine-tuning moves some neurons a lot, others not."""
-    from lit_plugins import demo_models
+    from lit_plugins.lit import demo_models
 
     models = {"pre": demo_models.pretrained_minilm(batch_size=32), "fine": minilm_finetuned}
     interp = txray_shift.TXRayNeuronShift(models, default_reference="pre")

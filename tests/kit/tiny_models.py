@@ -272,7 +272,7 @@ def make(arch: str = "bert", num_labels: int = 2, seed: int = 0):
 
 def classifier(arch: str = "bert", seed: int = 0, labels=("neg", "pos"), **wrapper_kw):
     """A tiny random model of `arch` wrapped as an `HFSequenceClassifier`."""
-    from lit_plugins.models import HFSequenceClassifier
+    from lit_plugins.lit.model import HFSequenceClassifier
 
     model, tokenizer = make(arch, num_labels=len(labels), seed=seed)
     return HFSequenceClassifier(model=model, tokenizer=tokenizer, labels=list(labels), **wrapper_kw)

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import torch
 
-from lit_plugins import interpreters
 from lit_plugins.attribution import integrated_gradients as ig_lib
 from lit_plugins.attribution import quadrature
-from lit_plugins.interpreters import integrated_gradients as ig_interp
-from lit_plugins.models import HFSequenceClassifier
+from lit_plugins.lit import interpreters
+from lit_plugins.lit.interpreters import integrated_gradients as ig_interp
+from lit_plugins.lit.model import HFSequenceClassifier
 from lit_plugins.probing import LinearProbe
 from lit_plugins.txray import FeatureVocab, NeuronFeatureAggregator, compute_shift
 from tests.kit import tiny_models

@@ -8,8 +8,8 @@ import pytest
 import torch
 from lit_nlp.api import types as lit_types
 
-from lit_plugins import specs
-from lit_plugins.models import HFSequenceClassifier
+from lit_plugins.lit import specs
+from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import tiny_models
 
 SENTENCES = [

@@ -27,8 +27,8 @@ from lit_nlp.components import (
 )
 from lit_nlp.lib import caching
 
-from lit_plugins import registration
-from lit_plugins.models import HFSequenceClassifier
+from lit_plugins.app import registration
+from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import tiny_models
 from tests.kit.demo_server import demo_server
 from tests.kit.demo_server import post as _post

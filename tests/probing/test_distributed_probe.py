@@ -19,10 +19,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as torch_mp
 
-from lit_plugins import distributed
 from lit_plugins.probing import losses
 from lit_plugins.probing.probes import LinearProbe
 from lit_plugins.probing.representations import LayerSweep
+from lit_plugins.util import distributed
 
 WORLD = 2
 N, H, N_DEV, LAYERS = 301, 20, 101, 3

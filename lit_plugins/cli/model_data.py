@@ -1,0 +1,186 @@
+"""The model and data flags shared by the demo server and the command line.
+
+`./run demo` and ``python -m lit_plugins <command>`` take the same
+``--models``, ``--dataset``, ``--text_fields``, ... (absl flags, defined once
+here) and load them with the same functions, so a corpus run and the UI see
+the same models and examples.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from absl import flags, logging
+
+from lit_plugins.data import loaders
+from lit_plugins.lit.model import HFSequenceClassifier
+
+MODELS = flags.DEFINE_list(
+    "models",
+    None,
+    "Models as name:path_or_hub_name (comma separated). Default: the "
+    "embedded fine-tuned and pre-trained MiniLM-L6.",
+)
+REFERENCE_MODEL = flags.DEFINE_string(
+    "reference_model",
+    None,
+    "TX-Ray's reference: a checkpoint (path or name:path) loaded only to compare "
+    "the served models with, e.g. the pre-trained model --models was fine-tuned "
+    "from. Default: the pre-trained MiniLM in the default setup; with --models, "
+    "none (TX-Ray then says what it needs instead of comparing a model with itself).",
+)
+LABELS = flags.DEFINE_list(
+    "labels",
+    None,
+    "Class names in the head's output order (default: the "
+    "checkpoint's id2label, or the dataset's labels).",
+)
+DATASET = flags.DEFINE_string(
+    "dataset",
+    None,
+    "A .csv/.tsv/.jsonl file, a datasets.save_to_disk "
+    "directory, or a HF dataset name. Default: the bundled dev split.",
+)
+SPLIT = flags.DEFINE_string("split", "validation", "Split of a HF dataset (name or saved dir).")
+TEXT_FIELDS = flags.DEFINE_list(
+    "text_fields",
+    ["sentence=sentence"],
+    "LIT field=source column; two entries for text pairs, e.g. "
+    "premise=sentence1,hypothesis=sentence2.",
+)
+LABEL_COLUMN = flags.DEFINE_string("label_column", "label", "Label column ('' for none).")
+TAGS_COLUMNS = flags.DEFINE_list(
+    "tags_columns",
+    [],
+    "LIT field=source column of per-word tags (SequenceTags over the first text "
+    "field's whitespace words: a JSON list or a space-separated string), for the "
+    "token-level probe and TX-Ray's tag features, e.g. pos=upos.",
+)
+MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Keep at most this many examples.")
+BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
+MAX_LENGTH = flags.DEFINE_integer("max_length", 128, "Max tokens per input.")
+DEVICE = flags.DEFINE_string("device", "auto", "auto, cpu, cuda or cuda:N.")
+
+DEFAULT_DATASET_NAME = "sentiment-dev"
+DEFAULT_MODEL = "minilm-finetuned"
+DEFAULT_REFERENCE = "minilm-pretrained"
+
+
+def _pairs(items) -> dict[str, str]:
+    """['field=column', 'name'] -> {field: column, name: name}."""
+    fields = {}
+    for item in items or []:
+        field, _, column = item.partition("=")
+        fields[field] = column or field
+    return fields
+
+
+def text_fields() -> dict[str, str]:
+    """{LIT field: source column} from --text_fields."""
+    return _pairs(TEXT_FIELDS.value)
+
+
+def name_and_path(spec: str) -> tuple[str, str]:
+    """'name:path' -> (name, path); a bare path is named after its last directory."""
+    name, sep, path = spec.partition(":")
+    if not sep:
+        name, path = os.path.basename(spec.rstrip("/")) or spec, spec
+    return name, path
+
+
+def model_kwargs(device: str | None = None) -> dict:
+    """The wrapper arguments the flags give (batch size, max length, device, text fields)."""
+    return dict(
+        batch_size=BATCH_SIZE.value,
+        max_length=MAX_LENGTH.value,
+        device=device or DEVICE.value,
+        text_fields=tuple(text_fields()),
+    )
+
+
+def load_models(device: str | None = None) -> dict[str, HFSequenceClassifier]:
+    """--models as {name: model}; the embedded MiniLM pair without it."""
+    kw = model_kwargs(device)
+    if not MODELS.value:
+        from lit_plugins.lit import demo_models  # needs the [demo] extra
+
+        logging.info(
+            "Loading the embedded MiniLM-L6 (fine-tuning it once on the "
+            "bundled sentences if no cached checkpoint exists) ..."
+        )
+        return {
+            DEFAULT_MODEL: demo_models.finetuned_minilm(**kw),
+            DEFAULT_REFERENCE: demo_models.pretrained_minilm(**kw),
+        }
+    return {
+        name: load_model(name, path, device)
+        for name, path in (name_and_path(spec) for spec in MODELS.value)
+    }
+
+
+def load_model(name: str, path: str, device: str | None = None) -> HFSequenceClassifier:
+    """One checkpoint (path or hub name) with the flags' labels, lengths and device."""
+    logging.info("Loading model %r from %s", name, path)
+    return HFSequenceClassifier(path, labels=LABELS.value, **model_kwargs(device))
+
+
+def load_reference(
+    models: dict, device: str | None = None
+) -> tuple[str, HFSequenceClassifier] | None:
+    """--reference_model as (name, model), or None."""
+    if not REFERENCE_MODEL.value:
+        return None
+    name, path = name_and_path(REFERENCE_MODEL.value)
+    if name in models:
+        name = f"{name} (reference)"
+    logging.info("Loading TX-Ray's reference model %r from %s", name, path)
+    return name, HFSequenceClassifier(path, **model_kwargs(device))
+
+
+def load_dataset(models: dict | None = None) -> dict[str, loaders.RecordsDataset]:
+    """--dataset as {name: dataset}; the bundled dev split without it.
+
+    The class names come from --labels, else from the first model's head
+    (`models`), else from the data.
+    """
+    if not DATASET.value:
+        return {
+            DEFAULT_DATASET_NAME: loaders.load_bundled_sentiment(
+                "dev", max_examples=MAX_EXAMPLES.value
+            )
+        }
+    kw = dict(
+        label_column=LABEL_COLUMN.value or None,
+        max_examples=MAX_EXAMPLES.value,
+        tags_columns=_pairs(TAGS_COLUMNS.value),
+    )
+    first = next(iter(models.values())) if models else None
+    if first is not None and first.is_regression:
+        kw["is_regression"] = True
+    elif LABELS.value or (first is not None and first.labels):
+        kw["labels"] = LABELS.value or first.labels
+    path = DATASET.value
+    name = os.path.basename(path.rstrip("/")) or path
+    if os.path.isfile(path):
+        return {name: loaders.load_table(path, text_fields(), **kw)}
+    return {name: loaders.load_hf_dataset(path, SPLIT.value, text_fields(), **kw)}
+
+
+def flag_values(names: Sequence[str]) -> dict:
+    """{flag: value} of the named flags (what a run's configuration records)."""
+    return {name: flags.FLAGS[name].value for name in names}
+
+
+MODEL_DATA_FLAGS = (
+    "models",
+    "reference_model",
+    "labels",
+    "dataset",
+    "split",
+    "text_fields",
+    "label_column",
+    "tags_columns",
+    "max_examples",
+    "max_length",
+)

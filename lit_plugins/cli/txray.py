@@ -1,0 +1,226 @@
+"""`txray`: two models streamed over a corpus; their aggregations and the shift.
+
+Each shard's examples go through the reference and the model once
+(`txray_inputs.aggregate_pair`, as in the interpreter) and the shard's two
+aggregations are checkpointed (``shard-….reference.npz`` then
+``shard-….model.npz``, the `NeuronFeatureAggregator.save` format with
+feature names).  When every shard is there, rank 0 sums them in shard order
+(`txray.merge`: the same feature ids as one pass) and writes
+
+* ``reference.npz`` and ``model.npz``: the whole corpus's aggregations
+  (``python -m lit_plugins.txray.report reference.npz model.npz`` reads them);
+* ``shift.csv``: one row per neuron active in both models (distance, lengths,
+  length shift, mass activation; with the bootstrap its interval and the
+  sentences crediting it in each model);
+* ``summary.json``: the configuration, counts and the top-k most shifted
+  neurons with their top features; ``report/``: the TX-Ray plots.
+
+The bootstrap (``--replicates``, default 200, as in the interpreter): each
+shard also records its per-sentence credits under corpus-wide sentence ids,
+saved in its ``.npz``; merged, they are the table one pass over the corpus
+records, so the intervals (and the ranking by their lower bound) are the
+interpreter's on the same examples.  The merged ``reference.npz`` /
+``model.npz`` keep the table, so results loaded into LIT show intervals.
+
+Shards are fixed by ``--shard_size``, not by the number of ranks, so 1 and N
+processes write bit-identical shards and results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+
+from lit_nlp.api import model as lit_model
+
+from lit_plugins import txray
+from lit_plugins.cli import shards
+from lit_plugins.lit import dataset_level, saved_results, specs, txray_inputs
+from lit_plugins.txray import merge as txray_merge
+from lit_plugins.util import distributed
+
+JsonDict = specs.JsonDict
+SHARD_SUFFIX = ".model.npz"
+_REFERENCE_SUFFIX = ".reference.npz"
+SUMMARY_FILE = "summary.json"
+SHIFT_FILE = "shift.csv"
+REPORT_DIR = "report"
+
+
+@dataclasses.dataclass(frozen=True)
+class TXRayRunOptions:
+    """The aggregation's and the shift's options (the interpreter's)."""
+
+    layer: int
+    mode: str = "max1"
+    features: str = "tokens"
+    tags_field: str = ""
+    normalize: bool = False  # divide each distance by the union length (original code)
+    top_k: int = 10
+    replicates: int = txray.bootstrap.DEFAULT_REPLICATES  # bootstrap over sentences; 0: off
+    seed: int = 0  # the bootstrap's seed
+    confidence: float = txray.bootstrap.DEFAULT_CONFIDENCE  # the summary's ranking level
+
+    def __post_init__(self):
+        try:
+            txray.bootstrap.check_replicates(self.replicates)
+            txray.bootstrap.check_confidence(self.confidence)
+        except ValueError as e:
+            raise ValueError(f"--replicates / --confidence: {e}") from None
+        if self.mode not in txray.MODES:
+            raise ValueError(f"--mode must be one of {list(txray.MODES)}, got {self.mode!r}.")
+        if self.features not in txray_inputs.FEATURES:
+            raise ValueError(
+                f"--features must be one of {list(txray_inputs.FEATURES)}, got {self.features!r}."
+            )
+        if self.features == "tags" and not self.tags_field:
+            raise ValueError("--features=tags needs --tags_field (a SequenceTags dataset field).")
+        if self.top_k < 1:
+            raise ValueError(f"--top_k must be >= 1, got {self.top_k}.")
+
+
+def reference_path(plan: shards.ShardPlan, k: int) -> str:
+    return plan.path(k)[: -len(SHARD_SUFFIX)] + _REFERENCE_SUFFIX
+
+
+def check_pair(
+    model: lit_model.Model,
+    reference: lit_model.Model,
+    reference_name: str,
+    examples: Sequence[JsonDict],
+    opts: TXRayRunOptions,
+) -> None:
+    """A ValueError before any work: layer out of range, another tokenizer or width."""
+    for which, m in (("model", model), (f"reference {reference_name!r}", reference)):
+        layers = dataset_level.layer_activation_fields(specs.unwrap(m))
+        if opts.layer not in layers:
+            raise ValueError(
+                f"--layer={opts.layer} is not a layer of the {which} (it has {sorted(layers)})."
+            )
+    txray_inputs.check_same_inputs(model, reference, reference_name, opts.layer, examples[0])
+
+
+def run(
+    model: lit_model.Model,
+    reference: lit_model.Model,
+    names: tuple[str, str],
+    examples: Sequence[JsonDict],
+    plan: shards.ShardPlan,
+    opts: TXRayRunOptions,
+    batch_size: int = 32,
+    comm: distributed.Comm = distributed.SINGLE,
+) -> int:
+    """Aggregates this rank's pending shards; returns how many it wrote."""
+    written = 0
+    for k, start, stop, bar in plan.work("txray", comm):
+        agg_ref, agg_model, vocab = txray_inputs.aggregate_pair(
+            model,
+            reference,
+            examples[start:stop],
+            opts.layer,
+            mode=opts.mode,
+            features=opts.features,
+            tags_field=opts.tags_field,
+            batch_size=batch_size,
+            names=names,
+            record_units=opts.replicates > 0,
+            first_unit=start,  # corpus-wide sentence ids: the shards' tables merge
+        )
+        names_list = vocab.names
+        # The model's file last: its presence marks the shard done.
+        for path, agg in ((reference_path(plan, k), agg_ref), (plan.path(k), agg_model)):
+            shards.atomic_write(path, lambda tmp, a=agg, n=names_list: a.save(tmp, n))
+        bar.update(stop - start)
+        written += 1
+    return written
+
+
+def merge_shards(plan: shards.ShardPlan) -> tuple[txray.NeuronFeatureAggregator, ...]:
+    """(reference, model) aggregations of the whole corpus, with the union vocab."""
+
+    def parts(path_of):
+        for k in range(plan.num_shards):
+            agg, names, _ = txray.NeuronFeatureAggregator.load(path_of(k))
+            yield agg, names
+
+    agg_ref, vocab_ref = txray_merge.merge(parts(lambda k: reference_path(plan, k)))
+    agg_model, vocab_model = txray_merge.merge(parts(plan.path))
+    if vocab_ref.names != vocab_model.names:
+        raise ValueError("The two models' shards have different feature vocabularies.")
+    return agg_ref, agg_model, vocab_model
+
+
+def write_results(
+    plan: shards.ShardPlan, names: tuple[str, str], opts: TXRayRunOptions, report: bool = True
+) -> txray.ShiftResult:
+    """Merges the shards and writes the whole corpus's files (rank 0 only)."""
+    agg_ref, agg_model, vocab = merge_shards(plan)
+    meta = dict(
+        layer=str(opts.layer),
+        mode=opts.mode,
+        features=opts.features,
+        tags_field=opts.tags_field,
+        reference=names[0],
+        model=names[1],
+        config_hash=plan.hash,
+    )
+    out = plan.out_dir
+    shards.atomic_write(
+        os.path.join(out, saved_results.REFERENCE_FILE),
+        lambda tmp: agg_ref.save(tmp, vocab, **meta),
+    )
+    shards.atomic_write(
+        os.path.join(out, saved_results.MODEL_FILE), lambda tmp: agg_model.save(tmp, vocab, **meta)
+    )
+    result = txray.compute_shift(
+        agg_ref,
+        agg_model,
+        normalize_by_length=opts.normalize,
+        feature_names=vocab,
+        labels=names,
+        replicates=opts.replicates,
+        seed=opts.seed,
+        confidence=opts.confidence,
+    )
+    frame = result.to_dataframe()
+    shards.atomic_write(os.path.join(out, SHIFT_FILE), lambda tmp: frame.to_csv(tmp, index=False))
+    ranked = result.rank_shifts(k=opts.top_k)
+    summary = {
+        "config": plan.config,
+        "reference": names[0],
+        "model": names[1],
+        "layer": opts.layer,
+        "mode": opts.mode,
+        "features": opts.features,
+        "num_examples": plan.num_items,
+        "num_tokens": agg_model.num_tokens,
+        "num_features": len(vocab),
+        "num_shared_neurons": result.num_shared,
+        "bootstrap": {
+            "replicates": opts.replicates,
+            "seed": opts.seed,
+            "confidence": opts.confidence,
+            "units": result.bootstrap_units,
+            "unit_size": result.bootstrap_unit_size,
+        }
+        if result.has_bootstrap
+        else None,
+        "most_shifted": [dataclasses.asdict(s) for s in ranked.most],
+    }
+    shards.write_json(
+        os.path.join(out, SUMMARY_FILE), json.loads(json.dumps(summary, default=_plain))
+    )
+    if report:
+        txray.write_report(result, os.path.join(out, REPORT_DIR), k=min(opts.top_k, 10))
+    return result
+
+
+def _plain(value):
+    """JSON for numpy scalars/arrays and dataclasses inside the summary."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return str(value)

@@ -1,0 +1,72 @@
+"""Results of the corpus commands (`python -m lit_plugins probe|txray`) as the LIT
+interpreters preload them: the file names both sides agree on, and their loaders."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from lit_plugins import txray
+from lit_plugins.lit.interpreters import linear_probe
+from lit_plugins.probing import persistence
+
+# `probe`'s output directory
+SWEEP_FILE = "sweep.npz"
+RESULTS_FILE = "probe.json"
+PROBE_FORMAT = "lit_plugins.corpus.probe/1"  # a file-format id, kept across the package move
+# `txray`'s output directory
+REFERENCE_FILE = "reference.npz"
+MODEL_FILE = "model.npz"
+
+
+def load_probe_results(
+    out_dir: str,
+) -> tuple[str, linear_probe.ProbeFitOptions, linear_probe.ProbeState]:
+    """(model name, fit options, state) of a finished `probe` run, for the interpreter."""
+    path = os.path.join(out_dir, RESULTS_FILE)
+    if not os.path.exists(path) or not os.path.exists(os.path.join(out_dir, SWEEP_FILE)):
+        raise ValueError(
+            f"{out_dir!r} holds no finished probe run ({RESULTS_FILE} and {SWEEP_FILE}); run "
+            "`python -m lit_plugins probe --output_dir=...` first."
+        )
+    with open(path, encoding="utf-8") as f:
+        results = json.load(f)
+    if results.get("format") != PROBE_FORMAT:
+        raise ValueError(f"{path}: not a {PROBE_FORMAT} file.")
+    fo = dict(results["fit_options"])
+    fo["layers"] = tuple(fo["layers"])
+    fit = linear_probe.ProbeFitOptions(**fo)
+    sweep = persistence.load_sweep(os.path.join(out_dir, SWEEP_FILE))
+    state = linear_probe.ProbeState.of_sweep(
+        fit,
+        sweep,
+        best_layer=int(results["best_layer"]),
+        num_train=int(results["num_train_examples"]),
+        num_held_out=int(results["num_held_out_examples"]),
+        num_items=int(results["num_rows"]),
+        seconds=float(results["seconds"]),
+    )
+    return results["model"], fit, state
+
+
+def load_txray_results(out_dir: str) -> dict:
+    """The whole-corpus results of a finished run: aggregations, vocab and metadata.
+
+    Returns {"reference": agg, "model": agg, "feature_names": [...],
+    "meta": {...}} (what the TX-Ray interpreter preloads).
+    """
+    paths = [os.path.join(out_dir, f) for f in (REFERENCE_FILE, MODEL_FILE)]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise ValueError(
+            f"{out_dir!r} holds no finished TX-Ray run ({os.path.basename(missing[0])} is "
+            "missing); run `python -m lit_plugins txray --output_dir=...` to the end first."
+        )
+    agg_ref, names_ref, meta = txray.NeuronFeatureAggregator.load(paths[0])
+    agg_model, names, _ = txray.NeuronFeatureAggregator.load(paths[1])
+    return {
+        "reference": agg_ref,
+        "model": agg_model,
+        "feature_names": names or names_ref,
+        "meta": meta,
+    }
