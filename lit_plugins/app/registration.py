@@ -8,26 +8,23 @@ from absl import logging
 from lit_nlp.api import components as lit_components
 from lit_nlp.api import model as lit_model
 from lit_nlp.components import core as lit_core
-from lit_nlp.components import gradient_maps, lime_explainer, salience_clustering
+from lit_nlp.components import salience_clustering
 
 from lit_plugins.lit import interpreters as ours
-from lit_plugins.lit import saved_results
-from lit_plugins.lit.interpreters import conductance, txray_shift
-from lit_plugins.lit.interpreters.integrated_gradients import COMPLETENESS_KEY
+from lit_plugins.lit import methods, saved_results
+from lit_plugins.lit.interpreters import txray_shift
 from lit_plugins.lit.model import HFSequenceClassifier
 
-# Display names in the LIT UI (LIT's own use 'Grad L2 Norm', 'Grad ⋅ Input',
-# 'Integrated Gradients'; ours are marked so both can be shown side by side).
-GRADIENT_NORM = "lit-plugins: Gradient Norm"
-GRADIENT_DOT_INPUT = "lit-plugins: Gradient · Input"
-INTEGRATED_GRADIENTS = "lit-plugins: Integrated Gradients"
-TXRAY_SHIFT = "lit-plugins: TX-Ray Neuron Shift"
-LINEAR_PROBE = "lit-plugins: Linear Probe"
-SALIENCE_FAITHFULNESS = "lit-plugins: Salience Faithfulness"
-LAYER_CONDUCTANCE = "lit-plugins: Layer Conductance"
-NEURON_CONDUCTANCE = "lit-plugins: Neuron Conductance"
-# LIT's name: the UI's Salience Clustering module asks for this interpreter.
-SALIENCE_CLUSTERING = "Salience Clustering"
+# The display names, re-exported from the one registry (`lit_plugins.lit.methods`).
+GRADIENT_NORM = methods.GRADIENT_NORM
+GRADIENT_DOT_INPUT = methods.GRADIENT_DOT_INPUT
+INTEGRATED_GRADIENTS = methods.INTEGRATED_GRADIENTS
+TXRAY_SHIFT = methods.TXRAY_SHIFT
+LINEAR_PROBE = methods.LINEAR_PROBE
+SALIENCE_FAITHFULNESS = methods.SALIENCE_FAITHFULNESS
+LAYER_CONDUCTANCE = methods.LAYER_CONDUCTANCE
+NEURON_CONDUCTANCE = methods.NEURON_CONDUCTANCE
+SALIENCE_CLUSTERING = methods.SALIENCE_CLUSTERING
 
 
 def plugin_interpreters(
@@ -77,9 +74,15 @@ def plugin_interpreters(
     }
     if models:  # model-comparison interpreters need the app's models
         found[TXRAY_SHIFT] = ours.TXRayNeuronShift(models, default_reference=reference_model)
-    found[SALIENCE_CLUSTERING] = salience_clustering.SalienceClustering(salience_mappers(found))
+    found[SALIENCE_CLUSTERING] = salience_clustering.SalienceClustering(
+        methods.salience_mappers(found)
+    )
     if include_lit_defaults:
-        found = {**lit_core.default_interpreters(dict(models or {})), **found}
+        # LIT's defaults with LIME seeded, so the faithfulness of its maps is reproducible.
+        found = {
+            **methods.with_seeded_lime(lit_core.default_interpreters(dict(models or {}))),
+            **found,
+        }
     found[SALIENCE_FAITHFULNESS] = ours.SalienceFaithfulness(found)
     return found
 
@@ -127,59 +130,6 @@ def load_corpus_results(
             meta["model"], fit, loaded["reference"], loaded["model"], loaded["feature_names"]
         )
         logging.info("TX-Ray: loaded %r vs %r from %s", meta["model"], meta["reference"], out_dir)
-
-
-def salience_mappers(
-    interpreters: Mapping[str, lit_components.Interpreter] | None = None,
-) -> dict[str, lit_components.Interpreter]:
-    """The token-salience methods Salience Clustering offers: LIT's four
-    (as `lit_core.default_interpreters` builds them) and our gradient norm,
-    gradient · input, integrated gradients and layer conductance (the
-    instances in `interpreters` when given; reports and neuron lists left out)."""
-    interpreters = interpreters or {}
-    mappers: dict[str, lit_components.Interpreter] = {
-        "Grad L2 Norm": gradient_maps.GradientNorm(),
-        "Grad ⋅ Input": gradient_maps.GradientDotInput(),
-        "Integrated Gradients": gradient_maps.IntegratedGradients(),
-        "LIME": lime_explainer.LIME(),
-        GRADIENT_NORM: interpreters.get(GRADIENT_NORM) or ours.GradientNorm(),
-        GRADIENT_DOT_INPUT: interpreters.get(GRADIENT_DOT_INPUT) or ours.GradientDotInput(),
-    }
-    ig = interpreters.get(INTEGRATED_GRADIENTS) or ours.IntegratedGradients()
-    mappers[INTEGRATED_GRADIENTS] = SalienceMapsOnly(ig, drop=(COMPLETENESS_KEY,))
-    layer = interpreters.get(LAYER_CONDUCTANCE) or ours.LayerConductance()
-    mappers[LAYER_CONDUCTANCE] = SalienceMapsOnly(
-        layer, drop=(conductance.TOP_FIELD, conductance.COMPLETENESS_KEY)
-    )
-    return mappers
-
-
-class SalienceMapsOnly(lit_components.Interpreter):
-    """An interpreter's results without some fields (e.g. IG's completeness
-    report), for Salience Clustering, which clusters every field a salience
-    method returns as if it were a token salience map."""
-
-    def __init__(self, inner: lit_components.Interpreter, drop: Sequence[str]):
-        self.inner = inner
-        self.drop = frozenset(drop)
-
-    def description(self) -> str:
-        return self.inner.description()
-
-    def is_compatible(self, model, dataset) -> bool:
-        return self.inner.is_compatible(model, dataset)
-
-    def config_spec(self):
-        return self.inner.config_spec()
-
-    def meta_spec(self):
-        return {k: v for k, v in self.inner.meta_spec().items() if k not in self.drop}
-
-    def run(self, inputs, model, dataset, model_outputs=None, config=None):
-        results = self.inner.run(inputs, model, dataset, model_outputs, config)
-        if results is None:
-            return None
-        return [{k: v for k, v in r.items() if k not in self.drop} for r in results]
 
 
 def wrap_model(model, tokenizer, **kw) -> HFSequenceClassifier:

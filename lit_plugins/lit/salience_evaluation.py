@@ -33,91 +33,21 @@ import tqdm
 from lit_nlp.api import components as lit_components
 from lit_nlp.api import dtypes
 from lit_nlp.api import model as lit_model
-from lit_nlp.api import types as lit_types
 
 from lit_plugins.faithfulness import metrics as core
 from lit_plugins.hf.perturb import PerturbationRunner
-from lit_plugins.lit import alignment, dataset_level, specs
+from lit_plugins.lit import alignment, specs
+from lit_plugins.lit import methods as registry
 
 JsonDict = specs.JsonDict
 RANDOM = core.RANDOM
 METRICS = core.METRICS
 HIGHER_IS_BETTER = core.HIGHER_IS_BETTER
 
-# LIT's display names for its methods (lit_core.default_interpreters) and ours
-# (as lit_plugins.app.registration names them).
-LIT_GRAD_NORM = "Grad L2 Norm"
-LIT_GRAD_DOT_INPUT = "Grad ⋅ Input"
-LIT_INTEGRATED_GRADIENTS = "Integrated Gradients"
-LIT_LIME = "LIME"
-GRADIENT_NORM = "lit-plugins: Gradient Norm"
-GRADIENT_DOT_INPUT = "lit-plugins: Gradient · Input"
-INTEGRATED_GRADIENTS = "lit-plugins: Integrated Gradients"
-
-# Result fields that are TokenSalience-typed reports, not salience maps.
-NON_MAP_FIELDS = frozenset({"completeness"})
-# Interpreters that return TokenSalience but do not explain the model's prediction.
-# Neuron conductance maps explain the flow through chosen neurons, not the prediction.
-_NOT_METHODS = ("SalienceClustering", "SalienceFaithfulness", "NeuronConductance")
+# The methods scored by default, their names and which are maps: the one registry.
+default_methods = registry.default_methods
+salience_methods = registry.salience_methods
 _PROGRESS_INTERVAL_S = 5.0
-
-
-def default_methods() -> dict[str, lit_components.Interpreter]:
-    """LIT 1.3's four token-salience methods and our three, by display name
-    (LIME seeded, seed 0, so that its maps and scores are reproducible)."""
-    from lit_nlp.components import gradient_maps, lime_explainer
-
-    # The two leaf modules, not the interpreters package (whose faithfulness
-    # interpreter imports this module).
-    import lit_plugins.lit.interpreters.gradient_salience as gradient_salience
-    import lit_plugins.lit.interpreters.integrated_gradients as integrated_gradients
-
-    return {
-        LIT_GRAD_NORM: gradient_maps.GradientNorm(),
-        LIT_GRAD_DOT_INPUT: gradient_maps.GradientDotInput(),
-        LIT_INTEGRATED_GRADIENTS: gradient_maps.IntegratedGradients(),
-        LIT_LIME: lime_explainer.LIME(seed=0),
-        GRADIENT_NORM: gradient_salience.GradientNorm(),
-        GRADIENT_DOT_INPUT: gradient_salience.GradientDotInput(),
-        INTEGRATED_GRADIENTS: integrated_gradients.IntegratedGradients(),
-    }
-
-
-def is_salience_method(interpreter: lit_components.Interpreter) -> bool:
-    """Returns a token-salience map of the model's prediction: a TokenSalience
-    in its meta_spec, and not a dataset-level interpreter (probe, TX-Ray: their
-    maps explain a probe or neurons), Salience Clustering or this scorer."""
-    if isinstance(interpreter, dataset_level.DatasetInterpreter):
-        return False
-    if any(type(interpreter).__name__ == name for name in _NOT_METHODS):
-        return False
-    try:
-        meta = interpreter.meta_spec()
-    except Exception:  # a broken component is simply not offered
-        return False
-    return any(
-        isinstance(v, lit_types.TokenSalience) and k not in NON_MAP_FIELDS for k, v in meta.items()
-    )
-
-
-def salience_methods(
-    interpreters: Mapping[str, lit_components.Interpreter],
-    model: lit_model.Model | None = None,
-    dataset: Any = None,
-) -> dict[str, lit_components.Interpreter]:
-    """The token-salience methods among `interpreters` (that fit `model`)."""
-    found = {}
-    for name, interp in interpreters.items():
-        if not is_salience_method(interp):
-            continue
-        if model is not None:
-            try:
-                if not interp.is_compatible(model, dataset):
-                    continue
-            except Exception:  # incompatible if it cannot tell
-                continue
-        found[name] = interp
-    return found
 
 
 def resolve_methods(
@@ -176,7 +106,7 @@ def piece_salience(
     tokens = [str(t) for t in tokens]
     fields = {}
     for key, value in (result or {}).items():
-        if key in NON_MAP_FIELDS:
+        if key in registry.REPORT_FIELDS:
             continue
         parsed = _token_salience(value)
         if parsed is None:
