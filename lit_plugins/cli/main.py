@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from absl import app, flags, logging
 
 from lit_plugins.cli import model_data, shards
-from lit_plugins.util import distributed
+from lit_plugins.util import digest, distributed
 
 OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the command writes its results.")
 MODEL = flags.DEFINE_string(
@@ -152,11 +152,52 @@ def data_digest(path: str | None) -> str:
 
 
 def run_config(command: str) -> dict:
-    """The run's configuration: every flag its output depends on, and the data's digest."""
+    """The run's configuration: every flag its output depends on, the data's
+    digest and the digests of the checkpoints it runs (`checkpoint_digests`)."""
     names = model_data.MODEL_DATA_FLAGS + _COMMAND_FLAGS[command] + ("model",)
     config = {"command": command, **model_data.flag_values(names)}
     config["data"] = data_digest(model_data.DATASET.value)
+    config[shards.CHECKPOINTS_KEY] = checkpoint_digests(command)
     return config
+
+
+def _model_path() -> str:
+    """Where --model's checkpoint is (the default models': the embedded
+    MiniLM, the cached fine-tune -- trained here on a first run, as loading
+    it would)."""
+    if not model_data.MODELS.value:
+        from lit_plugins.hf import finetune  # pylint: disable=g-import-not-at-top
+        from lit_plugins.lit import demo_models  # pylint: disable=g-import-not-at-top
+
+        if MODEL.value == model_data.DEFAULT_REFERENCE:
+            return finetune.default_model_dir()
+        if MODEL.value in (None, model_data.DEFAULT_MODEL):
+            return demo_models.finetuned_checkpoint()
+        return ""  # an unknown name: refused when the model is loaded
+    named = dict(model_data.name_and_path(s) for s in model_data.MODELS.value)
+    return named.get(MODEL.value or next(iter(named)), "")
+
+
+def _reference_path() -> str | None:
+    if model_data.REFERENCE_MODEL.value:
+        return model_data.name_and_path(model_data.REFERENCE_MODEL.value)[1]
+    if not model_data.MODELS.value:
+        from lit_plugins.hf import finetune  # pylint: disable=g-import-not-at-top
+
+        return finetune.default_model_dir()
+    return None  # refused when the reference is loaded
+
+
+def checkpoint_digests(command: str) -> dict:
+    """{"model": …, "reference": …} (reference: txray only): each checkpoint's
+    `digest.checkpoint_digest` (sha256 of its weights, config and tokenizer
+    files), so a checkpoint replaced at the same path is another run."""
+    roles = {"model": _model_path()}
+    if command == "txray":
+        roles["reference"] = _reference_path()
+    return {
+        role: None if not path else digest.checkpoint_digest(path) for role, path in roles.items()
+    }
 
 
 def _device(comm: distributed.Comm) -> str:

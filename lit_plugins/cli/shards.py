@@ -11,9 +11,12 @@ of work, of checkpointing and of distribution:
 * a shard file is written to a temporary name and renamed (atomic on POSIX),
   so a killed process leaves a complete shard or none;
 * ``run.json`` records the configuration (flags, models, a fingerprint of the
-  examples) and its hash, which every shard's name carries: an output
-  directory that holds another configuration's run is refused before any
-  work, instead of mixing two runs' rows;
+  examples, and under ``checkpoints`` the sha256 of each model's weights,
+  config and tokenizer files -- `lit_plugins.util.digest`) and its hash,
+  which every shard's name carries: an output directory that holds another
+  configuration's run -- or the same flags run with a checkpoint since
+  replaced at the same path -- is refused before any work, with what
+  changed, instead of mixing two runs' (or two models') rows;
 * ``COMPLETE`` is written once every shard is there: a rerun then does nothing.
 """
 
@@ -32,6 +35,7 @@ from lit_plugins.cli import progress
 from lit_plugins.util import distributed
 
 MANIFEST = "run.json"
+CHECKPOINTS_KEY = "checkpoints"  # config entry: {role: checkpoint_digest or None}
 COMPLETE = "COMPLETE"
 _FORMAT = "lit_plugins.corpus.run/1"
 _SHARD_RE = re.compile(r"^shard-([0-9a-f]{12})-(\d{6})-of-(\d{6})\.")
@@ -204,7 +208,7 @@ class ShardPlan:
             raise ValueError(
                 f"{self.out_dir!r} holds the output of another run configuration "
                 f"({_config_diff(manifest.get('config', {}), self.config)}); use another "
-                "--output_dir, or delete that run's files to replace it."
+                "--output_dir to start a new run, or delete that run's files to replace it."
             )
         foreign = sorted(
             name
@@ -260,5 +264,36 @@ def _config_diff(old: dict, new: dict) -> str:
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if not keys:
         return "a different configuration"
-    shown = ", ".join(f"{k}: {old.get(k)!r} there vs {new.get(k)!r} now" for k in keys[:3])
-    return shown + (f", and {len(keys) - 3} more" if len(keys) > 3 else "")
+    parts = []
+    for k in keys:
+        if k == CHECKPOINTS_KEY:
+            parts.extend(_checkpoints_diff(old.get(k), new.get(k)))
+        else:
+            parts.append(f"{k}: {old.get(k)!r} there vs {new.get(k)!r} now")
+    shown = ", ".join(parts[:3])
+    return shown + (f", and {len(parts) - 3} more" if len(parts) > 3 else "")
+
+
+def _checkpoints_diff(old, new) -> list[str]:
+    """What changed in the checkpoints' digests, in words."""
+    if not isinstance(old, dict):
+        return ["that run has no checkpoint digests (it predates them)"]
+    out = []
+    new = new if isinstance(new, dict) else {}
+    for role in sorted(set(old) | set(new)):
+        a, b = old.get(role) or {}, new.get(role) or {}
+        if a.get("digest") == b.get("digest"):
+            continue
+        fa, fb = a.get("files") or {}, b.get("files") or {}
+        changed = sorted(n for n in set(fa) & set(fb) if fa[n] != fb[n])
+        added, removed = sorted(set(fb) - set(fa)), sorted(set(fa) - set(fb))
+        what = (
+            "; ".join(
+                f"{label} {', '.join(names)}"
+                for label, names in (("changed:", changed), ("new:", added), ("gone:", removed))
+                if names
+            )
+            or f"{a.get('digest')!r} there vs {b.get('digest')!r} now"
+        )
+        out.append(f"the {role} checkpoint's files differ from that run's ({what})")
+    return out

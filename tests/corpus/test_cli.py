@@ -157,6 +157,31 @@ def test_output_of_another_configuration_is_refused(attribute_one, checkpoints):
     assert "another run configuration (ig_steps: 16 there vs 32 now);" in proc.stderr
 
 
+def test_checkpoint_replaced_at_the_same_path_is_refused(checkpoints, tmp_path):
+    """run.json holds the weights' digest: new weights under the old path are
+    refused (naming the file), not taken for the finished run; another
+    --output_dir starts a new run with the new weights."""
+    import shutil
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(checkpoints["tiny"], ckpt)
+    flags = [f"--models=m:{ckpt}", f"--labels={LABELS}", "--methods=grad_norm", "--shard_size=4"]
+    run_cli("attribute", tmp_path / "old", *flags)
+    manifest = shards.read_manifest(str(tmp_path / "old"))
+    assert "model.safetensors" in manifest["config"]["checkpoints"]["model"]["files"]
+    # Another model of the same architecture, written over the old weights.
+    shutil.copy(os.path.join(checkpoints["tinyref"], "model.safetensors"), ckpt)
+    proc = run_cli("attribute", tmp_path / "old", *flags, check=False)
+    assert proc.returncode == 2 and "already complete" not in proc.stdout
+    assert "the model checkpoint's files differ from that run's (changed: model.safetensors)" in (
+        proc.stderr
+    )
+    run_cli("attribute", tmp_path / "new", *flags)
+    old = attribute.read(str(tmp_path / "old"))["grad_norm"]
+    new = attribute.read(str(tmp_path / "new"))["grad_norm"]
+    assert not all(np.allclose(a, b) for a, b in zip(old, new))  # really other weights
+
+
 def test_unwritable_output_dir(checkpoints, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
