@@ -57,6 +57,34 @@ def test_layer_conductance_is_the_core_result(clf, inputs):
         assert magnitudes[0] == pytest.approx(np.max(np.abs(totals)), rel=1e-5)
 
 
+def test_default_map_sums_to_the_change_of_a_plain_forward(clf, inputs):
+    """With the default config (no Normalize given) the token map sums to
+    F(input) - F(zero baseline), F = the predicted class's probability,
+    both computed here by plain forwards of the HF model."""
+    import torch
+
+    interp = cond.LayerConductance()
+    assert interp.config_spec()[common.NORMALIZATION_KEY].default is False
+    out = interp.run(inputs, clf, None, config={cond.LAYER_KEY: 1})
+    for example, o in zip(inputs, out):
+        enc = clf.tokenizer(example["sentence"], return_tensors="pt")
+        with torch.no_grad():
+            probs = torch.softmax(clf.model(**enc).logits, -1)[0]
+            target = int(probs.argmax())
+            words = clf.model.get_input_embeddings()(enc["input_ids"])
+            zero = torch.zeros_like(words)
+            base = torch.softmax(
+                clf.model(inputs_embeds=zero, attention_mask=enc["attention_mask"]).logits, -1
+            )[0]
+        delta_f = float(probs[target] - base[target])
+        total = float(np.sum(o[cond.TOKEN_FIELD].salience))
+        error = ig_interp.completeness_dict(o[cond.COMPLETENESS_KEY])["relative completeness error"]
+        # Quadrature error (reported, <= 1e-3 at 64 Gauss-Legendre points on this
+        # model) plus float32 rounding of a sum of a few per-token terms.
+        assert error <= 1e-3
+        assert abs(total - delta_f) <= 1e-3 * abs(delta_f) + 1e-6, (total, delta_f)
+
+
 def test_neuron_totals_match_the_layer_conductance_of_those_neurons(clf, inputs):
     """Two routes to one number: a neuron's conductance summed over the input
     tokens (Neuron Conductance) is its layer conductance summed over

@@ -15,7 +15,12 @@ integrand on the HF model's tensors, dh/dα exact by forward-mode AD) →
   named, the example's top neurons by layer conductance at *Layer* are used.
 
 Both take IG's path settings (rule, steps, baseline, adaptive tolerance,
-internal batch size, class to explain) under IG's config keys.
+internal batch size, class to explain) under IG's config keys, except that
+*Normalize* is off by default here (IG's is on, as in LIT): unnormalised, a
+Layer Conductance map sums to F(input) − F(baseline) -- within the
+completeness error the report shows -- and a neuron's map to its total
+conductance; ticking *Normalize* rescales the map as LIT does IG's (then it
+no longer sums to ΔF).
 """
 
 from __future__ import annotations
@@ -100,8 +105,16 @@ class ConductanceOptions:
 class _ConductanceBase(lit_components.Interpreter):
     """Config parsing and compatibility shared by the two interpreters."""
 
-    def __init__(self, layer: int = 3, steps: int = 64, top: int = 10, autorun: bool = False):
-        self._ig = ig_interp.IntegratedGradients(autorun=autorun, steps=steps)
+    def __init__(
+        self,
+        layer: int = 3,
+        steps: int = 64,
+        top: int = 10,
+        autorun: bool = False,
+        normalize: bool = False,
+    ):
+        # normalize=False: the maps keep their units (they sum to ΔF), see the docstring.
+        self._ig = ig_interp.IntegratedGradients(autorun=autorun, steps=steps, normalize=normalize)
         self._layer = layer
         self._top = top
         self._autorun = autorun
@@ -183,7 +196,8 @@ class LayerConductance(_ConductanceBase):
     def description(self) -> str:
         return (
             "Layer conductance: how much of F(input) - F(baseline) flows through one hidden "
-            "layer, per token and per neuron (exact path derivative, completeness reported)."
+            "layer, per token and per neuron (exact path derivative, completeness reported). "
+            "Unnormalised by default: the token map sums to F(input) - F(baseline)."
         )
 
     def config_spec(self) -> lit_types.Spec:
