@@ -1,15 +1,17 @@
-"""The README's Python code blocks run as written, and so does the custom
-app it points to (demos/custom_app.py).
+"""The Python code blocks of the README and of every docs/ page run as
+written, and so does the custom app they point to (demos/custom_app.py).
 
-Convention (invisible on GitHub): an HTML comment on the line before a
-```python block says what to do with it:
+Convention (invisible on GitHub and on the mkdocs site): an HTML comment on
+the line before a ```python block says what to do with it:
 
   <!-- test: run -->          run it as a script (`python snippet.py --port=N`);
                               a LIT server must answer get_info, then it is stopped
   <!-- test: skip (reason) --> not run, with the reason
 
-Every ```python block carries one of the two, so a new snippet cannot be
-added untested by accident. Placeholder paths are replaced by tiny local
+Every ```python block of README.md and docs/**/*.md carries one of the two,
+so a new snippet cannot be added untested by accident. A block that appears
+on several pages (the custom app: README and docs/own-model-and-data.md) is
+run once. Placeholder paths are replaced by tiny local
 stand-ins before running: "/path/to/checkpoint" by a tiny random BERT saved
 with save_pretrained (labels neg/pos), "reviews.csv" by a small CSV with
 `text` and `label` columns.
@@ -17,6 +19,7 @@ with save_pretrained (labels neg/pos), "reviews.csv" by a small CSV with
 
 import contextlib
 import csv
+import glob
 import os
 import re
 import subprocess
@@ -32,26 +35,57 @@ from tests.kit import tiny_models
 from tests.kit.demo_server import ROOT, free_port, post
 
 README = os.path.join(ROOT, "README.md")
+DOCS = os.path.join(ROOT, "docs")
 BLOCK_RE = re.compile(r"^(?P<marker>[^\n]*)\n```python\n(?P<code>.*?)^```", re.M | re.S)
 MARKER_RE = re.compile(r"^<!-- test: (run|skip \(.+\)) -->$")
 START_S = 240
 
 
-def readme_blocks() -> list[tuple[str, str]]:
-    """(marker, code) of each ```python block, in order."""
-    with open(README, encoding="utf-8") as f:
+def pages() -> list[str]:
+    """README.md and every Markdown page under docs/, in a fixed order."""
+    docs = sorted(glob.glob(os.path.join(DOCS, "**", "*.md"), recursive=True))
+    return [README, *docs]
+
+
+def python_blocks(path: str) -> list[tuple[str, str]]:
+    """(marker, code) of each ```python block of one page, in order."""
+    with open(path, encoding="utf-8") as f:
         text = f.read()
     return [(m["marker"].strip(), m["code"]) for m in BLOCK_RE.finditer(text)]
 
 
-def test_every_python_block_is_marked():
-    blocks = readme_blocks()
-    assert blocks, "no ```python blocks found in README.md"
-    for marker, code in blocks:
+def readme_blocks() -> list[tuple[str, str]]:
+    """(marker, code) of each ```python block of the README and the docs pages."""
+    return [block for path in pages() for block in python_blocks(path)]
+
+
+def test_pages_are_found():
+    names = [os.path.relpath(p, ROOT) for p in pages()]
+    for name in ("README.md", "docs/index.md", "docs/own-model-and-data.md"):
+        assert name in names
+    assert python_blocks(README), "no ```python blocks found in README.md"
+
+
+@pytest.mark.parametrize("path", pages(), ids=lambda p: os.path.relpath(p, ROOT))
+def test_every_python_block_is_marked(path):
+    for marker, code in python_blocks(path):
         assert MARKER_RE.match(marker), (
-            "README ```python block without a '<!-- test: run -->' or "
-            f"'<!-- test: skip (reason) -->' line before it:\n{code[:200]}"
+            f"{os.path.relpath(path, ROOT)}: ```python block without a "
+            "'<!-- test: run -->' or '<!-- test: skip (reason) -->' line before it:\n"
+            f"{code[:200]}"
         )
+
+
+def test_marker_rule_catches_an_unmarked_block(tmp_path):
+    """The rule itself: an unmarked block, or a marker with a blank line in
+    between, is found; a marked one passes."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        "Text.\n\n```python\nprint(1)\n```\n\n<!-- test: run -->\n\n```python\nprint(2)\n```\n"
+        "\n<!-- test: skip (needs a GPU) -->\n```python\nprint(3)\n```\n"
+    )
+    matched = [bool(MARKER_RE.match(marker)) for marker, _ in python_blocks(str(page))]
+    assert matched == [False, False, True]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +121,10 @@ def _substitute(code: str, stand_ins: dict[str, str]) -> str:
     return code
 
 
-RUN_BLOCKS = [code for marker, code in readme_blocks() if marker == "<!-- test: run -->"]
+# Each distinct runnable block once, in page order.
+RUN_BLOCKS = list(
+    dict.fromkeys(code for marker, code in readme_blocks() if marker == "<!-- test: run -->")
+)
 
 
 @contextlib.contextmanager

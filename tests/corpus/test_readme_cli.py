@@ -1,11 +1,15 @@
-"""The README's command-line block runs as written (on 8 bundled examples).
+"""The documented command-line block runs as written (on 8 bundled examples).
 
-The block after `<!-- test: cli -->` is run line by line: each
-`python -m lit_plugins ...` command with `--max_examples=8` and its `out/`
-directory moved under a temporary directory, then the demo line with the
-demo-server helper, whose Linear Probe must answer from the loaded results.
+The one block after `<!-- test: cli -->` in README.md or a docs/ page
+(docs/cli.md) is run line by line: each `python -m lit_plugins ...` command
+with `--max_examples=8` and its `out/` directory moved under a temporary
+directory, then the demo line with the demo-server helper, whose Linear Probe
+must answer from the loaded results. Every other `python -m lit_plugins ...`
+line of a ```bash block in README.md or docs/ (the README's one-liner) must
+be one of the tested commands.
 """
 
+import glob
 import os
 import re
 import shlex
@@ -16,12 +20,45 @@ from lit_plugins.lit.interpreters import neuron_use
 from tests.kit import demo_server
 
 BLOCK_RE = re.compile(r"^<!-- test: cli -->\n```bash\n(?P<code>.*?)^```", re.M | re.S)
+BASH_RE = re.compile(r"^```bash\n(?P<code>.*?)^```", re.M | re.S)
+CLI_PREFIX = ".venv/bin/python -m lit_plugins "
+
+
+def _pages() -> dict[str, str]:
+    """README.md and every docs/ page: relative path -> text."""
+    root = demo_server.ROOT
+    paths = [os.path.join(root, "README.md")]
+    paths += sorted(glob.glob(os.path.join(root, "docs", "**", "*.md"), recursive=True))
+    texts = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            texts[os.path.relpath(path, root)] = f.read()
+    return texts
+
+
+def _block() -> str:
+    blocks = [m["code"] for text in _pages().values() for m in BLOCK_RE.finditer(text)]
+    assert len(blocks) == 1, f"expected one '<!-- test: cli -->' block, found {len(blocks)}"
+    return blocks[0]
 
 
 def _commands():
-    with open(os.path.join(demo_server.ROOT, "README.md"), encoding="utf-8") as f:
-        (code,) = [m["code"] for m in BLOCK_RE.finditer(f.read())]
-    return [shlex.split(line) for line in code.strip().splitlines()]
+    return [shlex.split(line) for line in _block().strip().splitlines()]
+
+
+def test_documented_cli_lines_are_tested():
+    """A `python -m lit_plugins ...` line shown anywhere else is one the block runs."""
+    tested = {line.strip() for line in _block().strip().splitlines()}
+    shown = {
+        (page, line.strip())
+        for page, text in _pages().items()
+        for m in BASH_RE.finditer(text)
+        for line in m["code"].splitlines()
+        if line.strip().startswith(CLI_PREFIX)
+    }
+    assert any(page == "README.md" for page, _ in shown)  # the README's one-liner
+    for page, line in shown:
+        assert line in tested, f"{page}: {line!r} is not in the tested cli block"
 
 
 def test_readme_cli_block(tmp_path, minilm_finetuned):
