@@ -35,6 +35,7 @@ from lit_nlp.api import dtypes
 from lit_nlp.api import model as lit_model
 
 from lit_plugins.faithfulness import metrics as core
+from lit_plugins.faithfulness import summary as faithfulness_summary
 from lit_plugins.hf.perturb import PerturbationRunner
 from lit_plugins.lit import alignment, specs
 from lit_plugins.lit import methods as registry
@@ -189,7 +190,7 @@ class FaithfulnessResult:
     def mean_curves(self, grid: np.ndarray | None = None) -> dict[str, dict[str, tuple]]:
         """{method: {"deletion" / "insertion": (grid, mean f)}}."""
         return {
-            m: {kind: core.mean_curve(c, grid) for kind, c in kinds.items()}
+            m: {kind: faithfulness_summary.mean_curve(c, grid) for kind, c in kinds.items()}
             for m, kinds in self.curves.items()
         }
 
@@ -323,7 +324,7 @@ def summarize(
     rows = []
     for method, group in table.groupby("method", sort=False):
         for metric in METRICS:
-            stats = core.summarize(group[metric].to_numpy(), level, n_boot, seed)
+            stats = faithfulness_summary.summarize(group[metric].to_numpy(), level, n_boot, seed)
             rows.append(
                 {
                     "method": method,

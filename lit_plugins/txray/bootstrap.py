@@ -42,7 +42,10 @@ Interval and ranking rule (:func:`percentile_interval`, ``ShiftResult.rank_shift
     (descending), then distance (descending), Hellinger length (descending),
     neuron id; the least shifted by the **upper bound** (ascending), then
     distance, length (ascending), neuron id.  Without a bootstrap the ranking
-    is the plain one (distance, length, id).
+    is the plain one (distance, length, id).  Bounds and distances equal
+    within rounding noise (``shift.RANK_RTOL`` / ``RANK_ATOL``) are ties
+    (``shift.tie_groups``), so a bound of 7.9e-17 in one run and 0.0 in
+    another -- float32 sums in another order -- rank the same.
 
 No LIT import here: numpy / scipy only.
 """
@@ -51,6 +54,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+
+from lit_plugins.util.stats import check_confidence, percentile_interval
 
 __all__ = [
     "DEFAULT_CONFIDENCE",
@@ -84,20 +89,6 @@ def check_replicates(replicates) -> int:
             f"(0: no bootstrap), got {replicates!r}"
         )
     return int(number)
-
-
-def check_confidence(confidence) -> float:
-    """``confidence`` as a float strictly between 0 and 1, or ValueError."""
-    try:
-        number = float(confidence)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not 0.0 < number < 1.0:  # also rejects NaN
-        raise ValueError(
-            f"confidence level must be a number strictly between 0 and 1 (e.g. 0.9), "
-            f"got {confidence!r}"
-        )
-    return number
 
 
 class UnitCells:
@@ -356,10 +347,3 @@ def _inv(x: np.ndarray) -> np.ndarray:
     pos = x > 0
     out[pos] = 1.0 / x[pos]
     return out
-
-
-def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per column, the ``(1-c)/2`` and ``(1+c)/2`` quantiles of ``[B, S]`` replicates."""
-    c = check_confidence(confidence)
-    lo, hi = np.quantile(replicates, [(1 - c) / 2, (1 + c) / 2], axis=0)
-    return lo, hi

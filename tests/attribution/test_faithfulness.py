@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lit_plugins.faithfulness import metrics as ff
+from lit_plugins.faithfulness import summary
 from lit_plugins.hf.perturb import PerturbationRunner
 from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import ferret_reference, tiny_models
@@ -358,17 +359,17 @@ def test_shared_perturbations_run_once():
 
 def test_aggregation():
     values = np.arange(20.0)
-    s = ff.summarize(values, seed=0)
+    s = summary.summarize(values, seed=0)
     assert s["mean"] == pytest.approx(9.5) and s["median"] == pytest.approx(9.5)
     assert s["ci_low"] < 9.5 < s["ci_high"] and s["n"] == 20
-    assert ff.summarize(values, seed=0) == s  # seeded
-    assert ff.summarize([2.0]) == {
+    assert summary.summarize(values, seed=0) == s  # seeded
+    assert summary.summarize([2.0]) == {
         "mean": 2.0,
         "median": 2.0,
         "ci_low": 2.0,
         "ci_high": 2.0,
         "n": 1,
     }
-    assert ff.summarize([np.nan, 1.0])["n"] == 1
-    _, y = ff.mean_curve([(np.array([0, 1.0]), np.array([1.0, 0.0]))], np.array([0, 0.5, 1]))
+    assert summary.summarize([np.nan, 1.0])["n"] == 1
+    _, y = summary.mean_curve([(np.array([0, 1.0]), np.array([1.0, 0.0]))], np.array([0, 0.5, 1]))
     np.testing.assert_allclose(y, [1, 0.5, 0])

@@ -37,7 +37,9 @@ def test_app_lime_is_seeded_so_two_app_runs_agree():
     first = registration.plugin_interpreters({"m": clf}, include_lit_defaults=True)
     second = registration.plugin_interpreters({"m": clf}, include_lit_defaults=True)
     # The seed is shown (and can be changed) in LIME's controls.
-    assert first[methods.LIT_LIME].config_spec()[lime_explainer.SEED_KEY].default == str(methods.LIME_SEED)
+    assert first[methods.LIT_LIME].config_spec()[lime_explainer.SEED_KEY].default == str(
+        methods.LIME_SEED
+    )
     for a, b in zip(_lime_maps(first, clf, data), _lime_maps(second, clf, data)):
         np.testing.assert_array_equal(a, b)
     # Salience Faithfulness scores that seeded LIME, the same object the app serves.
