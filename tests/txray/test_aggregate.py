@@ -123,9 +123,9 @@ def test_dense_blocks_sparse_and_switch_bit_identical(mode, monkeypatch):
     """Dense tables grow in blocks of features (here 7 rows, so ~70 blocks); dense,
     sparse and auto (dense, then switching to sparse mid-stream) add every
     cell's credits in batch order: bit-identical sums even for general floats."""
-    from lit_plugins.txray import aggregate
+    from lit_plugins.txray import storage
 
-    monkeypatch.setattr(aggregate, "_BLOCK_CELLS", 7 * 40)
+    monkeypatch.setattr(storage, "BLOCK_CELLS", 7 * 40)
     rng = np.random.default_rng(5)
     acts = rng.standard_normal((3000, 40)).astype(np.float32)
     fids = rng.integers(0, 500, size=3000)
