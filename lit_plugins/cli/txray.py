@@ -22,8 +22,20 @@ records, so the intervals (and the ranking by their lower bound) are the
 interpreter's on the same examples.  The merged ``reference.npz`` /
 ``model.npz`` keep the table, so results loaded into LIT show intervals.
 
-Shards are fixed by ``--shard_size``, not by the number of ranks, so 1 and N
-processes write bit-identical shards and results.
+Shards are fixed by ``--shard_size``, not by the number of ranks, so every
+example is computed in the same batch whatever the number of processes.
+What holds between 1 and N processes:
+
+* at the same intra-op thread count per process (e.g. ``OMP_NUM_THREADS=1``
+  for both) the shards and results are bit-identical;
+* by default they differ in threads -- ``torchrun`` gives each rank
+  ``OMP_NUM_THREADS=1``, a plain run uses every core -- and torch's float32
+  kernels then add in another order: activations, hence the aggregations,
+  differ by float32 rounding (measured on MiniLM-L6: 1.6e-6 relative; the
+  ``attribute`` command's rows by 8.8e-7), distances and bounds likewise;
+* the ranking (``shift.csv``'s order, ``summary.json``'s top neurons) is
+  the same: values within ``txray.shift.RANK_RTOL`` (1e-5) relative +
+  ``RANK_ATOL`` (1e-7) are ties, decided by the next key and the neuron id.
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ follows -- each point was checked in that code:
 5. **Ranking.** The code ranks with ``heapq.nlargest/nsmallest`` on the tuple
    ``(distance, length)`` (ties -> longer/shorter first, then dict order).  Ours
    sorts by distance, then Hellinger length in the same direction, then neuron
-   id ascending (deterministic).
+   id ascending (deterministic); distances equal within float32 noise are ties
+   (:func:`tie_groups`), so rounding never decides an order.
 6. **Length.** Code: ``nunique()`` of the tokens of a neuron's rows (includes
    rows credited with a non-positive maximum).  Ours: features with mass > 0.
 7. **Mass activation.** Code (``mass_activation_plot``): the raw sum of max
@@ -98,6 +99,17 @@ of its sentences drawn) counts as distance 0, so a neuron at distance 1.0
 from one or two sentences gets a lower bound of 0 and ranks below a
 well-supported neuron at 0.9.  ``replicates=0`` (default): no bootstrap, the
 distances and the plain ranking (distance, length, id) exactly as before.
+
+Ties within rounding noise
+--------------------------
+Every float sort key (bound, distance) is compared through
+:func:`tie_groups`: values within ``RANK_RTOL`` relative + ``RANK_ATOL``
+absolute of their neighbour in sorted order are one tie group, and the next
+key (distance, then the integer length, then the neuron id) decides inside
+it.  The same corpus on 1 or N processes, or at another thread count, gives
+float32 activations summed in another order -- aggregations equal to ~2e-6
+relative, a lower bound of 7.9e-17 in one run and 0.0 in the other -- and the
+same ranking.
 """
 
 from __future__ import annotations
@@ -117,6 +129,8 @@ from lit_plugins.txray.aggregate import (
 )
 
 __all__ = [
+    "RANK_ATOL",
+    "RANK_RTOL",
     "WEIGHTINGS",
     "NeuronShift",
     "RankedShifts",
@@ -125,10 +139,45 @@ __all__ = [
     "hellinger",
     "hellinger_rows",
     "rank_shifts",
+    "tie_groups",
 ]
 
 WEIGHTINGS = ("mass", "mean")
 _INV_SQRT2 = 1.0 / np.sqrt(2.0)
+
+# Ranking tolerance for distances and bounds (values in [0, 1]).  They are
+# float64 functions of sums of float32 activations (eps 1.2e-7); summed in
+# another order (other batches, processes or threads) the aggregations differ
+# by up to ~2e-6 relative (1.6e-6 measured on MiniLM-L6, 1 vs 2 processes)
+# and the distances by as much: 1e-5 relative leaves 5x headroom, while
+# distinct distances of a layer's few hundred neurons are ~1e-3 apart.  The
+# absolute part holds values at 0 (a bound of 7.9e-17 in one run, 0.0 in
+# another) and float32 noise around it.
+RANK_RTOL = 1e-5
+RANK_ATOL = 1e-7
+
+
+def tie_groups(values, rtol: float = RANK_RTOL, atol: float = RANK_ATOL) -> np.ndarray:
+    """Dense group ids (0 = smallest) of `values`, equal values within rounding one group.
+
+    Sorted ascending, a value joins its predecessor's group when it exceeds it
+    by at most ``atol + rtol * |value|`` (chained: a run of close values is
+    one group).  Sort by the ids instead of the values and a perturbation far
+    below the tolerance changes no order; NaNs form one group after all values.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1:
+        raise ValueError(f"tie_groups takes a 1-d array, got shape {v.shape}.")
+    if not (rtol >= 0 and atol >= 0):
+        raise ValueError(f"rtol and atol must be >= 0, got {rtol}, {atol}.")
+    groups = np.zeros(v.shape[0], dtype=np.int64)
+    if v.size:
+        order = np.argsort(v, kind="stable")  # NaNs last
+        s = v[order]
+        with np.errstate(invalid="ignore"):
+            new_group = ~(np.diff(s) <= atol + rtol * np.abs(s[1:]))  # NaN: a new group
+        groups[order] = np.concatenate([[0], np.cumsum(new_group)])
+    return groups
 
 
 # --------------------------------------------------------------------------- #
@@ -298,12 +347,14 @@ class ShiftResult:
         return _bootstrap.percentile_interval(self.replicate_distance, c)
 
     def _order(self, largest: bool, bounds=None) -> np.ndarray:
-        d, L, n = self.distance, self.hellinger_length, self.shared
+        """Positions in ranking order; float keys compared within rounding
+        noise (:func:`tie_groups`), ties broken by the next key, finally the id."""
+        d, L, n = tie_groups(self.distance), self.hellinger_length, self.shared
         if bounds is None or not self.has_bootstrap:
             if largest:
                 return np.lexsort((n, -L, -d))
             return np.lexsort((n, L, d))
-        lo, hi = bounds
+        lo, hi = tie_groups(bounds[0]), tie_groups(bounds[1])
         if largest:
             return np.lexsort((n, -L, -d, -lo))
         return np.lexsort((n, L, d, hi))

@@ -104,10 +104,7 @@ def test_interval_contains_the_estimate_in_the_typical_case():
     assert hi[0] == pytest.approx(np.quantile(reps, 0.95))
 
 
-def test_ties_at_one_with_small_support_rank_below_a_well_supported_shift():
-    """Neurons 1-3 sit at distance 1.0 from one or two sentences; neuron 0 is
-    at ~0.6 from 60 sentences in each model. Plain ranking: the ties first;
-    by the lower bound: neuron 0 first."""
+def _tied_sentences():
     H, sentences = 4, []
     rng = np.random.default_rng(0)
     for s in range(60):  # neuron 0: features 0/1 in A, 1/2 in B; well supported
@@ -123,6 +120,14 @@ def test_ties_at_one_with_small_support_rank_below_a_well_supported_shift():
             xa, xb = np.zeros((2, H)), np.zeros((2, H))
             xa[0, neuron], xb[1, neuron] = 1.0, 1.0
             sentences.append((xa, xb, ids))
+    return H, sentences
+
+
+def test_ties_at_one_with_small_support_rank_below_a_well_supported_shift():
+    """Neurons 1-3 sit at distance 1.0 from one or two sentences; neuron 0 is
+    at ~0.6 from 60 sentences in each model. Plain ranking: the ties first;
+    by the lower bound: neuron 0 first."""
+    H, sentences = _tied_sentences()
     a, b = _aggregate(sentences, H=H)
     result = compute_shift(a, b, replicates=200, seed=0)
     d = dict(zip(result.shared.tolist(), result.distance.tolist()))
@@ -191,3 +196,34 @@ def test_bootstrap_needs_recorded_units():
     with pytest.raises(ValueError, match="units shape"):
         rec.update(xa, ids, units=np.zeros(ids.shape[0] + 1, dtype=int))
     assert bootstrap.check_replicates(0) == 0 and bootstrap.check_confidence("0.5") == 0.5
+
+
+def test_ranking_ignores_rounding_noise_in_tied_bounds_and_distances():
+    """Bounds of 0 vs 1e-16 and distances of 1.0 vs 1 - float32 eps (what
+    summing float32 activations in another order gives) are ties: the order
+    is the unperturbed one, while a plain sort of the raw values changes."""
+    import dataclasses
+
+    H, sentences = _tied_sentences()
+    result = compute_shift(*_aggregate(sentences, H=H), replicates=200, seed=0)
+    expected = [r["neuron"] for r in result.to_records()]
+    assert expected == [0, 1, 2, 3]
+    eps32 = float(np.finfo(np.float32).eps)
+    reps = result.replicate_distance.copy()
+    reps[:, 3] += 1e-16  # neuron 3's lower bound: 0.0 -> 1e-16
+    dist = result.distance.copy()
+    dist[1] -= eps32  # neuron 1: 1.0 -> 1 - eps32, below its tied peers
+    noisy = dataclasses.replace(result, replicate_distance=reps, distance=dist)
+    lo, _ = noisy.interval()
+    assert lo[3] > 0.0 == lo[1] == lo[2]  # the perturbation reached the sort keys
+    raw = np.lexsort((noisy.shared, -noisy.hellinger_length, -noisy.distance, -lo))
+    assert noisy.shared[raw].tolist() != expected  # untolerant: rounding decides
+    assert [r["neuron"] for r in noisy.to_records()] == expected
+    assert [s.neuron for s in noisy.rank_shifts(4).most] == expected
+    assert [s.neuron for s in noisy.rank_shifts(4).least] == [
+        s.neuron for s in result.rank_shifts(4).least
+    ]
+    # A real difference (far above the tolerance) still orders.
+    dist[1] -= 1e-3
+    moved = dataclasses.replace(result, distance=dist)
+    assert [r["neuron"] for r in moved.to_records()] == [0, 2, 3, 1]

@@ -210,3 +210,19 @@ def test_compute_shift_errors():
         r.rank_shifts(k=0)
     with pytest.raises(KeyError):
         compute_shift(only0, a).distance_of(1)
+
+
+def test_tie_groups_merge_values_within_rounding_noise():
+    from lit_plugins.txray import shift
+
+    eps32 = float(np.finfo(np.float32).eps)
+    v = np.array([0.5, 7.9e-17, 0.0, 0.5 * (1 + eps32), np.nan, 0.7, 0.5 + 1e-3])
+    assert shift.tie_groups(v).tolist() == [1, 0, 0, 1, 4, 3, 2]
+    # Chained: a run of close values is one group, an order-free notion.
+    assert shift.tie_groups([0.0, 0.6e-7, 1.2e-7, 1.8e-7]).tolist() == [0, 0, 0, 0]
+    assert shift.tie_groups([0.0, 1e-3], atol=0, rtol=0).tolist() == [0, 1]
+    assert shift.tie_groups([]).tolist() == []
+    with pytest.raises(ValueError, match="1-d"):
+        shift.tie_groups(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=">= 0"):
+        shift.tie_groups([1.0], atol=-1)
