@@ -1,15 +1,16 @@
 """Salience faithfulness report: tables (CSV + Markdown) and deletion /
 insertion curve plots (PNG) for every token-salience method on a model.
 
-    python -m lit_plugins.cli.faithfulness_report --out=docs/faithfulness
-    python -m lit_plugins.cli.faithfulness_report --out=DIR --model=/path/to/checkpoint \\
-        --dataset=reviews.csv --text_column=text --max_examples=200 --removal=mask
+    python -m lit_plugins faithfulness --output_dir=docs/faithfulness --max_examples=100
+    python -m lit_plugins faithfulness --output_dir=DIR --models=mine:/path/to/checkpoint \\
+        --dataset=reviews.csv --text_fields=sentence=text --max_examples=200 --removal=mask
 
-Default: the demo's fine-tuned MiniLM on the first 100 bundled dev sentences,
+Models and data as every command takes them (`cli.model_data`: --models, --model,
+--dataset, ...). Default: the demo's fine-tuned MiniLM on the bundled dev sentences,
 every method of `faithfulness.default_methods()` (LIT's Grad L2 Norm, Grad ⋅
 Input, Integrated Gradients, LIME and ours) plus the random baseline.
 
-Writes to --out:
+Writes to --output_dir:
   per_example.csv   one row per (example, method) (`faithfulness.evaluate`)
   summary.csv       per method × metric: mean, median, 95 % bootstrap interval
   summary.md        the ranking table (best comprehensiveness first) and settings
@@ -19,14 +20,19 @@ Writes to --out:
 
 from __future__ import annotations
 
-import argparse
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from absl import app
+
+from lit_plugins.cli import flags as cli_flags
+from lit_plugins.cli import model_data
 from lit_plugins.faithfulness import metrics as core
 from lit_plugins.lit import salience_evaluation as faithfulness
+from lit_plugins.util import distributed
 
 REMOVAL_DOC = {
     "delete": "removed word pieces are deleted",
@@ -127,76 +133,60 @@ def write_report(
     return paths
 
 
-def _load(args):
-    from lit_plugins.data import loaders
-    from lit_plugins.lit import demo_models
-    from lit_plugins.lit.model import HFSequenceClassifier
+FLAGS_USED = (
+    "output_dir",
+    "model",
+    "models",
+    "labels",
+    "dataset",
+    "split",
+    "text_fields",
+    "label_column",
+    "max_examples",
+    "max_length",
+    "batch_size",
+    "device",
+    "salience_methods",
+    "removal",
+    "seed",
+    "title",
+)
 
-    if args.model == "finetuned":
-        model = demo_models.finetuned_minilm(batch_size=args.batch_size)
-    else:
-        labels = args.labels.split(",") if args.labels else None
-        model = HFSequenceClassifier(
-            args.model, labels=labels, text_fields=(args.text_field,), batch_size=args.batch_size
+
+def flags_used(command: str = "faithfulness") -> tuple[str, ...]:
+    del command
+    return FLAGS_USED
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m lit_plugins faithfulness`` (flags already parsed; see `cli.main`)."""
+    from lit_plugins.cli import corpus  # the model and data as the corpus commands load them
+
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {list(argv[1:])}")
+    if not cli_flags.OUTPUT_DIR.value:
+        raise app.UsageError("--output_dir is required.")
+    comm = distributed.Comm.from_env()
+    try:
+        _, model = corpus.one_model(comm)
+        examples = list(corpus.dataset_of(model).examples)
+        start = time.time()
+        result = faithfulness.evaluate_detailed(
+            model,
+            examples,
+            cli_flags.SALIENCE_METHODS.value or None,
+            removal=cli_flags.REMOVAL.value,
+            seed=cli_flags.SEED.value,
+            chunk_size=model_data.BATCH_SIZE.value,
+            progress=True,
         )
-    if args.dataset in ("dev", "train"):
-        data = loaders.load_bundled_sentiment(args.dataset)
-    else:
-        data = loaders.load_table(
-            args.dataset,
-            {args.text_field: args.text_column},
-            args.label_column or None,
-            labels=model.labels,
-        )
-    examples = (
-        list(data.examples)[: args.max_examples] if args.max_examples else list(data.examples)
-    )
-    return model, examples
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m lit_plugins.cli.faithfulness_report",
-        description="Faithfulness of every token-salience method: CSV, Markdown and curve plots.",
-    )
-    ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument(
-        "--model", default="finetuned", help="'finetuned' (the demo's MiniLM) or a checkpoint dir"
-    )
-    ap.add_argument("--labels", default="", help="class names for --model, comma-separated")
-    ap.add_argument("--dataset", default="dev", help="'dev', 'train' (bundled) or a CSV/TSV/JSONL")
-    ap.add_argument("--text_field", default="sentence", help="the model's text input field")
-    ap.add_argument("--text_column", default="sentence", help="the file's text column")
-    ap.add_argument("--label_column", default="label", help="the file's label column ('' = none)")
-    ap.add_argument("--max_examples", type=int, default=100, help="first N examples (0 = all)")
-    ap.add_argument(
-        "--methods", default="", help="comma-separated method names (default: every method)"
-    )
-    ap.add_argument("--removal", choices=core.REMOVALS, default="delete")
-    ap.add_argument("--seed", type=int, default=0, help="random baseline seed")
-    ap.add_argument("--batch_size", type=int, default=32)
-    ap.add_argument("--title", default="")
-    args = ap.parse_args(argv)
-
-    model, examples = _load(args)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] or None
-    start = time.time()
-    result = faithfulness.evaluate_detailed(
-        model,
-        examples,
-        methods,
-        removal=args.removal,
-        seed=args.seed,
-        chunk_size=args.batch_size,
-        progress=True,
-    )
-    paths = write_report(
-        result, args.out, args.title or f"Salience faithfulness: {model.description()}"
-    )
+    except ValueError as e:
+        print(f"lit_plugins faithfulness: error: {e}", file=sys.stderr, flush=True)
+        return 2
+    finally:
+        comm.close()
+    title = cli_flags.TITLE.value or f"Salience faithfulness: {model.description()}"
+    paths = write_report(result, cli_flags.OUTPUT_DIR.value, title)
     print(paths["summary_md"].read_text(encoding="utf-8"))
     print(f"({time.time() - start:.1f}s) wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

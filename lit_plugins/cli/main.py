@@ -1,436 +1,104 @@
-r"""``python -m lit_plugins <command>``: dataset-level runs from the command line.
+"""``python -m lit_plugins <command> [--flags]`` (also ``lit-plugins <command>``): the one
+entry point of the command line.
 
-Commands (the model/data flags are the demo's: --models, --dataset,
---text_fields, --label_column, --max_examples, --batch_size, ...):
-
-  probe      the linear-probe layer sweep; writes sweep.npz + probe.json
-  txray      TX-Ray aggregations of two models and their shift
-  attribute  salience (gradient norm, gradient·input, IG, layer
-             conductance) per example, to Parquet shards
-
-Data-parallel under torch.distributed (one process per rank, each on its own
-part of the data):
-
-  torchrun --nproc_per_node=2 -m lit_plugins attribute --output_dir=out ...
-  accelerate launch --multi_gpu --num_processes=2 -m lit_plugins attribute ...
-
-All three are resumable: rerun the same command after an interruption and
-only the missing shards are computed (probe: its rows; the fit, a small
-part of the time, runs again); on a finished output directory the command
-does nothing.
+Every command takes absl flags from one namespace (`cli.flags`, `cli.model_data`);
+``--help`` lists the commands, ``<command> --help`` the flags that command takes, and
+both exit 0.
 """
 
 from __future__ import annotations
 
-import hashlib
+import importlib
 import os
-import resource
 import sys
-import time
 from collections.abc import Sequence
 
-from absl import app, flags, logging
+from absl import app
+from absl import flags as absl_flags
 
-from lit_plugins.cli import model_data, shards
-from lit_plugins.util import digest, distributed
-
-OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the command writes its results.")
-MODEL = flags.DEFINE_string(
-    "model", None, "Which of --models to run (its name; default: the first)."
-)
-SHARD_SIZE = flags.DEFINE_integer(
-    "shard_size",
-    0,
-    "examples per shard (the unit of resuming and of work per process); "
-    "0 = min(256, ceil(examples / 64)).",
-)
-# attribute
-METHODS = flags.DEFINE_list(
-    "methods", ["grad_norm", "grad_dot_input", "integrated_gradients"], "attribute: methods."
-)
-CLASS_TO_EXPLAIN = flags.DEFINE_string(
-    "class_to_explain", "", "attribute: class the scores explain (default: the prediction)."
-)
-NORMALIZE = flags.DEFINE_bool(
-    "normalize", False, "attribute: LIT's normalisation of IG/conductance scores."
-)
-IG_STEPS = flags.DEFINE_integer("ig_steps", 64, "attribute: IG/conductance path points.")
-IG_RULE = flags.DEFINE_string("ig_rule", "gausslegendre", "attribute: quadrature rule.")
-IG_BASELINE = flags.DEFINE_string("ig_baseline", "zero", "attribute: IG baseline.")
-IG_TOLERANCE = flags.DEFINE_float(
-    "ig_tolerance", 0.0, "attribute: completeness tolerance (0 = fixed steps)."
-)
-IG_MAX_STEPS = flags.DEFINE_integer("ig_max_steps", 256, "attribute: adaptive mode's cap.")
-CONDUCTANCE_LAYER = flags.DEFINE_integer(
-    "conductance_layer", 3, "attribute: layer of layer_conductance."
-)
-# probe
-LABEL_FIELD = flags.DEFINE_string("label_field", "", "probe: dataset field (default: the first).")
-LAYERS = flags.DEFINE_string("layers", "sweep", "probe: 'sweep' (all layers) or one layer index.")
-POOLING = flags.DEFINE_string("pooling", "mean", "probe: mean/cls (sentence), first/last/mean.")
-LAMBDA_L1 = flags.DEFINE_float("lambda_l1", 1e-3, "probe: L1 penalty.")
-LAMBDA_L2 = flags.DEFINE_float("lambda_l2", 1e-3, "probe: squared L2 penalty.")
-HELD_OUT = flags.DEFINE_float("held_out_fraction", 0.2, "probe: share of examples scored on.")
-SEED = flags.DEFINE_integer(
-    "seed", 0, "probe: seed of the train/held-out split; txray: the bootstrap's seed."
-)
-TOP_MASS = flags.DEFINE_float("top_mass", 0.5, "probe: weight mass of the listed top neurons.")
-# txray
-LAYER = flags.DEFINE_integer("layer", 6, "txray: layer (0 = embedding output).")
-MODE = flags.DEFINE_string("mode", "max1", "txray: max1 or all.")
-FEATURES = flags.DEFINE_string("features", "tokens", "txray: tokens, words or tags.")
-TAGS_FIELD = flags.DEFINE_string("tags_field", "", "txray: SequenceTags field (features=tags).")
-NORMALIZE_DISTANCE = flags.DEFINE_bool(
-    "normalize_distance", False, "txray: divide distances by the union length (original code)."
-)
-TOP_K = flags.DEFINE_integer("top_k", 10, "txray: most shifted neurons in the summary.")
-REPORT = flags.DEFINE_bool("report", True, "txray: write the plots (report/).")
-REPLICATES = flags.DEFINE_integer(
-    "replicates", 200, "txray: bootstrap replicates over sentences (0: no intervals)."
-)
-CONFIDENCE = flags.DEFINE_float(
-    "confidence", 0.9, "txray: level of the intervals the summary ranks by."
-)
-
-_COMMAND_FLAGS = {
-    "attribute": (
-        "methods",
-        "class_to_explain",
-        "normalize",
-        "ig_steps",
-        "ig_rule",
-        "ig_baseline",
-        "ig_tolerance",
-        "ig_max_steps",
-        "conductance_layer",
-        "shard_size",
+PROG = "python -m lit_plugins"
+# name -> (module with `main(argv)` and `FLAGS_USED`, one line of help)
+COMMANDS = {
+    "probe": (
+        "lit_plugins.cli.corpus",
+        "linear-probe layer sweep over a corpus (sweep.npz, probe.json), loadable in LIT",
     ),
     "txray": (
-        "layer",
-        "mode",
-        "features",
-        "tags_field",
-        "normalize_distance",
-        "shard_size",
-        "replicates",
-        "seed",
-        "confidence",
+        "lit_plugins.cli.corpus",
+        "TX-Ray: two models' neuron-feature aggregations over a corpus, their shift, plots",
     ),
-    "probe": (
-        "label_field",
-        "layers",
-        "pooling",
-        "lambda_l1",
-        "lambda_l2",
-        "held_out_fraction",
-        "seed",
-        "shard_size",
+    "attribute": (
+        "lit_plugins.cli.corpus",
+        "salience maps per example (gradient maps, IG, layer conductance) to Parquet shards",
+    ),
+    "faithfulness": (
+        "lit_plugins.cli.faithfulness_report",
+        "faithfulness of every salience method: tables (CSV, Markdown) and curve plots",
+    ),
+    "txray-report": (
+        "lit_plugins.cli.txray_report",
+        "TX-Ray plots and tables from two saved aggregations (or a synthetic demo)",
     ),
 }
-COMMANDS = tuple(_COMMAND_FLAGS)
+HELP_ARGS = ("--help", "-h", "--helpfull", "help")
 
 
-def data_digest(path: str | None) -> str:
-    """What identifies the data without loading it: a file's sha256, a
-    directory's file names and sizes, or the hub name / bundled split."""
-    if not path:
-        return "bundled:dev"
-    if os.path.isfile(path):
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        return "sha256:" + digest.hexdigest()
-    if os.path.isdir(path):
-        entries = sorted(
-            (os.path.relpath(os.path.join(root, n), path), os.path.getsize(os.path.join(root, n)))
-            for root, _, names in os.walk(path)
-            for n in names
-        )
-        return "dir:" + hashlib.sha256(repr(entries).encode()).hexdigest()
-    return "name:" + path
+def usage() -> str:
+    width = max(len(c) for c in COMMANDS)
+    lines = [f"usage: {PROG} <command> [--flags]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {line}" for name, (_, line) in COMMANDS.items()]
+    lines += [
+        "",
+        f"`{PROG} <command> --help` lists the flags of one command.",
+        "Data-parallel: torchrun --nproc_per_node=N -m lit_plugins <command> ... "
+        "(probe, txray, attribute).",
+    ]
+    return "\n".join(lines)
 
 
-def run_config(command: str) -> dict:
-    """The run's configuration: every flag its output depends on, the data's
-    digest and the digests of the checkpoints it runs (`checkpoint_digests`)."""
-    names = model_data.MODEL_DATA_FLAGS + _COMMAND_FLAGS[command] + ("model",)
-    config = {"command": command, **model_data.flag_values(names)}
-    config["data"] = data_digest(model_data.DATASET.value)
-    config[shards.CHECKPOINTS_KEY] = checkpoint_digests(command)
-    return config
+def command_help(command: str) -> str:
+    module_name, line = COMMANDS[command]
+    module = importlib.import_module(module_name)
+    lines = [f"usage: {PROG} {command} [--flags]", "", line, "", "flags:"]
+    for name in module.flags_used(command):
+        flag = absl_flags.FLAGS[name]
+        lines.append(f"  --{name}: {flag.help}")
+        lines.append(f"    (default: {flag.default_as_str or 'none'})")
+    return "\n".join(lines)
 
 
-def _model_path() -> str:
-    """Where --model's checkpoint is (the default models': the embedded
-    MiniLM, the cached fine-tune -- trained here on a first run, as loading
-    it would)."""
-    if not model_data.MODELS.value:
-        from lit_plugins.hf import finetune  # pylint: disable=g-import-not-at-top
-        from lit_plugins.lit import demo_models  # pylint: disable=g-import-not-at-top
-
-        if MODEL.value == model_data.DEFAULT_REFERENCE:
-            return finetune.default_model_dir()
-        if MODEL.value in (None, model_data.DEFAULT_MODEL):
-            return demo_models.finetuned_checkpoint()
-        return ""  # an unknown name: refused when the model is loaded
-    named = dict(model_data.name_and_path(s) for s in model_data.MODELS.value)
-    return named.get(MODEL.value or next(iter(named)), "")
-
-
-def _reference_path() -> str | None:
-    if model_data.REFERENCE_MODEL.value:
-        return model_data.name_and_path(model_data.REFERENCE_MODEL.value)[1]
-    if not model_data.MODELS.value:
-        from lit_plugins.hf import finetune  # pylint: disable=g-import-not-at-top
-
-        return finetune.default_model_dir()
-    return None  # refused when the reference is loaded
-
-
-def checkpoint_digests(command: str) -> dict:
-    """{"model": …, "reference": …} (reference: txray only): each checkpoint's
-    `digest.checkpoint_digest` (sha256 of its weights, config and tokenizer
-    files), so a checkpoint replaced at the same path is another run."""
-    roles = {"model": _model_path()}
-    if command == "txray":
-        roles["reference"] = _reference_path()
-    return {
-        role: None if not path else digest.checkpoint_digest(path) for role, path in roles.items()
-    }
-
-
-def _device(comm: distributed.Comm) -> str:
-    """--device, or this rank's GPU under a multi-GPU launch."""
-    device = model_data.DEVICE.value
-    if device == "auto" and comm.device.type == "cuda":
-        return str(comm.device)
-    return device
-
-
-def _one_model(comm: distributed.Comm):
-    """(name, model) of --model among --models (only that one is loaded)."""
-    specs_ = model_data.MODELS.value
-    if not specs_:
-        from lit_plugins.lit import demo_models  # pylint: disable=g-import-not-at-top
-
-        kw = model_data.model_kwargs(_device(comm))
-        if MODEL.value in (None, model_data.DEFAULT_MODEL):
-            return model_data.DEFAULT_MODEL, demo_models.finetuned_minilm(**kw)
-        if MODEL.value == model_data.DEFAULT_REFERENCE:
-            return MODEL.value, demo_models.pretrained_minilm(**kw)
-        raise ValueError(
-            f"--model={MODEL.value!r} is not one of the default models "
-            f"[{model_data.DEFAULT_MODEL!r}, {model_data.DEFAULT_REFERENCE!r}]."
-        )
-    named = dict(model_data.name_and_path(s) for s in specs_)
-    name = MODEL.value or next(iter(named))
-    if name not in named:
-        raise ValueError(f"--model={name!r} is not in --models (names: {sorted(named)}).")
-    return name, model_data.load_model(name, named[name], device=_device(comm))
-
-
-def _reference(comm: distributed.Comm, model_name: str):
-    """TX-Ray's reference: --reference_model, else the other default model."""
-    reference = model_data.load_reference({model_name: None}, device=_device(comm))
-    if reference is not None:
-        return reference
-    if not model_data.MODELS.value:
-        from lit_plugins.lit import demo_models  # pylint: disable=g-import-not-at-top
-
-        return model_data.DEFAULT_REFERENCE, demo_models.pretrained_minilm(
-            **model_data.model_kwargs(_device(comm))
-        )
-    raise ValueError(
-        "txray needs --reference_model (e.g. the pre-trained checkpoint the model was "
-        "fine-tuned from)."
-    )
-
-
-def _dataset(model):
-    ((name, dataset),) = model_data.load_dataset({"model": model}).items()
-    logging.info("Dataset %r: %d examples", name, len(dataset))
-    return dataset
-
-
-def _text_columns(dataset) -> list[str]:
-    return [k for k in dataset.spec() if not k.startswith("_")]
-
-
-def _shard_size(examples) -> int:
-    if SHARD_SIZE.value < 0:
-        raise ValueError(f"--shard_size must be >= 0 (0 = auto), got {SHARD_SIZE.value}.")
-    return SHARD_SIZE.value or shards.auto_shard_size(len(examples))
-
-
-def _finished(out_dir: str, config: dict, comm: distributed.Comm) -> bool:
-    if shards.is_complete(out_dir, config):
-        if comm.is_main:
-            print(f"{out_dir}: this run is already complete; nothing to do.", flush=True)
-        return True
-    return False
-
-
-def cmd_attribute(comm: distributed.Comm) -> None:
-    from lit_plugins.cli import attribute  # pylint: disable=g-import-not-at-top
-
-    opts = attribute.AttributeOptions(
-        methods=tuple(METHODS.value),
-        class_to_explain=CLASS_TO_EXPLAIN.value,
-        normalize=NORMALIZE.value,
-        steps=IG_STEPS.value,
-        rule=IG_RULE.value,
-        baseline=IG_BASELINE.value,
-        tolerance=IG_TOLERANCE.value,
-        max_steps=IG_MAX_STEPS.value,
-        conductance_layer=CONDUCTANCE_LAYER.value,
-    )
-    out_dir, config = OUTPUT_DIR.value, run_config("attribute")
-    if _finished(out_dir, config, comm):
-        return
-    shards.check_output_dir(out_dir, comm)
-    name, model = _one_model(comm)
-    dataset = _dataset(model)
-    attribute.check_model(model, opts)
-    examples = list(dataset.examples)
-    plan = shards.ShardPlan(out_dir, config, len(examples), _shard_size(examples), ".parquet")
-    plan.prepare(comm)
-    written = attribute.run(
-        model,
-        examples,
-        plan,
-        opts,
-        columns=_text_columns(dataset),
-        batch_size=model_data.BATCH_SIZE.value,
-        comm=comm,
-    )
-    logging.info("Rank %d wrote %d shard(s).", comm.rank, written)
-    if plan.finish(comm) and comm.is_main:
-        print(f"attribute: {len(examples)} examples of {name!r} in {out_dir}", flush=True)
-
-
-def cmd_txray(comm: distributed.Comm) -> None:
-    from lit_plugins.cli import txray  # pylint: disable=g-import-not-at-top
-
-    opts = txray.TXRayRunOptions(
-        layer=LAYER.value,
-        mode=MODE.value,
-        features=FEATURES.value,
-        tags_field=TAGS_FIELD.value,
-        normalize=NORMALIZE_DISTANCE.value,
-        top_k=TOP_K.value,
-        replicates=REPLICATES.value,
-        seed=SEED.value,
-        confidence=CONFIDENCE.value,
-    )
-    out_dir, config = OUTPUT_DIR.value, run_config("txray")
-    config["reference_model"] = model_data.REFERENCE_MODEL.value or model_data.DEFAULT_REFERENCE
-    if _finished(out_dir, config, comm):
-        return
-    shards.check_output_dir(out_dir, comm)
-    name, model = _one_model(comm)
-    ref_name, reference = _reference(comm, name)
-    dataset = _dataset(model)
-    examples = list(dataset.examples)
-    txray.check_pair(model, reference, ref_name, examples, opts)
-    plan = shards.ShardPlan(
-        out_dir, config, len(examples), _shard_size(examples), txray.SHARD_SUFFIX
-    )
-    plan.prepare(comm)
-    txray.run(
-        model,
-        reference,
-        (ref_name, name),
-        examples,
-        plan,
-        opts,
-        batch_size=model_data.BATCH_SIZE.value,
-        comm=comm,
-    )
-
-    def write_results():
-        result = txray.write_results(plan, (ref_name, name), opts, report=REPORT.value)
-        print(
-            f"txray: {ref_name!r} -> {name!r}, layer {opts.layer}, {result.num_shared} "
-            f"neurons active in both, results in {out_dir}",
-            flush=True,
-        )
-
-    plan.finish(comm, then=write_results)
-
-
-def cmd_probe(comm: distributed.Comm) -> None:
-    from lit_plugins.cli import probe  # pylint: disable=g-import-not-at-top
-
-    opts = probe.ProbeRunOptions(
-        label_field=LABEL_FIELD.value,
-        layers=LAYERS.value,
-        pooling=POOLING.value,
-        lambda_l1=LAMBDA_L1.value,
-        lambda_l2=LAMBDA_L2.value,
-        held_out_fraction=HELD_OUT.value,
-        seed=SEED.value,
-        top_mass=TOP_MASS.value,
-    )
-    out_dir, config = OUTPUT_DIR.value, run_config("probe")
-    if _finished(out_dir, config, comm):
-        return
-    shards.check_output_dir(out_dir, comm)
-    name, model = _one_model(comm)
-    dataset = _dataset(model)
-    probe.parse(model, dataset, opts)  # bad options: an error before any work
-    state = probe.run(
-        model,
-        name,
-        dataset,
-        opts,
-        out_dir,
-        config,
-        shard_size=_shard_size(dataset.examples),
-        batch_size=model_data.BATCH_SIZE.value,
-        comm=comm,
-        device=_device(comm),
-    )
-    if comm.is_main:
-        print(
-            f"probe: {state.label_field!r} on {name!r}: held-out {state.metric} "
-            f"{ {l: round(s, 4) for l, s in state.scores.items()} }, best layer "
-            f"{state.best_layer}; results in {out_dir}",
-            flush=True,
-        )
-
-
-_RUNNERS = {"attribute": cmd_attribute, "txray": cmd_txray, "probe": cmd_probe}
-
-
-def main(argv: Sequence[str]) -> int:
-    if len(argv) < 2 or argv[1] not in _RUNNERS:
-        raise app.UsageError(f"usage: python -m lit_plugins {{{','.join(COMMANDS)}}} [flags]")
-    if len(argv) > 2:
-        raise app.UsageError(f"Unexpected arguments: {argv[2:]}")
-    if not OUTPUT_DIR.value:
-        raise app.UsageError("--output_dir is required.")
-    comm = distributed.Comm.from_env()
-    start = time.time()
-    try:
-        _RUNNERS[argv[1]](comm)
-    except ValueError as e:
-        print(f"lit_plugins {argv[1]}: error: {e}", file=sys.stderr, flush=True)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatches ``argv[1:]`` (default: sys.argv) to its command; returns the exit code."""
+    argv = list(sys.argv if argv is None else argv)
+    args = argv[1:]
+    if not args or args[0] in HELP_ARGS:
+        print(usage(), file=sys.stdout if args else sys.stderr)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"{PROG}: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    finally:
-        comm.close()
-    # ru_maxrss is in KiB on Linux: this process's peak resident memory.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        f"lit_plugins {argv[1]}: rank {comm.rank} of {comm.world_size}: "
-        f"{time.time() - start:.1f} s, peak memory {peak:.0f} MiB",
-        file=sys.stderr,
-        flush=True,
-    )
-    return 0
+    if any(a in HELP_ARGS for a in rest):
+        print(command_help(command))
+        return 0
+    module = importlib.import_module(COMMANDS[command][0])
+    codes = []
+
+    def run_command(parsed: Sequence[str]) -> None:
+        codes.append(module.main([command, *parsed[2:]]))
+
+    # Every call starts from the defaults (a second call in one process, e.g. from a
+    # notebook or a test, must not inherit the first call's flags).
+    absl_flags.FLAGS.unparse_flags()
+    try:
+        app.run(run_command, argv=[argv[0], command, *rest])
+    except SystemExit as e:  # absl exits after main; keep the command's code
+        if e.code not in (None, 0):
+            return int(e.code) if isinstance(e.code, int) else 1
+    return codes[0] if codes else 0
 
 
 def run() -> None:
     """Console-script entry point (``lit-plugins <command> ...``)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    app.run(main)
+    sys.exit(main())

@@ -34,6 +34,7 @@ from lit_plugins.txray.aggregate import (
     NeuronFeatureAggregator,
 )
 from lit_plugins.txray.features import FeatureVocab, merge_subwords
+from lit_plugins.txray.report import load_pair, write_report
 from lit_plugins.txray.shift import (
     WEIGHTINGS,
     NeuronShift,
@@ -66,13 +67,3 @@ __all__ = [
     "rank_shifts",
     "write_report",
 ]
-
-
-def __getattr__(name):
-    # Lazy: keeps `python -m lit_plugins.txray.report` free of the runpy
-    # double-import warning and avoids importing the report module eagerly.
-    if name in ("write_report", "load_pair"):
-        from lit_plugins.txray import report
-
-        return getattr(report, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

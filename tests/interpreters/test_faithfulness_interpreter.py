@@ -247,7 +247,7 @@ def test_chips_serialise_for_lit(model):
 
 
 def test_report_command(model, tmp_path):
-    from lit_plugins.cli import faithfulness_report
+    from lit_plugins.cli import main as cli_main
 
     ckpt = tmp_path / "ckpt"
     model.model.save_pretrained(ckpt)
@@ -255,14 +255,16 @@ def test_report_command(model, tmp_path):
     data = tmp_path / "data.csv"
     pd.DataFrame({"text": SENTENCES[:3], "label": ["neg", "pos", "neg"]}).to_csv(data, index=False)
     out = tmp_path / "report"
-    code = faithfulness_report.main(
+    code = cli_main.main(
         [
-            f"--out={out}",
-            f"--model={ckpt}",
+            "lit_plugins",
+            "faithfulness",
+            f"--output_dir={out}",
+            f"--models=tiny:{ckpt}",
             "--labels=neg,pos",
             f"--dataset={data}",
-            "--text_column=text",
-            "--methods=Grad L2 Norm,lit-plugins: Gradient · Input",
+            "--text_fields=sentence=text",
+            "--salience_methods=Grad L2 Norm,lit-plugins: Gradient · Input",
             "--removal=mask",
         ]
     )

@@ -1,4 +1,4 @@
-"""Tests for lit_plugins.txray.report (files written, CLI, offline HTML)."""
+"""Tests for lit_plugins.txray.report and `python -m lit_plugins txray-report` (files, CLI, offline HTML)."""
 
 import re
 import subprocess
@@ -7,8 +7,9 @@ import sys
 import numpy as np
 import pytest
 
+from lit_plugins.cli import main as cli_main
 from lit_plugins.txray import NeuronFeatureAggregator, SyntheticTXRay, compute_shift, write_report
-from lit_plugins.txray.report import load_pair, main
+from lit_plugins.txray.report import load_pair
 
 PLOTS = ["hellinger_length", "length_shift", "mass_activation", "top_shifted", "least_shifted"]
 
@@ -23,6 +24,11 @@ def small_result():
         f"tok${i}" if i % 7 == 0 else f"w{i}" for i in range(300)
     ]  # '$' must not break mathtext
     return compute_shift(a_, b_, feature_names=names, labels=("pre", "fine"))
+
+
+def main(args):
+    """``python -m lit_plugins txray-report`` with `args`, in this process."""
+    return cli_main.main(["lit_plugins", "txray-report", *args])
 
 
 def _assert_png(path):
@@ -70,7 +76,7 @@ def test_cli_synthetic_then_npz(tmp_path, capsys):
     rc = main(
         [
             "--synthetic",
-            "--out",
+            "--output_dir",
             str(d1),
             "--neurons",
             "48",
@@ -78,9 +84,9 @@ def test_cli_synthetic_then_npz(tmp_path, capsys):
             "300",
             "--tokens",
             "3000",
-            "--save-aggregations",
-            "--no-html",
-            "--k",
+            "--save_aggregations",
+            "--nohtml",
+            "--top_k",
             "4",
         ]
     )
@@ -89,17 +95,17 @@ def test_cli_synthetic_then_npz(tmp_path, capsys):
     _assert_png(d1 / "top_shifted.png")
     rc = main(
         [
-            "--a",
+            "--reference_file",
             str(d1 / "a.npz"),
-            "--b",
+            "--model_file",
             str(d1 / "b.npz"),
-            "--out",
+            "--output_dir",
             str(d2),
-            "--normalize-by-length",
+            "--normalize_distance",
             "--weighting",
             "mean",
-            "--no-png",
-            "--k",
+            "--nopng",
+            "--top_k",
             "4",
         ]
     )
@@ -108,7 +114,13 @@ def test_cli_synthetic_then_npz(tmp_path, capsys):
     a, _b, names = load_pair(d1 / "a.npz", d1 / "b.npz")
     assert names[:2] == ["w0", "w1"] and a.num_neurons == 48
     assert (
-        main(["--a", str(tmp_path / "missing.npz"), "--b", str(d1 / "b.npz"), "--out", str(d2)])
+        main(
+            [
+                f"--reference_file={tmp_path / 'missing.npz'}",
+                f"--model_file={d1 / 'b.npz'}",
+                f"--output_dir={d2}",
+            ]
+        )
         == 2
     )
 
@@ -129,9 +141,10 @@ def test_module_entry_point(tmp_path):
         [
             sys.executable,
             "-m",
-            "lit_plugins.txray.report",
+            "lit_plugins",
+            "txray-report",
             "--synthetic",
-            "--out",
+            "--output_dir",
             str(tmp_path),
             "--neurons",
             "32",
@@ -139,7 +152,7 @@ def test_module_entry_point(tmp_path):
             "200",
             "--tokens",
             "2000",
-            "--no-png",
+            "--nopng",
         ],
         capture_output=True,
         text=True,
@@ -153,7 +166,7 @@ def test_module_entry_point(tmp_path):
 def test_report_shows_intervals_and_support_with_a_bootstrap(tmp_path):
     import json
 
-    from lit_plugins.txray.report import _format_ranked
+    from lit_plugins.txray.report import format_ranked
 
     gen = SyntheticTXRay(num_neurons=32, vocab_size=200, seed=2)
     b = gen.batch(2000)
@@ -182,7 +195,7 @@ def test_report_shows_intervals_and_support_with_a_bootstrap(tmp_path):
     assert f"support {x.hellinger_length}" in page
     assert "lower bound" in page
     assert '"error_y"' in (out / "hellinger_length.html").read_text(encoding="utf-8")
-    assert "| distance [interval] | support |" in _format_ranked(result, 3, 3)
+    assert "| distance [interval] | support |" in format_ranked(result, 3, 3)
 
 
 def test_cli_bootstraps_saved_per_sentence_tables(tmp_path, capsys):
@@ -206,14 +219,22 @@ def test_cli_bootstraps_saved_per_sentence_tables(tmp_path, capsys):
     got = compute_shift(a2, b2, replicates=40, seed=1)
     np.testing.assert_allclose(got.replicate_distance, expected.replicate_distance, atol=1e-12)
     out = tmp_path / "report"
-    argv = ["--a", str(tmp_path / "a.npz"), "--b", str(tmp_path / "b.npz"), "--out", str(out)]
-    assert main([*argv, "--no-png", "--no-html", "--replicates", "40"]) == 0
-    assert main([*argv, "--no-png", "--no-html"]) == 0  # default: 200 replicates
+    argv = [
+        f"--reference_file={tmp_path / 'a.npz'}",
+        f"--model_file={tmp_path / 'b.npz'}",
+        f"--output_dir={out}",
+    ]
+    assert main([*argv, "--nopng", "--nohtml", "--replicates", "40"]) == 0
+    assert main([*argv, "--nopng", "--nohtml"]) == 0  # default: 200 replicates
     plain = tmp_path / "plain"
     plain.mkdir()
     for key, agg in (("a", NeuronFeatureAggregator(6)), ("b", NeuronFeatureAggregator(6))):
         agg.update(acts_a, words).save(plain / f"{key}.npz", feature_names=names)
     capsys.readouterr()
-    argv = ["--a", str(plain / "a.npz"), "--b", str(plain / "b.npz"), "--out", str(out)]
-    assert main([*argv, "--replicates", "10", "--no-png", "--no-html"]) == 2
+    argv = [
+        f"--reference_file={plain / 'a.npz'}",
+        f"--model_file={plain / 'b.npz'}",
+        f"--output_dir={out}",
+    ]
+    assert main([*argv, "--replicates", "10", "--nopng", "--nohtml"]) == 2
     assert "per-sentence table" in capsys.readouterr().err
