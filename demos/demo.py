@@ -34,7 +34,6 @@ from lit_nlp import (
 
 from lit_plugins.app import offline_ui, registration, serving
 from lit_plugins.cli import model_data
-from lit_plugins.lit.interpreters import TXRayNeuronShift
 
 FLAGS = flags.FLAGS
 
@@ -100,20 +99,16 @@ def main(argv: Sequence[str]) -> dev_server.LitServerType | None:
     datasets = model_data.load_dataset(models)
     for name, ds in datasets.items():
         logging.info("Dataset %r: %d examples", name, len(ds))
+    reference = model_data.load_reference(models)  # compared with, not served
+    references = dict([reference]) if reference is not None else {}
+    default_setup = not model_data.MODELS.value
     interpreters = registration.plugin_interpreters(
         models,
         include_lit_defaults=True,
-        reference_model=model_data.DEFAULT_REFERENCE if not model_data.MODELS.value else None,
+        reference_model=model_data.DEFAULT_REFERENCE if default_setup and not references else None,
+        reference_models=references,
     )
-    reference = model_data.load_reference(models)
-    if reference is not None:  # compared with, not served
-        name, ref = reference
-        interpreters[registration.TXRAY_SHIFT] = TXRayNeuronShift(
-            {**models, name: ref}, default_reference=name
-        )
-    all_models = dict(models)
-    if reference is not None:
-        all_models[reference[0]] = reference[1]
+    all_models = {**models, **references}
     try:
         registration.load_corpus_results(
             interpreters, all_models, _PROBE_RESULTS.value, _TXRAY_RESULTS.value

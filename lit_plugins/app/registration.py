@@ -31,6 +31,7 @@ def plugin_interpreters(
     models: Mapping[str, lit_model.Model] | None = None,
     include_lit_defaults: bool = False,
     reference_model: str | None = None,
+    reference_models: Mapping[str, lit_model.Model] | None = None,
 ) -> dict[str, lit_components.Interpreter]:
     """Our interpreters, ready for `dev_server.Server(..., interpreters=...)`
     or `serve(..., interpreters=...)`.
@@ -62,7 +63,11 @@ def plugin_interpreters(
       include_lit_defaults: also include LIT's default interpreters (what a
         Server gets when no `interpreters` argument is given).
       reference_model: TX-Ray's default reference (e.g. the pre-trained model
-        when comparing it with a fine-tuned one); default: the first model.
+        when comparing it with a fine-tuned one); default: the first of
+        `reference_models`, else the first model.
+      reference_models: checkpoints TX-Ray may compare the served models with
+        without the app serving them (e.g. the pre-trained model a served one
+        was fine-tuned from), by name.
     """
     found = {
         GRADIENT_NORM: ours.GradientNorm(),
@@ -73,7 +78,10 @@ def plugin_interpreters(
         LINEAR_PROBE: ours.LinearProbeInterpreter(),
     }
     if models:  # model-comparison interpreters need the app's models
-        found[TXRAY_SHIFT] = ours.TXRayNeuronShift(models, default_reference=reference_model)
+        compared = {**models, **(reference_models or {})}
+        if reference_model is None and reference_models:
+            reference_model = next(iter(reference_models))
+        found[TXRAY_SHIFT] = ours.TXRayNeuronShift(compared, default_reference=reference_model)
     found[SALIENCE_CLUSTERING] = salience_clustering.SalienceClustering(
         methods.salience_mappers(found)
     )
