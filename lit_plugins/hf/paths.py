@@ -21,7 +21,7 @@ import torch
 
 from lit_plugins.attribution import baselines as baselines_lib
 from lit_plugins.attribution import conductance as conductance_lib
-from lit_plugins.hf import ablation
+from lit_plugins.hf import live_ablation as ablation
 
 JsonDict = dict[str, Any]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lit_plugins.hf import ablation
+from lit_plugins.hf import live_ablation as ablation
 from tests.kit import tiny_models
 
 TEXTS = ["the film was not bad at all", "boring", "slow start but a stunning finale really"]

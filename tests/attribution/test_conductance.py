@@ -10,7 +10,7 @@ import torch
 
 from lit_plugins.attribution import conductance as conductance_lib
 from lit_plugins.attribution import integrated_gradients as ig_lib
-from lit_plugins.hf import ablation
+from lit_plugins.hf import live_ablation as ablation
 from lit_plugins.hf import paths as hf_paths
 from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import tiny_models

@@ -28,7 +28,7 @@ from captum.attr import LayerConductance, NeuronConductance
 from lit_plugins.attribution import conductance as conductance_lib
 from lit_plugins.attribution import integrated_gradients as ig_lib
 from lit_plugins.data import loaders
-from lit_plugins.hf import ablation
+from lit_plugins.hf import live_ablation as ablation
 from lit_plugins.hf import paths as hf_paths
 from lit_plugins.lit import demo_models
 from tests.benchmarks.machine import describe

@@ -43,7 +43,7 @@ import numpy as np
 
 from lit_plugins import probing
 from lit_plugins.data import loaders
-from lit_plugins.hf import ablation
+from lit_plugins.hf import live_ablation as ablation
 from lit_plugins.lit import demo_models
 from lit_plugins.lit.interpreters import LinearProbeInterpreter, TXRayNeuronShift, neuron_use
 from tests.benchmarks import machine

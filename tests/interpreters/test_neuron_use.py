@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lit_plugins.data import loaders
-from lit_plugins.hf import ablation
+from lit_plugins.hf import live_ablation as ablation
 from lit_plugins.hf import paths as hf_paths
 from lit_plugins.lit.interpreters import LinearProbeInterpreter, common, neuron_use
 from lit_plugins.lit.interpreters import linear_probe as probe_interp

@@ -30,7 +30,7 @@ import numpy as np
 from absl import logging
 from lit_nlp.api import dtypes
 
-from lit_plugins.hf import ablation
+from lit_plugins.hf import live_ablation as ablation
 from lit_plugins.lit import dataset_level, specs
 from lit_plugins.lit.interpreters import common
 

@@ -192,7 +192,7 @@ def layer_width(clf, layer: int) -> int:
     return int(clf.model.config.hidden_size)
 
 
-def check_neurons(neurons: Sequence[int], width: int, layer: int | None = None) -> np.ndarray:
+def check_neuron_indices(neurons: Sequence[int], width: int, layer: int | None = None) -> np.ndarray:
     idx = np.asarray(list(neurons))
     where = "" if layer is None else f" of layer {layer}"
     if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
@@ -221,7 +221,7 @@ def ablated(
     check_layer(layer, num_layers)
     with clf.inference_lock:
         width = layer_width(clf, layer)
-        idx = check_neurons(neurons, width, layer)
+        idx = check_neuron_indices(neurons, width, layer)
         fill = None
         if values is not None:
             values = np.asarray(values, dtype=np.float64)
@@ -400,7 +400,7 @@ def ablation_effect(
     before, gold, explained, means = _setup(
         clf, examples, layer, mode, means, labels, targets, batch_size
     )
-    idx = check_neurons(neurons, layer_width(clf, layer), layer)
+    idx = check_neuron_indices(neurons, layer_width(clf, layer), layer)
     with ablated(clf, layer, idx, None if mode == "zero" else np.asarray(means)):
         after = predict_probabilities(clf, examples, batch_size)
     return _effect(clf, layer, idx, mode, before, after, gold, explained)
@@ -451,7 +451,7 @@ def top_vs_random(
         clf, examples, layer, mode, means, labels, targets, batch_size
     )
     width = layer_width(clf, layer)
-    ranking = check_neurons(ranking, width, layer)
+    ranking = check_neuron_indices(ranking, width, layer)
     ks = [int(k) for k in ks]
     bad = [k for k in ks if not 1 <= k <= min(width, len(ranking))]
     if not ks or bad:
