@@ -76,6 +76,40 @@ def test_every_python_block_is_marked(path):
         )
 
 
+def test_readme_links_resolve():
+    """The README's relative links (into docs/, on GitHub) name files that exist;
+    the links inside docs/ are checked by `mkdocs build --strict` in ./run test."""
+    with open(README, encoding="utf-8") as f:
+        targets = re.findall(r"\]\(([^)#\s]+)", f.read())
+    local = [t for t in targets if "://" not in t]
+    assert any(t.startswith("docs/") for t in local)
+    for target in local:
+        assert os.path.exists(os.path.join(ROOT, target)), target
+
+
+# A source file named in the prose: `lit_plugins/hf/paths.py`, `tests/...py`, or, as the
+# architecture page's module map writes them, relative to lit_plugins/ (`hf/paths.py`).
+PACKAGES = "app|attribution|cli|data|faithfulness|hf|lit|probing|txray|util"
+SOURCE_RE = re.compile(r"`((?:lit_plugins|tests|demos|" + PACKAGES + r")/[\w/]*\.py)`")
+
+
+def test_named_source_files_exist():
+    """Every source file a page names exists, so a module moved or renamed in the
+    code fails here until the docs follow."""
+    named = 0
+    for path in pages():
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for name in SOURCE_RE.findall(text):
+            top = name.split("/", 1)[0]
+            where = name if top in ("lit_plugins", "tests", "demos") else f"lit_plugins/{name}"
+            named += 1
+            assert os.path.exists(os.path.join(ROOT, where)), (
+                f"{os.path.relpath(path, ROOT)} names {name}: {where} does not exist"
+            )
+    assert named > 50  # the module map alone names more
+
+
 def test_marker_rule_catches_an_unmarked_block(tmp_path):
     """The rule itself: an unmarked block, or a marker with a blank line in
     between, is found; a marked one passes."""
