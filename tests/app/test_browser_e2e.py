@@ -24,7 +24,7 @@ from playwright.sync_api import sync_playwright
 
 from lit_plugins.app import registration
 from lit_plugins.data import loaders
-from lit_plugins.lit.interpreters import common, txray_shift
+from lit_plugins.lit.interpreters import common, neuron_use, txray_shift
 from tests.kit import browser as browser_kit
 from tests.kit.browser import CHROMIUM_ARGS
 from tests.kit.demo_server import ROOT, demo_server, post
@@ -441,19 +441,11 @@ def test_visible_text_of_each_output(rendered_maps, http_results, page):
     assert lows == sorted(lows, reverse=True) and lows[0] > 0.3, shifted
     assert all(low - 0.005 <= d <= high + 0.005 for d, low, high in numbers), shifted
 
-    # The probe's neurons: do they matter for the decision?
+    # The probe's neurons: do they matter for the decision? Off by default
+    # (minutes on a CPU): one chip says how to start it (the chips of a run
+    # check: tests/interpreters/test_neuron_use.py).
     use = _texts(rendered_maps, probe, "use_for_decision")
-    k = min(10, len(neurons))
-    acc = r"accuracy [+-]\d+\.\d pts"
-    assert re.fullmatch(rf"first {k} listed ablated: {acc}, p\(predicted\) [+-]\d\.\d{{3}}", use[0])
-    assert re.fullmatch(
-        rf"{k} random ablated \(5 seeds\): accuracy [+-]\d+\.\d ± \d+\.\d pts, "
-        r"p\(predicted\) [+-]\d\.\d{3} ± \d\.\d{3}",
-        use[1],
-    ), use[1]
-    listed = [t.split(" = ")[0] for t in neurons]
-    assert [t.split(":")[0] for t in use[2:-1]] == listed, use
-    assert all(re.search(r"mean \|conductance\| \S+ \(rank \d+/384\)$", t) for t in use[2:-1])
+    assert use == [neuron_use.OFF_TEXT], use
 
     # Conductance: per-token map of the sentence, the layer's top neurons,
     # completeness; neuron conductance through the example's top 3 neurons.

@@ -73,16 +73,26 @@ def test_cached_per_dataset(clf, examples, monkeypatch):
     assert len(calls) == 2
 
 
-def test_probe_shows_use_and_can_turn_it_off(clf, examples):
+def test_probe_shows_use_when_asked_and_is_off_by_default(clf, examples, monkeypatch):
     dataset = loaders.load_bundled_sentiment("dev", max_examples=12)
     probe = LinearProbeInterpreter()
-    (on,) = probe.run(dataset.examples[:1], clf, dataset, config={})
+    assert probe.config_spec()[neuron_use.USE_KEY].default is False
+    calls = []
+    real = neuron_use.layer_conductance_summary
+    monkeypatch.setattr(
+        neuron_use, "layer_conductance_summary", lambda *a: calls.append(1) or real(*a)
+    )
+    (default,) = probe.run(dataset.examples[:1], clf, dataset, config={})
+    # Off by default (minutes on a CPU): no dataset pass, one chip saying how to start it.
+    assert calls == []
+    assert list(neuron_use.use_dict(default[neuron_use.USE_FIELD])) == [neuron_use.OFF_TEXT]
+    assert neuron_use.USE_KEY in neuron_use.OFF_TEXT
+    (on,) = probe.run(dataset.examples[:1], clf, dataset, config={neuron_use.USE_KEY: True})
+    assert calls == [1]
     listed = list(common.chips_dict(on[probe_interp.TOP_NEURONS]))
     use_texts = list(neuron_use.use_dict(on[neuron_use.USE_FIELD]))
     # Every listed neuron gets its conductance chip, in the probe's order.
     assert [t.split(":")[0] for t in use_texts[2:-1]] == listed
-    (off,) = probe.run(dataset.examples[:1], clf, dataset, config={neuron_use.USE_KEY: False})
-    assert neuron_use.USE_FIELD not in off
     assert probe.fit_count == 1  # a display option: never refits
 
 

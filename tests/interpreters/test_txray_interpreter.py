@@ -13,7 +13,7 @@ from lit_nlp.lib import caching
 from lit_plugins import txray
 from lit_plugins.data.loaders import SENTIMENT_LABELS
 from lit_plugins.lit import specs, txray_inputs
-from lit_plugins.lit.interpreters import common, txray_shift
+from lit_plugins.lit.interpreters import common, neuron_use, txray_shift
 from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import fake_models, tiny_models
 from tests.kit.threads import call_in_threads
@@ -136,6 +136,9 @@ def test_bootstrap_ranking_intervals_and_support_in_the_chips(models):
     model, ref = models["bert_b"], models["bert_a"]
     ds = _dataset()
     (res,) = interp.run(EXAMPLES[:1], model, ds, config=_config())
+    # The neuron-use check is off by default (minutes on a CPU): a chip says how to start it.
+    assert interp.config_spec()[neuron_use.USE_KEY].default is False
+    assert neuron_use.use_dict(res[neuron_use.USE_FIELD]) == {neuron_use.OFF_TEXT: 0.0}
     fitted = interp.fit(model, ds, _config())
     assert fitted.has_bootstrap and fitted.bootstrap_units == len(EXAMPLES)
     expected = _independent_shift(ref, model, EXAMPLES, layer=2, replicates=200)

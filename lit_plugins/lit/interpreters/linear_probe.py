@@ -47,7 +47,8 @@ sweep mode):
 * ``layer_sweep`` (labelled chips): the held-out score per probed layer,
   ``"layer <i> = <score>"``, in layer order; with 'Control task' also
   ``"layer <i> selectivity = <score>"``.
-* ``use_for_decision`` (labelled chips; 'Check use for the decision'): does
+* ``use_for_decision`` (labelled chips; 'Check use for the decision', off by
+  default -- minutes on a CPU -- so the chip says how to start it): does
   the model *use* the listed neurons? Their first k ablated inside the
   running model vs k random neurons of the layer (accuracy and predicted-class
   probability over the fitted dataset, 5 seeds), and each neuron's mean
@@ -147,7 +148,8 @@ class ProbeOptions:
     fit: ProbeFitOptions
     mass: float  # 'Weight mass %'
     top_shown: int
-    check_use: bool = True  # neuron_use.USE_KEY: conductance + ablation of the listed neurons
+    # neuron_use.USE_KEY: conductance + ablation of the listed neurons (default off)
+    check_use: bool = neuron_use.DEFAULT_CHECK_USE
 
 
 @dataclasses.dataclass
@@ -283,7 +285,9 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
             TOP_SHOWN_KEY: lit_types.Scalar(
                 min_val=1, max_val=100, default=_DEFAULT_TOP_SHOWN, step=1, required=False
             ),
-            neuron_use.USE_KEY: lit_types.Boolean(default=True, required=False),
+            neuron_use.USE_KEY: lit_types.Boolean(
+                default=neuron_use.DEFAULT_CHECK_USE, required=False
+            ),
         }
 
     def meta_spec(self) -> lit_types.Spec:
@@ -330,6 +334,8 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
                 result[neuron_use.USE_FIELD] = self._use.chips(
                     model, self.dataset_examples(dataset, "The neuron-use check"), layer, neurons
                 )
+            else:
+                result[neuron_use.USE_FIELD] = neuron_use.off_chips()
             results.append(result)
         return results
 
@@ -380,7 +386,7 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
             top_shown=common.parse_int(
                 config, TOP_SHOWN_KEY, _DEFAULT_TOP_SHOWN, 1, _MAX_TOP_SHOWN
             ),
-            check_use=common.parse_bool(config, neuron_use.USE_KEY, True),
+            check_use=common.parse_bool(config, neuron_use.USE_KEY, neuron_use.DEFAULT_CHECK_USE),
         )
 
     # -------------------------------------------------------------- fitting

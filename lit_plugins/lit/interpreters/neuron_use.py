@@ -18,6 +18,14 @@ the dataset:
 Both are computed once per (model, layer, dataset contents, settings) and
 cached (`dataset_level.FitOnceCache`); the interpreters add them as one
 labelled-chips field, `USE_FIELD`.
+
+The check is **off by default** (`DEFAULT_CHECK_USE`): on the fine-tuned
+MiniLM-L6 demo model (160 dev sentences, 2-core CPU) it takes ~140 s per
+layer (conductance of 32 examples x 32 nodes ~74 s, ablation ~65 s), during
+which LIT's spinner over the probe's row covers the row below.  Off, the
+field holds one chip (`off_chips`) saying how to start it: tick
+`USE_KEY` and run the interpreter again (one click; the probe and TX-Ray
+are not refitted, and the result is cached).
 """
 
 from __future__ import annotations
@@ -38,6 +46,17 @@ JsonDict = specs.JsonDict
 
 USE_FIELD = "use_for_decision"
 USE_KEY = "Check use for the decision (conductance, ablation)"
+# Off: the check costs minutes on a CPU (see the module docstring).
+DEFAULT_CHECK_USE = False
+OFF_TEXT = (
+    f"not computed: tick '{USE_KEY}' and run again "
+    "(a dataset-level pass, ~2 min per layer for MiniLM-L6 on a 2-core CPU)"
+)
+
+
+def off_chips() -> dtypes.TokenSalience:
+    """The `USE_FIELD` value while the check is off: how to start it."""
+    return common.labelled_chips([(OFF_TEXT, 0.0)], value_format=None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,8 @@ contents, `TXRayFitOptions`) is cached. Per example:
   summed positive activation of the *selected* model on those top-k neurons,
   scaled so that the largest token is 1 (all zeros if none is positive).
 * ``use_for_decision`` (labelled chips; *Check use for the decision*, default
-  on): do the most shifted neurons matter for the selected model's decision?
+  off -- minutes on a CPU -- so the chip says how to start it): do the most
+  shifted neurons matter for the selected model's decision?
   Their first k ablated in the running model vs k random ones of the layer,
   and each one's mean |layer conductance| with its rank
   (`interpreters.neuron_use`, cached per model, layer, neurons and dataset).
@@ -105,7 +106,8 @@ class TXRayOptions:
     fit: TXRayFitOptions
     top_k: int
     confidence: float = txray.bootstrap.DEFAULT_CONFIDENCE
-    check_use: bool = True  # neuron_use.USE_KEY: conductance + ablation of the listed neurons
+    # neuron_use.USE_KEY: conductance + ablation of the listed neurons (default off)
+    check_use: bool = neuron_use.DEFAULT_CHECK_USE
 
 
 def neuron_label(layer: int, shift: txray.NeuronShift) -> str:
@@ -228,7 +230,9 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
                 step=0.01,
             ),
             SEED_KEY: lit_types.Scalar(required=False, min_val=0, max_val=1000, default=0, step=1),
-            neuron_use.USE_KEY: lit_types.Boolean(required=False, default=True),
+            neuron_use.USE_KEY: lit_types.Boolean(
+                required=False, default=neuron_use.DEFAULT_CHECK_USE
+            ),
         }
 
     def meta_spec(self) -> lit_types.Spec:
@@ -258,7 +262,7 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             ((chip_text(layer, s), float(s.distance)) for s in ranked), None
         )
         neurons = np.array([s.neuron for s in ranked], dtype=np.int64)
-        use = None
+        use = neuron_use.off_chips()
         if opts.check_use:
             use = self._use.chips(
                 model,
@@ -276,7 +280,7 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
                 {
                     TOKEN_SALIENCE: dtypes.TokenSalience(tokens, scores),
                     SHIFTED_NEURONS: shifted,
-                    **({} if use is None else {neuron_use.USE_FIELD: use}),
+                    neuron_use.USE_FIELD: use,
                 }
             )
         return results
@@ -336,7 +340,7 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             fit=fit,
             top_k=common.parse_int(config, TOP_K_KEY, _DEFAULT_TOP_K, 1, _MAX_TOP_K),
             confidence=_parse_confidence(config),
-            check_use=common.parse_bool(config, neuron_use.USE_KEY, True),
+            check_use=common.parse_bool(config, neuron_use.USE_KEY, neuron_use.DEFAULT_CHECK_USE),
         )
 
     # -------------------------------------------------------------- fitting
