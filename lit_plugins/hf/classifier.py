@@ -8,6 +8,7 @@ gradients of the target probability, and builds integration paths (`hf.paths`). 
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 import transformers
 from absl import logging
 
+from lit_plugins.hf import heads
 from lit_plugins.util.devices import pick_device
 
 JsonDict = dict[str, Any]
@@ -87,6 +89,7 @@ class HFClassifier:
                     "Give model_name_or_path (a local directory or hub name) or "
                     "model= and tokenizer= objects."
                 )
+            _check_architecture(model_name_or_path)
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 model_name_or_path, trust_remote_code=False
             )
@@ -104,8 +107,9 @@ class HFClassifier:
         if batch_size < 1 or max_length < 2:
             raise ValueError("batch_size must be >= 1 and max_length >= 2.")
 
+        self.head = heads.head_of(model)  # unsupported heads are refused here
         self.name_or_path = model_name_or_path or getattr(model.config, "_name_or_path", "")
-        self.tokenizer = tokenizer
+        self.tokenizer = _with_pad_token(tokenizer, self.head)
         self.text_fields = tuple(text_fields)
         self.label_field = label_field
         self.batch_size = int(batch_size)
@@ -116,8 +120,8 @@ class HFClassifier:
         if output_attention:
             self.model.set_attn_implementation("eager")
 
-        num_outputs = int(self.model.config.num_labels)
-        self.is_regression = num_outputs == 1
+        num_outputs = self.head.num_outputs
+        self.is_regression = self.head.problem == heads.REGRESSION
         if self.is_regression:
             self.labels = []
         else:
@@ -145,6 +149,12 @@ class HFClassifier:
         self._type_id_rule: tuple[bool, bool] | None = None  # see _token_type_ids
         self._warned_stale_tokens = False
         self._warned_no_cls_grad = False
+
+    @property
+    def padding_side(self) -> str:
+        """The side batches are padded on: left for decoders (see `hf.heads`), else the
+        tokenizer's."""
+        return self.head.padding_side or self.tokenizer.padding_side
 
     def encode(self, inputs: list[JsonDict]) -> dict[str, Any]:
         """Tokenises a batch (or takes its given `tokens`); returns tensors on
@@ -198,7 +208,7 @@ class HFClassifier:
         """
         enc = batch["enc"]
         embs = batch["embs"].clone().requires_grad_(gradients)
-        kwargs = {k: v for k, v in enc.items() if k != "input_ids"}
+        kwargs = heads.forward_kwargs(self.head, enc)
         with torch.set_grad_enabled(gradients):
             out = self.model(
                 inputs_embeds=embs,
@@ -212,7 +222,7 @@ class HFClassifier:
                 targets = None
                 chosen = scores
             else:
-                probs = torch.softmax(logits, dim=-1)
+                probs = heads.probabilities(self.head, logits)
                 targets = torch.tensor(
                     [
                         int(probs[i].argmax()) if t is None else t
@@ -271,6 +281,7 @@ class HFClassifier:
         enc = self.tokenizer(
             *args,
             padding=padded,
+            padding_side=self.head.padding_side,
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt" if padded else None,
@@ -329,7 +340,10 @@ class HFClassifier:
             if "token_type_ids" in keys:
                 rows[i]["token_type_ids"] = self._token_type_ids(ids)
         batch = {k: [r[k] for r in rows] for k in keys}
-        return self.tokenizer.pad(batch, padding=True, return_tensors="pt"), full_lengths
+        padded = self.tokenizer.pad(
+            batch, padding=True, return_tensors="pt", padding_side=self.head.padding_side
+        )
+        return padded, full_lengths
 
     def _token_ids(self, tokens: list[str]) -> list[int]:
         ids = self.tokenizer.convert_tokens_to_ids(tokens)
@@ -424,3 +438,34 @@ def _model_max_length(model, tokenizer) -> int:
     if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
         limits = [l - 2 if l == model.config.max_position_embeddings else l for l in limits]
     return min(limits) if limits else 512
+
+
+def _check_architecture(path: str) -> None:
+    """Refuses a checkpoint whose saved head is not a sequence classifier before loading
+    it (AutoModelForSequenceClassification would put a new, random head on it)."""
+    config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=False)
+    archs = list(getattr(config, "architectures", None) or [])
+    if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise ValueError(
+            f"{path!r} holds a {archs[0]} head, not a sequence classifier; supported: "
+            + "; ".join(heads.SUPPORTED)
+            + "."
+        )
+
+
+def _with_pad_token(tokenizer, head: heads.Head):
+    """The tokenizer, or a copy padding with its end-of-sequence token when it has no pad
+    token (common for decoders: the padded positions are masked, so which id fills them
+    does not matter)."""
+    if tokenizer.pad_token is not None:
+        return tokenizer
+    fill = tokenizer.eos_token or tokenizer.unk_token
+    if fill is None:
+        raise ValueError(
+            "The tokenizer has no pad token and no end-of-sequence or unknown token to pad "
+            "with; set tokenizer.pad_token before wrapping."
+        )
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.pad_token = fill
+    logging.info("Tokenizer without a pad token: padding with %r (masked).", fill)
+    return tokenizer

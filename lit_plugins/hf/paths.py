@@ -21,6 +21,7 @@ import torch
 
 from lit_plugins.attribution import baselines as baselines_lib
 from lit_plugins.attribution import conductance as conductance_lib
+from lit_plugins.hf import heads
 from lit_plugins.hf import live_ablation as ablation
 
 JsonDict = dict[str, Any]
@@ -96,7 +97,7 @@ def _setup(clf, model, inputs, baseline, keep_special_tokens, targets, hidden_st
         clf.tokenizer.mask_token_id,
         special if keep_special_tokens else None,
     )
-    other = {k: v for k, v in batch["enc"].items() if k != "input_ids"}
+    other = heads.forward_kwargs(clf.head, batch["enc"])
     with torch.no_grad():
         out_x = model(inputs_embeds=x_word, output_hidden_states=hidden_states, **other)
     if clf.is_regression:
@@ -116,12 +117,12 @@ def _labels(clf, setup: _Setup):
 
 
 def _score(clf, setup: _Setup, logits, points) -> torch.Tensor:
-    """F per row: the target class's softmax probability (LIT's gradient
-    convention), or the score of a regression head."""
+    """F per row: the target class's probability (LIT's gradient convention; softmax,
+    or the label's sigmoid for a multi-label head), or the score of a regression head."""
     if clf.is_regression:
         return logits[:, 0]
     t = torch.tensor([setup.target_idx[i] for i, _ in points], device=logits.device)
-    return torch.softmax(logits, -1).gather(1, t[:, None])[:, 0]
+    return heads.probabilities(clf.head, logits).gather(1, t[:, None])[:, 0]
 
 
 def _chunked(clf, setup: _Setup, run, rows_per_point: int = 1):
@@ -146,7 +147,7 @@ def _rows(clf, setup: _Setup, points):
     # Right padding: cut the columns no row in this chunk uses.
     width = (
         max(setup.batch["lengths"][i] for i, _ in points)
-        if clf.tokenizer.padding_side == "right"
+        if clf.padding_side == "right"
         else setup.x_word.shape[1]
     )
     return rows, alpha[:, None, None], width

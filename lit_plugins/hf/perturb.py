@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from lit_plugins.faithfulness import metrics as core
+from lit_plugins.hf import heads
 
 JsonDict = dict[str, Any]
 
@@ -92,7 +93,7 @@ class PerturbationRunner:
         attention = np.zeros((len(rows), width), dtype=np.int64)
         with_types = bool(type_ids) and type_ids[0] is not None
         types = np.zeros((len(rows), width), dtype=np.int64) if with_types else None
-        right = getattr(raw.tokenizer, "padding_side", "right") != "left"
+        right = raw.padding_side != "left"
         for i, r in enumerate(rows):
             n = r.input_ids.size
             cols = slice(0, n) if right else slice(width - n, width)
@@ -101,15 +102,16 @@ class PerturbationRunner:
             if types is not None:
                 types[i, cols] = type_ids[r.example][r.positions]
         device = raw.device
+        mask = torch.from_numpy(attention).to(device)
         kwargs = {
             "input_ids": torch.from_numpy(ids).to(device),
-            "attention_mask": torch.from_numpy(attention).to(device),
+            **heads.forward_kwargs(raw.head, {"attention_mask": mask}),
         }
         if types is not None:
             kwargs["token_type_ids"] = torch.from_numpy(types).to(device)
         with raw.inference_lock, torch.inference_mode():
             logits = raw.model(**kwargs).logits
-            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            probs = heads.probabilities(raw.head, logits.float()).cpu().numpy()
         self.forward_calls += 1
         self.rows_run += len(rows)
         return probs.astype(np.float64)

@@ -34,6 +34,7 @@ import numpy as np
 from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 
+from lit_plugins.hf import heads
 from lit_plugins.hf.classifier import CLS_GRAD, GRAD_CLASS, TOKEN_EMBS, TOKENS, HFClassifier
 from lit_plugins.lit import specs
 
@@ -42,6 +43,8 @@ __all__ = [
     "CLS_EMB",
     "CLS_GRAD",
     "GRAD_CLASS",
+    "LAST_TOKEN_EMB",
+    "LAST_TOKEN_GRAD",
     "PROBAS",
     "SCORE",
     "TOKENS",
@@ -55,6 +58,8 @@ PROBAS = "probas"
 SCORE = "score"
 TOKEN_GRADS = "token_grads"
 CLS_EMB = "cls_emb"
+LAST_TOKEN_EMB = "last_token_emb"
+LAST_TOKEN_GRAD = "last_token_grad"
 
 
 class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
@@ -117,7 +122,7 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
         )
         if not self.is_regression:
             spec[GRAD_CLASS] = lit_types.CategoryLabel(vocab=self.labels)
-        spec[CLS_EMB] = lit_types.Embeddings()
+        spec[self.pooled_emb_field] = lit_types.Embeddings()
         # d p(target) / d cls_emb (the score for regression), as LIT's GLUE
         # models declare it for TCAV: aligned to the predictions, `grad_for`
         # the embedding, target class in `grad_class`. Unlike the GLUE models
@@ -125,9 +130,9 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
         # this is the gradient at the last layer's first-token state, the
         # vector `cls_emb` holds, so TCAV's directional derivatives are taken
         # in the space its concept vectors are trained in.
-        spec[CLS_GRAD] = lit_types.Gradients(
+        spec[self.pooled_grad_field] = lit_types.Gradients(
             align=SCORE if self.is_regression else PROBAS,
-            grad_for=CLS_EMB,
+            grad_for=self.pooled_emb_field,
             grad_target_field_key=None if self.is_regression else GRAD_CLASS,
         )
         for i in range(self.num_layers + 1):
@@ -142,6 +147,17 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
                 align=TOKENS, required=False
             )
         return spec
+
+    @property
+    def pooled_emb_field(self) -> str:
+        """The last layer's state at the token the head reads: `cls_emb` for encoders (the
+        first token, as LIT's GLUE models name it), `last_token_emb` for decoders."""
+        return LAST_TOKEN_EMB if self.head.is_decoder else CLS_EMB
+
+    @property
+    def pooled_grad_field(self) -> str:
+        """The gradient of the target at `pooled_emb_field` (TCAV's gradient layer)."""
+        return LAST_TOKEN_GRAD if self.head.is_decoder else CLS_GRAD
 
     def get_embedding_table(self) -> tuple[list[str], np.ndarray]:
         """(vocab, table) as LIT's HotFlip and Salience Clustering expect:
@@ -184,6 +200,8 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
         maskf = mask.unsqueeze(-1).to(out["hidden_states"][0].dtype)
         pooled = [((h * maskf).sum(1) / maskf.sum(1)).cpu().numpy() for h in out["hidden_states"]]
         last = out["hidden_states"][-1].cpu().numpy()
+        # The token the head reads: the first (encoders) or the last real one (decoders).
+        read = heads.pooled_positions(self.head, mask).cpu().numpy()
         embs = out["embs"].cpu().numpy()
         grads = out["grads"].cpu().numpy() if gradients else None
         cls_grads = out["cls_grads"]
@@ -203,7 +221,7 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
             r = {
                 TOKENS: self.tokenizer.convert_ids_to_tokens(ids[i, pos].tolist()),
                 TOKEN_EMBS: embs[i, pos],
-                CLS_EMB: last[i, pos[0]],  # the first real token's last-layer state
+                self.pooled_emb_field: last[i, read[i]],
             }
             if self.is_regression:
                 r[SCORE] = float(scores[i])
@@ -213,7 +231,7 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
             if gradients:
                 r[TOKEN_GRADS] = grads[i, pos]
                 if cls_grads is not None:
-                    r[CLS_GRAD] = cls_grads[i, pos[0]]
+                    r[self.pooled_grad_field] = cls_grads[i, read[i]]
             for l, p in enumerate(pooled):
                 r[f"layer_{l}/avg_emb"] = p[i]
             if attn is not None:

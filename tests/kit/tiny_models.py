@@ -118,6 +118,8 @@ def modernbert_tokenizer():
 # Encoder families beyond the three of the default fixture (see
 # tests/models/test_encoder_families.py).  Each is tiny: 32 wide, 2 layers, 4 heads.
 FAMILIES = ("deberta-v2", "electra", "albert", "xlm-roberta", "mpnet", "modernbert")
+# Decoder-only sequence classifiers (HF pools their last non-pad token).
+DECODERS = ("gpt2", "llama", "qwen2")
 ARCHS = ("bert", "distilbert", "roberta", *FAMILIES)
 _SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 
@@ -247,9 +249,37 @@ def make(arch: str = "bert", num_labels: int = 2, seed: int = 0):
             eos_token_id=2,
         )
         model = transformers.RobertaForSequenceClassification(cfg)
+    elif arch in DECODERS:
+        tok = bert_tokenizer()
+        common = dict(vocab_size=len(tok), pad_token_id=tok.pad_token_id, num_labels=num_labels)
+        if arch == "gpt2":
+            cfg = transformers.GPT2Config(
+                n_embd=32,
+                n_layer=2,
+                n_head=4,
+                n_positions=64,
+                bos_token_id=2,
+                eos_token_id=3,
+                **common,
+            )
+            model = transformers.GPT2ForSequenceClassification(cfg)
+        else:
+            config_cls, model_cls = {
+                "llama": (transformers.LlamaConfig, transformers.LlamaForSequenceClassification),
+                "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForSequenceClassification),
+            }[arch]
+            cfg = config_cls(
+                max_position_embeddings=64,
+                num_key_value_heads=2,
+                bos_token_id=2,
+                eos_token_id=3,
+                **common,
+                **_SMALL,
+            )
+            model = model_cls(cfg)
     else:
         raise ValueError(arch)
-    if arch in FAMILIES:
+    if arch in FAMILIES or arch in DECODERS:
         # HF initialises every bias (and LayerNorm shift) to zero; trained
         # checkpoints never look like that, and a model without absolute
         # position embeddings is then almost scale-invariant in its input, so
@@ -265,7 +295,8 @@ def make(arch: str = "bert", num_labels: int = 2, seed: int = 0):
     with torch.no_grad():
         for name, p in model.named_parameters():
             # ModernBERT's head normalises its features: already unit scale.
-            if arch != "modernbert" and name in ("classifier.weight", "classifier.out_proj.weight"):
+            head = ("classifier.weight", "classifier.out_proj.weight", "score.weight")
+            if arch != "modernbert" and name in head:
                 p.mul_(20.0)
     return model.eval(), tok
 
