@@ -27,8 +27,10 @@ from collections.abc import Sequence
 
 from absl import app, logging
 
+from lit_plugins import probing
 from lit_plugins.cli import flags as cli_flags
 from lit_plugins.cli import model_data, shards
+from lit_plugins.txray import options as txray_options
 from lit_plugins.util import digest, distributed
 
 _COMMAND_FLAGS = {
@@ -268,7 +270,7 @@ def cmd_attribute(comm: distributed.Comm) -> None:
 def cmd_txray(comm: distributed.Comm) -> None:
     from lit_plugins.cli import txray  # pylint: disable=g-import-not-at-top
 
-    opts = txray.TXRayRunOptions(
+    opts = txray_options.TXRaySettings(
         layer=cli_flags.LAYER.value,
         mode=cli_flags.MODE.value,
         features=cli_flags.FEATURES.value,
@@ -288,7 +290,7 @@ def cmd_txray(comm: distributed.Comm) -> None:
     ref_name, reference = _reference(comm, name)
     dataset = dataset_of(model)
     examples = list(dataset.examples)
-    txray.check_pair(model, reference, ref_name, examples, opts)
+    opts = txray.resolve(model, reference, ref_name, examples, opts)
     plan = shards.ShardPlan(
         out_dir, config, len(examples), _shard_size(examples), txray.SHARD_SUFFIX
     )
@@ -315,12 +317,22 @@ def cmd_txray(comm: distributed.Comm) -> None:
     plan.finish(comm, then=write_results)
 
 
+def _probe_layer(value: str) -> int | None:
+    """--layers: 'sweep' (None: every layer) or one layer index."""
+    if value.strip().lower() in ("", "sweep"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"--layers must be 'sweep' or a layer index, got {value!r}.") from None
+
+
 def cmd_probe(comm: distributed.Comm) -> None:
     from lit_plugins.cli import probe  # pylint: disable=g-import-not-at-top
 
-    opts = probe.ProbeRunOptions(
+    opts = probing.ProbeSettings(
         label_field=cli_flags.LABEL_FIELD.value,
-        layers=cli_flags.LAYERS.value,
+        layer=_probe_layer(cli_flags.LAYERS.value),
         pooling=cli_flags.POOLING.value,
         lambda_l1=cli_flags.LAMBDA_L1.value,
         lambda_l2=cli_flags.LAMBDA_L2.value,

@@ -47,45 +47,19 @@ from lit_plugins.util import distributed
 ROWS_SUFFIX = ".rows.npz"  # the row shards' extension
 
 
-@dataclasses.dataclass(frozen=True)
-class ProbeRunOptions:
-    """The command's options; `config()` is the interpreter config they stand for."""
-
-    label_field: str = ""
-    layers: str = linear_probe.SWEEP  # "sweep" (all layers) or one layer index
-    pooling: str = "mean"
-    lambda_l1: float = 1e-3
-    lambda_l2: float = 1e-3
-    held_out_fraction: float = 0.2
-    seed: int = 0
-    top_mass: float = 0.5
-
-    def config(self) -> dict:
-        return {
-            linear_probe.LABEL_FIELD_KEY: self.label_field,
-            linear_probe.LAYER_KEY: self.layers,
-            linear_probe.POOLING_KEY: self.pooling,
-            linear_probe.L1_KEY: self.lambda_l1,
-            linear_probe.L2_KEY: self.lambda_l2,
-        }
-
-
 def parse(
-    model: lit_model.Model, dataset: lit_dataset.Dataset, opts: ProbeRunOptions
+    model: lit_model.Model, dataset: lit_dataset.Dataset, settings: probing.ProbeSettings
 ) -> linear_probe.ProbeFitOptions:
-    """The interpreter's fit options for `opts` (a ValueError naming what is accepted)."""
-    if not 0.0 < opts.held_out_fraction < 1.0:
-        raise ValueError(f"--held_out_fraction must be in (0, 1), got {opts.held_out_fraction}.")
-    if not 0.0 < opts.top_mass <= 1.0:
-        raise ValueError(f"--top_mass must be in (0, 1], got {opts.top_mass}.")
-    return linear_probe.LinearProbeInterpreter().parse_config(model, dataset, opts.config()).fit
+    """The fit options for `settings` (a ValueError naming what is accepted), as the
+    interpreter resolves them (`linear_probe.fit_options`)."""
+    return linear_probe.fit_options(model, dataset, settings)
 
 
 def run(
     model: lit_model.Model,
     model_name: str,
     dataset: lit_dataset.Dataset,
-    opts: ProbeRunOptions,
+    opts: probing.ProbeSettings,
     out_dir: str,
     config: dict,
     shard_size: int = 0,

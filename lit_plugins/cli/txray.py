@@ -61,57 +61,32 @@ SHIFT_FILE = "shift.csv"
 REPORT_DIR = "report"
 
 
-@dataclasses.dataclass(frozen=True)
-class TXRayRunOptions:
-    """The aggregation's and the shift's options (the interpreter's)."""
-
-    layer: int
-    mode: str = "max1"
-    features: str = "tokens"
-    tags_field: str = ""
-    normalize: bool = False  # divide each distance by the union length (original code)
-    top_k: int = 10
-    replicates: int = txray.bootstrap.DEFAULT_REPLICATES  # bootstrap over sentences; 0: off
-    seed: int = 0  # the bootstrap's seed
-    confidence: float = txray.bootstrap.DEFAULT_CONFIDENCE  # the summary's ranking level
-
-    def __post_init__(self):
-        try:
-            txray.bootstrap.check_replicates(self.replicates)
-            txray.bootstrap.check_confidence(self.confidence)
-        except ValueError as e:
-            raise ValueError(f"--replicates / --confidence: {e}") from None
-        if self.mode not in txray.MODES:
-            raise ValueError(f"--mode must be one of {list(txray.MODES)}, got {self.mode!r}.")
-        if self.features not in txray_inputs.FEATURES:
-            raise ValueError(
-                f"--features must be one of {list(txray_inputs.FEATURES)}, got {self.features!r}."
-            )
-        if self.features == "tags" and not self.tags_field:
-            raise ValueError("--features=tags needs --tags_field (a SequenceTags dataset field).")
-        if self.top_k < 1:
-            raise ValueError(f"--top_k must be >= 1, got {self.top_k}.")
-
-
 def reference_path(plan: shards.ShardPlan, k: int) -> str:
     return plan.path(k)[: -len(SHARD_SUFFIX)] + _REFERENCE_SUFFIX
 
 
-def check_pair(
+def resolve(
     model: lit_model.Model,
     reference: lit_model.Model,
     reference_name: str,
     examples: Sequence[JsonDict],
-    opts: TXRayRunOptions,
-) -> None:
-    """A ValueError before any work: layer out of range, another tokenizer or width."""
+    opts: txray.TXRaySettings,
+) -> txray.TXRaySettings:
+    """`opts` with its layer resolved (None: the last layer both models have), or a
+    ValueError before any work: layer out of range, another tokenizer or width, tags
+    without a field."""
+    if opts.features == "tags" and not opts.tags_field:
+        raise ValueError("--features=tags needs --tags_field (a SequenceTags dataset field).")
+    layers = {}
     for which, m in (("model", model), (f"reference {reference_name!r}", reference)):
-        layers = dataset_level.layer_activation_fields(specs.unwrap(m))
-        if opts.layer not in layers:
-            raise ValueError(
-                f"--layer={opts.layer} is not a layer of the {which} (it has {sorted(layers)})."
-            )
-    txray_inputs.check_same_inputs(model, reference, reference_name, opts.layer, examples[0])
+        layers[which] = sorted(dataset_level.layer_activation_fields(specs.unwrap(m)))
+    shared = sorted(set.intersection(*map(set, layers.values())))
+    layer = opts.layer if opts.layer is not None else (shared[-1] if shared else 0)
+    for which, have in layers.items():
+        if layer not in have:
+            raise ValueError(f"--layer={layer} is not a layer of the {which} (it has {have}).")
+    txray_inputs.check_same_inputs(model, reference, reference_name, layer, examples[0])
+    return dataclasses.replace(opts, layer=layer)
 
 
 def run(
@@ -120,7 +95,7 @@ def run(
     names: tuple[str, str],
     examples: Sequence[JsonDict],
     plan: shards.ShardPlan,
-    opts: TXRayRunOptions,
+    opts: txray.TXRaySettings,
     batch_size: int = 32,
     comm: distributed.Comm = distributed.SINGLE,
 ) -> int:
@@ -165,7 +140,7 @@ def merge_shards(plan: shards.ShardPlan) -> tuple[txray.NeuronFeatureAggregator,
 
 
 def write_results(
-    plan: shards.ShardPlan, names: tuple[str, str], opts: TXRayRunOptions, report: bool = True
+    plan: shards.ShardPlan, names: tuple[str, str], opts: txray.TXRaySettings, report: bool = True
 ) -> txray.ShiftResult:
     """Merges the shards and writes the whole corpus's files (rank 0 only)."""
     agg_ref, agg_model, vocab = merge_shards(plan)

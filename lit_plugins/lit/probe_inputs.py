@@ -26,14 +26,15 @@ from lit_nlp.api import types as lit_types
 from lit_plugins import probing
 from lit_plugins.lit import alignment, dataset_level, specs
 from lit_plugins.probing import contributions
+from lit_plugins.probing import options as probe_options
 
 JsonDict = specs.JsonDict
 SENTENCE = "sentence"
 TOKEN = "token"
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
-SENTENCE_POOLINGS = contributions.SENTENCE_POOLINGS
-TOKEN_POOLINGS = ("first", "last", "mean")
+SENTENCE_POOLINGS = probe_options.SENTENCE_POOLINGS
+TOKEN_POOLINGS = probe_options.TOKEN_POOLINGS
 LABEL_TYPES = (lit_types.CategoryLabel, lit_types.Scalar, lit_types.SequenceTags)
 
 

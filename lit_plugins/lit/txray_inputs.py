@@ -18,9 +18,10 @@ from lit_nlp.api import model as lit_model
 
 from lit_plugins import txray
 from lit_plugins.lit import alignment, dataset_level, specs
+from lit_plugins.txray import options as txray_options
 
 JsonDict = specs.JsonDict
-FEATURES = ("tokens", "words", "tags")
+FEATURES = txray_options.FEATURES
 
 
 def check_same_inputs(

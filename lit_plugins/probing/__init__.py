@@ -5,6 +5,7 @@ selection, Hewitt & Liang (2019) control tasks, ablation and per-layer
 sweeps.  Nothing here imports lit_nlp; the LIT glue lives elsewhere.
 """
 
+from lit_plugins.probing import options
 from lit_plugins.probing.ablation import filter_activations, random_neurons, top_vs_random_ablation
 from lit_plugins.probing.control import (
     apply_control_mapping,
@@ -35,6 +36,7 @@ from lit_plugins.probing.neurons import (
     get_top_neurons,
     get_top_neurons_hard_threshold,
 )
+from lit_plugins.probing.options import ProbeSettings
 from lit_plugins.probing.probes import (
     LinearProbe,
     train_linear_regression_probe,
@@ -55,6 +57,7 @@ __all__ = [
     "STRATEGIES",
     "LayerSweep",
     "LinearProbe",
+    "ProbeSettings",
     "accuracy",
     "accuracy_and_f1",
     "apply_control_mapping",
@@ -75,6 +78,7 @@ __all__ = [
     "make_control_labels",
     "map_word_labels_to_subwords",
     "matthews_corrcoef",
+    "options",
     "pearson",
     "pearson_and_spearman",
     "pool_sentence",

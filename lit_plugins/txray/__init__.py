@@ -34,6 +34,7 @@ from lit_plugins.txray.aggregate import (
     NeuronFeatureAggregator,
 )
 from lit_plugins.txray.features import FeatureVocab, merge_subwords
+from lit_plugins.txray.options import TXRaySettings
 from lit_plugins.txray.report import load_pair, write_report
 from lit_plugins.txray.shift import (
     WEIGHTINGS,
@@ -58,6 +59,7 @@ __all__ = [
     "RankedShifts",
     "ShiftResult",
     "SyntheticTXRay",
+    "TXRaySettings",
     "bootstrap",
     "compute_shift",
     "hellinger",

@@ -108,11 +108,9 @@ WEIGHT_FORMAT = "+.3g"
 SCORE_FORMAT = ".3f"
 POOLINGS = ("mean", "cls", "first", "last")
 
-_DEFAULT_L1 = 1e-3
-_DEFAULT_L2 = 1e-3
-_DEFAULT_MASS = 50.0
-_DEFAULT_TOP_SHOWN = 10
-_MAX_LAMBDA = 1e6
+DEFAULTS = probing.ProbeSettings()  # every fit default, in one place (probing.options)
+MAX_LAMBDA = probing.options.MAX_LAMBDA
+_DEFAULT_TOP_SHOWN = 10  # display only
 _MAX_TOP_SHOWN = 100_000
 
 __all__ = [
@@ -121,6 +119,7 @@ __all__ = [
     "ProbeOptions",
     "ProbeState",
     "collect_pooled_activations",
+    "fit_options",
     "label_fields",
 ]
 
@@ -228,8 +227,8 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
     def __init__(
         self,
         batch_size: int = 32,
-        held_out_fraction: float = 0.2,
-        seed: int = 0,
+        held_out_fraction: float = DEFAULTS.held_out_fraction,
+        seed: int = DEFAULTS.seed,
         device: str | None = None,
     ):
         """Args:
@@ -270,18 +269,18 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
             LABEL_FIELD_KEY: lit_types.TextSegment(default="", required=False),
             LAYER_KEY: lit_types.TextSegment(default=SWEEP, required=False),
             POOLING_KEY: lit_types.CategoryLabel(
-                vocab=list(POOLINGS), default="mean", required=False
+                vocab=list(POOLINGS), default=DEFAULTS.pooling, required=False
             ),
             L1_KEY: lit_types.Scalar(
-                min_val=0, max_val=0.1, default=_DEFAULT_L1, step=1e-4, required=False
+                min_val=0, max_val=0.1, default=DEFAULTS.lambda_l1, step=1e-4, required=False
             ),
             L2_KEY: lit_types.Scalar(
-                min_val=0, max_val=0.1, default=_DEFAULT_L2, step=1e-4, required=False
+                min_val=0, max_val=0.1, default=DEFAULTS.lambda_l2, step=1e-4, required=False
             ),
             MASS_KEY: lit_types.Scalar(
-                min_val=0, max_val=100, default=_DEFAULT_MASS, step=1, required=False
+                min_val=0, max_val=100, default=100 * DEFAULTS.top_mass, step=1, required=False
             ),
-            CONTROL_KEY: lit_types.Boolean(default=False, required=False),
+            CONTROL_KEY: lit_types.Boolean(default=DEFAULTS.control, required=False),
             TOP_SHOWN_KEY: lit_types.Scalar(
                 min_val=1, max_val=100, default=_DEFAULT_TOP_SHOWN, step=1, required=False
             ),
@@ -348,41 +347,21 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
     ) -> ProbeOptions:
         """The config as ProbeOptions, or a ValueError naming what is accepted."""
         config = dict(config or {})
-        layer_fields = dataset_level.layer_activation_fields(specs.unwrap(model))
-        ds_spec = dataset.spec() if dataset is not None else {}
-        label = _label_field(ds_spec, config.get(LABEL_FIELD_KEY))
-        level = probe_inputs.label_level(ds_spec[label])
-        text_field = None
-        if level == TOKEN:
-            text_field = alignment.text_field(model)
-            if not alignment.has_fast_tokenizer(model) or not text_field:
-                raise ValueError(
-                    f"Token-level label field {label!r} needs a model with a fast HF "
-                    "tokenizer (character offsets) and a text input field."
-                )
-        layers = _layers(config.get(LAYER_KEY, SWEEP), list(layer_fields))
-        choices = SENTENCE_POOLINGS if level == SENTENCE else TOKEN_POOLINGS
-        pooling = config.get(POOLING_KEY) or "mean"
-        if pooling not in choices:
-            raise ValueError(
-                f"{POOLING_KEY!r} for the {level}-level label field {label!r} must be one of "
-                f"{list(choices)}, got {pooling!r}."
-            )
-        fit = ProbeFitOptions(
-            label_field=label,
-            level=level,
-            task_type=probe_inputs.label_task(ds_spec[label]),
-            text_field=text_field,
-            layers=tuple(layers or layer_fields),
-            sweep=layers is None,
-            pooling=pooling,
-            l1=common.parse_float(config, L1_KEY, _DEFAULT_L1, 0.0, _MAX_LAMBDA),
-            l2=common.parse_float(config, L2_KEY, _DEFAULT_L2, 0.0, _MAX_LAMBDA),
-            control=common.parse_bool(config, CONTROL_KEY, False),
+        known = list(dataset_level.layer_activation_fields(specs.unwrap(model)))
+        layers = _layers(config.get(LAYER_KEY, SWEEP), known)
+        settings = probing.ProbeSettings(
+            label_field=str(config.get(LABEL_FIELD_KEY) or ""),
+            layer=None if layers is None else layers[0],
+            pooling=config.get(POOLING_KEY) or DEFAULTS.pooling,
+            lambda_l1=common.parse_float(config, L1_KEY, DEFAULTS.lambda_l1, 0.0, MAX_LAMBDA),
+            lambda_l2=common.parse_float(config, L2_KEY, DEFAULTS.lambda_l2, 0.0, MAX_LAMBDA),
+            control=common.parse_bool(config, CONTROL_KEY, DEFAULTS.control),
+            held_out_fraction=self._fraction,
+            seed=self._seed,
         )
         return ProbeOptions(
-            fit=fit,
-            mass=common.parse_float(config, MASS_KEY, _DEFAULT_MASS, 0.0, 100.0),
+            fit=fit_options(model, dataset, settings),
+            mass=common.parse_float(config, MASS_KEY, 100 * DEFAULTS.top_mass, 0.0, 100.0),
             top_shown=common.parse_int(
                 config, TOP_SHOWN_KEY, _DEFAULT_TOP_SHOWN, 1, _MAX_TOP_SHOWN
             ),
@@ -491,6 +470,50 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
 
 
 # ------------------------------------------------------------------ helpers
+def fit_options(
+    model: lit_model.Model, dataset: lit_dataset.Dataset | None, settings: probing.ProbeSettings
+) -> ProbeFitOptions:
+    """What a fit of `settings` on `model` and `dataset` depends on: the label field (the
+    first one when not given), its level and task, the layers, the pooling checked
+    against the level. The interpreter and ``python -m lit_plugins probe`` both call it;
+    a ValueError names what is accepted."""
+    layer_fields = dataset_level.layer_activation_fields(specs.unwrap(model))
+    ds_spec = dataset.spec() if dataset is not None else {}
+    label = _label_field(ds_spec, settings.label_field or None)
+    level = probe_inputs.label_level(ds_spec[label])
+    text_field = None
+    if level == TOKEN:
+        text_field = alignment.text_field(model)
+        if not alignment.has_fast_tokenizer(model) or not text_field:
+            raise ValueError(
+                f"Token-level label field {label!r} needs a model with a fast HF "
+                "tokenizer (character offsets) and a text input field."
+            )
+    if settings.layer is not None and settings.layer not in layer_fields:
+        raise ValueError(
+            f"{LAYER_KEY!r} must be 'sweep' or a layer in {list(layer_fields)}, "
+            f"got {settings.layer!r}."
+        )
+    choices = SENTENCE_POOLINGS if level == SENTENCE else TOKEN_POOLINGS
+    if settings.pooling not in choices:
+        raise ValueError(
+            f"{POOLING_KEY!r} for the {level}-level label field {label!r} must be one of "
+            f"{list(choices)}, got {settings.pooling!r}."
+        )
+    return ProbeFitOptions(
+        label_field=label,
+        level=level,
+        task_type=probe_inputs.label_task(ds_spec[label]),
+        text_field=text_field,
+        layers=(settings.layer,) if settings.layer is not None else tuple(layer_fields),
+        sweep=settings.layer is None,
+        pooling=settings.pooling,
+        l1=settings.lambda_l1,
+        l2=settings.lambda_l2,
+        control=settings.control,
+    )
+
+
 def _label_field(dataset_spec: lit_types.Spec, requested: Any) -> str:
     candidates = label_fields(dataset_spec)
     if not candidates:

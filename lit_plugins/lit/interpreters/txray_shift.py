@@ -57,6 +57,7 @@ from lit_nlp.api import types as lit_types
 from lit_plugins import txray
 from lit_plugins.lit import dataset_level, specs, txray_inputs
 from lit_plugins.lit.interpreters import common, neuron_use
+from lit_plugins.txray import options as txray_options
 
 JsonDict = specs.JsonDict
 
@@ -70,17 +71,15 @@ REPLICATES_KEY = "Bootstrap replicates (0 = off)"
 CONFIDENCE_KEY = "Confidence level"
 SEED_KEY = "Bootstrap seed"
 
-FEATURE_CHOICES = txray_inputs.FEATURES
+FEATURE_CHOICES = txray_options.FEATURES
+DEFAULTS = txray_options.DEFAULTS  # every default, in one place
 TAGS_KEY = "Tags field (Features = tags)"
 TOKEN_SALIENCE = "neuron_token_salience"
 SHIFTED_NEURONS = "shifted_neurons"
 
-_DEFAULT_TOP_K = 10
-_MAX_TOP_K = 100_000
 _LABEL_FEATURES = 3  # top features per side in a neuron's label
 DISTANCE_FORMAT = ".3f"  # how the chips print the distance
 INTERVAL_FORMAT = ".2f"  # how the chips print the interval's bounds
-_MAX_SEED = 2**31 - 1
 SELF_COMPARISON = "TX-Ray needs a reference model different from the selected one"
 
 
@@ -94,7 +93,7 @@ class TXRayFitOptions:
     features: str  # FEATURE_CHOICES
     tags_field: str  # the SequenceTags field when features == 'tags', else ''
     normalize: bool  # divide the distance by the union length (original code)
-    replicates: int = txray.bootstrap.DEFAULT_REPLICATES  # bootstrap over sentences; 0: off
+    replicates: int = DEFAULTS.replicates  # bootstrap over sentences; 0: off
     seed: int = 0  # the bootstrap's seed
 
 
@@ -105,7 +104,7 @@ class TXRayOptions:
 
     fit: TXRayFitOptions
     top_k: int
-    confidence: float = txray.bootstrap.DEFAULT_CONFIDENCE
+    confidence: float = DEFAULTS.confidence
     # neuron_use.USE_KEY: conductance + ablation of the listed neurons (default off)
     check_use: bool = neuron_use.DEFAULT_CHECK_USE
 
@@ -205,31 +204,33 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
                 required=False, min_val=0, max_val=max_layer, default=max_layer, step=1
             ),
             MODE_KEY: lit_types.CategoryLabel(
-                required=False, vocab=list(txray.MODES), default="max1"
+                required=False, vocab=list(txray.MODES), default=DEFAULTS.mode
             ),
             TAGS_KEY: lit_types.TextSegment(required=False, default=""),
             FEATURES_KEY: lit_types.CategoryLabel(
-                required=False, vocab=list(FEATURE_CHOICES), default="tokens"
+                required=False, vocab=list(FEATURE_CHOICES), default=DEFAULTS.features
             ),
             TOP_K_KEY: lit_types.Scalar(
-                required=False, min_val=1, max_val=100, default=_DEFAULT_TOP_K, step=1
+                required=False, min_val=1, max_val=100, default=DEFAULTS.top_k, step=1
             ),
-            NORMALIZE_KEY: lit_types.Boolean(required=False, default=False),
+            NORMALIZE_KEY: lit_types.Boolean(required=False, default=DEFAULTS.normalize),
             REPLICATES_KEY: lit_types.Scalar(
                 required=False,
                 min_val=0,
                 max_val=1000,
-                default=txray.bootstrap.DEFAULT_REPLICATES,
+                default=DEFAULTS.replicates,
                 step=1,
             ),
             CONFIDENCE_KEY: lit_types.Scalar(
                 required=False,
                 min_val=0.5,
                 max_val=0.99,
-                default=txray.bootstrap.DEFAULT_CONFIDENCE,
+                default=DEFAULTS.confidence,
                 step=0.01,
             ),
-            SEED_KEY: lit_types.Scalar(required=False, min_val=0, max_val=1000, default=0, step=1),
+            SEED_KEY: lit_types.Scalar(
+                required=False, min_val=0, max_val=1000, default=DEFAULTS.seed, step=1
+            ),
             neuron_use.USE_KEY: lit_types.Boolean(
                 required=False, default=neuron_use.DEFAULT_CHECK_USE
             ),
@@ -316,29 +317,29 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             raise ValueError(
                 f"{LAYER_KEY!r} must be one of {shared}, got {config.get(LAYER_KEY)!r}."
             )
-        features = common.parse_choice(config, FEATURES_KEY, "tokens", FEATURE_CHOICES)
+        features = common.parse_choice(config, FEATURES_KEY, DEFAULTS.features, FEATURE_CHOICES)
         tags_field = ""
         if features == "tags":
             tags_field = _tags_field(dataset, str(config.get(TAGS_KEY, "") or "").strip())
         fit = TXRayFitOptions(
             reference_name=ref_name,
             layer=layer,
-            mode=common.parse_choice(config, MODE_KEY, "max1", txray.MODES),
+            mode=common.parse_choice(config, MODE_KEY, DEFAULTS.mode, txray.MODES),
             features=features,
             tags_field=tags_field,
-            normalize=common.parse_bool(config, NORMALIZE_KEY, False),
+            normalize=common.parse_bool(config, NORMALIZE_KEY, DEFAULTS.normalize),
             replicates=common.parse_int(
                 config,
                 REPLICATES_KEY,
-                txray.bootstrap.DEFAULT_REPLICATES,
+                DEFAULTS.replicates,
                 0,
                 txray.bootstrap.MAX_REPLICATES,
             ),
-            seed=common.parse_int(config, SEED_KEY, 0, 0, _MAX_SEED),
+            seed=common.parse_int(config, SEED_KEY, DEFAULTS.seed, 0, txray_options.MAX_SEED),
         )
         return TXRayOptions(
             fit=fit,
-            top_k=common.parse_int(config, TOP_K_KEY, _DEFAULT_TOP_K, 1, _MAX_TOP_K),
+            top_k=common.parse_int(config, TOP_K_KEY, DEFAULTS.top_k, 1, txray_options.MAX_TOP_K),
             confidence=_parse_confidence(config),
             check_use=common.parse_bool(config, neuron_use.USE_KEY, neuron_use.DEFAULT_CHECK_USE),
         )
@@ -467,7 +468,7 @@ def _preload_key(fit: TXRayFitOptions) -> tuple:
 
 
 def _parse_confidence(config: JsonDict) -> float:
-    value = config.get(CONFIDENCE_KEY, txray.bootstrap.DEFAULT_CONFIDENCE)
+    value = config.get(CONFIDENCE_KEY, DEFAULTS.confidence)
     try:
         return txray.bootstrap.check_confidence(value)
     except ValueError:
