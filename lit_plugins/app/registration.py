@@ -50,7 +50,7 @@ def plugin_interpreters(
 
     With `include_lit_defaults`, LIT 1.3's default interpreters come too; on
     `HFSequenceClassifier` they all apply except the tabular and
-    regression-only ones (see tests/models/test_lit_compatibility.py): TCAV (through
+    regression-only ones (see tests/lit/test_lit_compatibility.py): TCAV (through
     the model's `cls_grad`), LIME, LIT's gradient maps, nearest neighbours,
     PCA / UMAP, classification results, curves, thresholder. LIT's generators
     (HotFlip, Ablation Flip, Scrambler, Word Replacer) and metrics are not

@@ -239,7 +239,7 @@ class HFClassifier:
                     chosen.sum(), [embs, out.hidden_states[-1]], allow_unused=True
                 )
                 if cls_grads is None and not self._warned_no_cls_grad:
-                    # Not so for any encoder family we test (tests/models).
+                    # Not so for any encoder family we test (tests/hf, tests/lit).
                     self._warned_no_cls_grad = True
                     logging.warning(
                         "%s: the classification head does not read the returned last "

@@ -11,7 +11,7 @@ label; the rest follow LIT's GLUE wrapper so LIT's own components work too):
           layer_<i>/token_activations (only when asked, see specs.py)
 
 What each field enables among LIT 1.3's built-in components (checked by
-tests/models/test_lit_compatibility.py on tiny BERT, DistilBERT and RoBERTa):
+tests/lit/test_lit_compatibility.py on tiny BERT, DistilBERT and RoBERTa):
 
 - `probas` (MulticlassPreds, parent = the label): classification results,
   metrics (multiclass, paired), curves, thresholder, confusion matrix.

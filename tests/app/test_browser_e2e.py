@@ -443,7 +443,7 @@ def test_visible_text_of_each_output(rendered_maps, http_results, page):
 
     # The probe's neurons: do they matter for the decision? Off by default
     # (minutes on a CPU): one chip says how to start it (the chips of a run
-    # check: tests/interpreters/test_neuron_use.py).
+    # check: tests/lit/interpreters/test_neuron_use.py).
     use = _texts(rendered_maps, probe, "use_for_decision")
     assert use == [neuron_use.OFF_TEXT], use
 

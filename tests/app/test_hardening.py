@@ -4,7 +4,7 @@ API and through LIT's HTTP API on a running demo server.
 Already covered elsewhere (not repeated here):
 - empty / whitespace / emoji / 10k-char text, unknown grad_class, missing
   text field, NaN token_embs, wrong token_embs shape (Python API):
-  test_hf_classifier.py::test_bad_and_unusual_inputs;
+  tests/lit/test_model.py::test_bad_and_unusual_inputs;
 - probe on zero examples, one class, no label field, missing labels, bad
   probe configs: test_linear_probe_interpreter.py::test_bad_inputs;
 - TX-Ray reference with another hidden size / tokenizer, empty dataset, bad
