@@ -192,7 +192,9 @@ def layer_width(clf, layer: int) -> int:
     return int(clf.model.config.hidden_size)
 
 
-def check_neuron_indices(neurons: Sequence[int], width: int, layer: int | None = None) -> np.ndarray:
+def check_neuron_indices(
+    neurons: Sequence[int], width: int, layer: int | None = None
+) -> np.ndarray:
     idx = np.asarray(list(neurons))
     where = "" if layer is None else f" of layer {layer}"
     if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
