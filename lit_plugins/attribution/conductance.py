@@ -113,6 +113,8 @@ class LayerConductanceResult:
     evaluations: int  # distinct path points evaluated for this example
     converged: bool  # completeness_error <= tolerance
     tolerance: float = DEFAULT_TOLERANCE
+    rule: str = ""  # the quadrature rule of the result (what `auto` chose)
+    rule_note: str = ""  # why `auto` chose it
 
     @property
     def token_attributions(self) -> np.ndarray:
@@ -141,6 +143,8 @@ class NeuronConductanceResult:
     evaluations: int
     converged: bool
     tolerance: float = DEFAULT_TOLERANCE
+    rule: str = ""
+    rule_note: str = ""
 
     @property
     def neuron_totals(self) -> np.ndarray:
@@ -163,11 +167,11 @@ def _quadrature_args(rule, steps, tolerance, max_steps, batch_size, fixed_tolera
 def layer_conductance(
     num_examples: int,
     path_fn: ig_lib.PathFn,
-    rule: str = "gausslegendre",
-    steps: int = 64,
-    tolerance: float | None = None,
-    max_steps: int = 256,
-    batch_size: int = 64,
+    rule: str = ig_lib.DEFAULTS.rule,
+    steps: int = ig_lib.DEFAULTS.steps,
+    tolerance: float | None = ig_lib.DEFAULTS.tolerance,
+    max_steps: int = ig_lib.DEFAULTS.max_steps,
+    batch_size: int = ig_lib.DEFAULTS.batch_size,
     fixed_tolerance: float = DEFAULT_TOLERANCE,
 ) -> list[LayerConductanceResult]:
     """Layer conductance for `num_examples` paths.
@@ -190,6 +194,8 @@ def layer_conductance(
             r.evaluations,
             r.converged,
             r.tolerance,
+            r.rule,
+            r.rule_note,
         )
         for r in ig_lib.integrate_paths(
             num_examples,
@@ -203,11 +209,11 @@ def neuron_conductance(
     num_examples: int,
     path_fn: ig_lib.PathFn,
     neurons: Sequence[Neuron],
-    rule: str = "gausslegendre",
-    steps: int = 64,
-    tolerance: float | None = None,
-    max_steps: int = 256,
-    batch_size: int = 64,
+    rule: str = ig_lib.DEFAULTS.rule,
+    steps: int = ig_lib.DEFAULTS.steps,
+    tolerance: float | None = ig_lib.DEFAULTS.tolerance,
+    max_steps: int = ig_lib.DEFAULTS.max_steps,
+    batch_size: int = ig_lib.DEFAULTS.batch_size,
     fixed_tolerance: float = DEFAULT_TOLERANCE,
 ) -> list[NeuronConductanceResult]:
     """Neuron conductance of K neurons for `num_examples` paths.
@@ -246,6 +252,8 @@ def neuron_conductance(
                 r.evaluations,
                 r.converged,
                 r.tolerance,
+                r.rule,
+                r.rule_note,
             )
         )
     return out

@@ -15,8 +15,9 @@ Columns of every shard (one row per example; pandas/pyarrow read them):
 * per method M (see METHODS): ``M`` the per-token scores (aligned with
   ``tokens``); for IG and layer conductance also ``M_completeness_error``,
   ``M_delta_f`` (F(input) - F(baseline)), ``M_attribution_sum``,
-  ``M_evaluations`` (model evaluations per example) and ``M_converged``
-  (error within the tolerance); for layer conductance ``M_top_neurons`` /
+  ``M_evaluations`` (model evaluations per example), ``M_converged``
+  (error within the tolerance) and ``M_rule`` (the quadrature rule used: what
+  the default ``auto`` rule chose); for layer conductance ``M_top_neurons`` /
   ``M_top_neuron_scores``, the example's most conductive neurons.
 """
 
@@ -32,7 +33,7 @@ from lit_nlp.api import dtypes
 from lit_nlp.api import model as lit_model
 
 from lit_plugins.attribution import baselines as baselines_lib
-from lit_plugins.attribution import quadrature
+from lit_plugins.attribution import integrated_gradients as ig_lib
 from lit_plugins.cli import shards
 from lit_plugins.lit import specs
 from lit_plugins.lit.interpreters import common, conductance, gradient_salience
@@ -55,18 +56,19 @@ class AttributeOptions:
 
     `steps`, `rule`, `baseline`, `tolerance` and `max_steps` are the IG
     interpreter's options (tolerance 0: fixed steps), shared by layer
-    conductance; `normalize` applies LIT's normalisation to IG and
-    conductance (gradient norm is always normalised to sum 1, as in LIT).
+    conductance, with its defaults (`ig_lib.IGOptions`); `normalize` applies
+    LIT's normalisation to IG and conductance (gradient norm is always
+    normalised to sum 1, as in LIT).
     """
 
     methods: tuple[str, ...] = (GRAD_NORM, GRAD_DOT_INPUT, INTEGRATED_GRADIENTS)
     class_to_explain: str = ""
     normalize: bool = False
-    steps: int = 64
-    rule: str = "gausslegendre"
-    baseline: str = "zero"
-    tolerance: float = 0.0
-    max_steps: int = 256
+    steps: int = ig_lib.DEFAULTS.steps
+    rule: str = ig_lib.DEFAULTS.rule
+    baseline: str = ig_lib.DEFAULTS.baseline
+    tolerance: float = ig_lib.DEFAULTS.tolerance or 0.0
+    max_steps: int = ig_lib.DEFAULTS.max_steps
     conductance_layer: int = 3
 
     def __post_init__(self):
@@ -77,7 +79,7 @@ class AttributeOptions:
             )
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"--methods lists a method twice: {list(self.methods)}.")
-        quadrature.check_rule(self.rule)
+        ig_lib.check_rule(self.rule)
         baselines_lib.check_baseline(self.baseline)
         if not 1 <= self.steps <= 4096 or not 2 <= self.max_steps <= 4096:
             raise ValueError("--ig_steps must be in [1, 4096] and --ig_max_steps in [2, 4096].")
@@ -173,6 +175,7 @@ def _add_method(row: dict, method: str, result: JsonDict) -> None:
             row[f"{method}_attribution_sum"] = report.get("sum of attributions", np.nan)
             row[f"{method}_evaluations"] = int(report.get("path points", 0))
             row[f"{method}_converged"] = bool(report.get("within tolerance", -1.0) > 0)
+            row[f"{method}_rule"] = ig_interp.completeness_rule(value)
         elif key == conductance.TOP_FIELD:
             chips = common.chips_dict(value)
             row[f"{method}_top_neurons"] = list(chips)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from absl import flags
 
+from lit_plugins.attribution.integrated_gradients import DEFAULTS as IG
+
 OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Where the command writes its results (every command)."
 )
@@ -33,13 +35,17 @@ CLASS_TO_EXPLAIN = flags.DEFINE_string(
 NORMALIZE = flags.DEFINE_bool(
     "normalize", False, "attribute: LIT's normalisation of IG/conductance scores."
 )
-IG_STEPS = flags.DEFINE_integer("ig_steps", 64, "attribute: IG/conductance path points.")
-IG_RULE = flags.DEFINE_string("ig_rule", "gausslegendre", "attribute: quadrature rule.")
-IG_BASELINE = flags.DEFINE_string("ig_baseline", "zero", "attribute: IG baseline.")
-IG_TOLERANCE = flags.DEFINE_float(
-    "ig_tolerance", 0.0, "attribute: completeness tolerance (0 = fixed steps)."
+IG_STEPS = flags.DEFINE_integer("ig_steps", IG.steps, "attribute: IG/conductance path points.")
+IG_RULE = flags.DEFINE_string(
+    "ig_rule",
+    IG.rule,
+    "attribute: quadrature rule, or 'auto' (plain or graded Gauss-Legendre per example).",
 )
-IG_MAX_STEPS = flags.DEFINE_integer("ig_max_steps", 256, "attribute: adaptive mode's cap.")
+IG_BASELINE = flags.DEFINE_string("ig_baseline", IG.baseline, "attribute: IG baseline.")
+IG_TOLERANCE = flags.DEFINE_float(
+    "ig_tolerance", IG.tolerance or 0.0, "attribute: completeness tolerance (0 = fixed steps)."
+)
+IG_MAX_STEPS = flags.DEFINE_integer("ig_max_steps", IG.max_steps, "attribute: adaptive mode's cap.")
 CONDUCTANCE_LAYER = flags.DEFINE_integer(
     "conductance_layer", 3, "attribute: layer of layer_conductance."
 )

@@ -7,13 +7,13 @@ ModernBERT from `tiny_models` (configs only, no downloads).  Per family:
   embeddings, narrower than the encoder for ELECTRA and ALBERT), per-layer
   `layer_<i>/token_activations`, the same numbers alone and in a padded batch;
 * token gradients against central finite differences (float64);
-* integrated gradients' completeness at the default settings (64
-  Gauss–Legendre nodes, zero baseline) and with the [MASK] baseline.
+* integrated gradients' completeness at the default settings (64 nodes of
+  the `auto` rule, zero baseline) and with the [MASK] baseline.
   ModernBERT and the DeBERTa-v3 style model apply LayerNorm straight to the
   word embeddings, so the zero-baseline path is stiff (F moves only as
-  α → 0): there the default is far above the 1 % tolerance and the report
-  must say so, and `gausslegendre_graded` (α = t³) gets it under 0.1 % with
-  the same 64 nodes;
+  α → 0): plain Gauss–Legendre is far above the 1 % tolerance there and the
+  report says so; `gausslegendre_graded` (α = t³) gets it under 0.1 % with
+  the same 64 nodes, and `auto` picks it (its chip says why);
 * the LIT-free probe and TX-Ray cores on the per-layer activations.
 """
 
@@ -110,19 +110,26 @@ def _completeness(clf, config):
 
 def test_ig_completeness_at_default_settings(family):
     arch, clf = family
-    for c, chips in _completeness(clf, {}):  # 64 Gauss-Legendre nodes, zero baseline
+    for c, chips in _completeness(clf, {}):  # 64 nodes of the auto rule, zero baseline
         err = c["relative completeness error"]
         assert c["quadrature nodes"] == 64 and c["tolerance"] == ig_lib.DEFAULT_TOLERANCE
-        if arch in STIFF:
-            # never "converged" above the tolerance; the chip carries the flag
-            assert err > 0.1, err
-            assert c["within tolerance"] == -max(abs(v) for v in list(c.values())[:-1])
-            assert chips.tokens[-1] == "ABOVE TOLERANCE: not converged"
-            assert chips.tokens[0].endswith("> 1.00% tolerance")
-            assert "converged" not in " ".join(chips.tokens).replace("not converged", "")
-        else:
-            assert err <= 1e-4, err
-            assert c["within tolerance"] == 1.0 and chips.tokens[-1] == "within tolerance"
+        assert err <= 1e-4, err
+        assert c["within tolerance"] == 1.0 and chips.tokens[-1] == "within tolerance"
+        expected = "gausslegendre_graded" if arch in STIFF else "gausslegendre"
+        assert ig_interp.completeness_rule(chips) == expected
+
+
+def test_plain_gauss_legendre_is_flagged_on_stiff_paths(family):
+    arch, clf = family
+    if arch not in STIFF:
+        pytest.skip("smooth zero-baseline path")
+    for c, chips in _completeness(clf, {"Integration rule": "gausslegendre"}):
+        # never "converged" above the tolerance; the chip carries the flag
+        assert c["relative completeness error"] > 0.1
+        assert c["within tolerance"] == -max(abs(v) for v in list(c.values())[:-1])
+        assert chips.tokens[-1] == "ABOVE TOLERANCE: not converged"
+        assert chips.tokens[0].endswith("> 1.00% tolerance")
+        assert "converged" not in " ".join(chips.tokens).replace("not converged", "")
     for c, _ in _completeness(clf, {"Baseline": "mask"}):
         assert c["relative completeness error"] <= 1e-2 and c["within tolerance"] == 1.0
 
@@ -150,7 +157,7 @@ def test_layer_ig_substitutes_the_hidden_state_itself(family):
 @pytest.mark.parametrize("arch", sorted(STIFF))
 def test_graded_rule_makes_stiff_zero_baseline_paths_cheap(arch):
     clf = _wrap(arch)
-    plain = _completeness(clf, {})
+    plain = _completeness(clf, {"Integration rule": "gausslegendre"})
     graded = _completeness(clf, {"Integration rule": "gausslegendre_graded"})
     for (p, _), (g, chips) in zip(plain, graded):
         assert g["relative completeness error"] <= 1e-3 < 0.1 < p["relative completeness error"]

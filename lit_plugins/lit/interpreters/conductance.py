@@ -87,19 +87,13 @@ def parse_neuron_labels(text: str) -> list[tuple[int, ...]]:
 class ConductanceOptions:
     """A parsed config: IG's path settings, the layer and the neurons."""
 
-    path: ig_interp.IGOptions
+    path: ig_lib.IGOptions
     layer: int
     top: int
     neurons: tuple[tuple[int, ...], ...]  # NeuronConductance only; () = top by layer conductance
 
     def quadrature(self) -> dict:
-        return dict(
-            rule=self.path.rule,
-            steps=self.path.steps,
-            tolerance=self.path.tolerance,
-            max_steps=self.path.max_steps,
-            batch_size=self.path.batch_size,
-        )
+        return self.path.quadrature()
 
 
 class _ConductanceBase(lit_components.Interpreter):
@@ -108,7 +102,7 @@ class _ConductanceBase(lit_components.Interpreter):
     def __init__(
         self,
         layer: int = 3,
-        steps: int = 64,
+        steps: int = ig_lib.DEFAULTS.steps,
         top: int = 10,
         autorun: bool = False,
         normalize: bool = False,
@@ -178,6 +172,8 @@ def _completeness(res) -> dtypes.TokenSalience:
             res.evaluations,
             res.converged,
             res.tolerance,
+            res.rule,
+            res.rule_note,
         )
     )
 

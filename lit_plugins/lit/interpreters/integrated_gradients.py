@@ -1,6 +1,9 @@
 """IntegratedGradients for LIT: a path that reaches the input, five
-quadrature rules plus nested Clenshaw–Curtis, adaptive steps to a
+quadrature rules plus nested Clenshaw–Curtis and graded Gauss–Legendre, the
+`auto` rule (default: plain or graded Gauss–Legendre per example, see
+`attribution.integrated_gradients.integrate_paths`), adaptive steps to a
 completeness tolerance, token baselines, batching, layer attribution.
+Defaults: `attribution.integrated_gradients.IGOptions`.
 
 Two ways to evaluate the path, same numbers:
 - models that implement `integrated_gradients_path(...)` (our
@@ -14,7 +17,6 @@ Two ways to evaluate the path, same numbers:
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import numpy as np
@@ -28,7 +30,6 @@ from lit_nlp.lib import utils as lit_utils
 
 from lit_plugins.attribution import baselines as baselines_lib
 from lit_plugins.attribution import integrated_gradients as ig_lib
-from lit_plugins.attribution import quadrature
 from lit_plugins.lit import alignment, specs
 from lit_plugins.lit.interpreters import common
 
@@ -43,22 +44,14 @@ BATCH_KEY = "Internal batch size"
 TARGET_LAYER_KEY = "Attribution target"
 INPUT_TARGET = "input embeddings"
 COMPLETENESS_KEY = "completeness"
+_RULE_PREFIX = "rule: "
 _LAYER_RE = re.compile(r"^\s*layer\s+(\d+)\s*$", re.IGNORECASE)
 
 
-@dataclasses.dataclass(frozen=True)
-class IGOptions:
-    """A parsed config (see `IntegratedGradients.config_spec` for the keys)."""
-
-    rule: str  # quadrature.RULES
-    steps: int  # path points (fixed mode) or the first level (adaptive)
-    tolerance: float | None  # relative completeness error target; None = fixed steps
-    max_steps: int  # adaptive mode's cap
-    batch_size: int  # path points per forward+backward chunk
-    baseline: str  # baselines.BASELINES
-    keep_special: bool  # special tokens keep their input embedding in the baseline
-    normalize: bool
-    layer: int | None  # None = input embeddings, else layer IG on that layer's states
+# A parsed config (see `IntegratedGradients.config_spec` for the keys); its
+# defaults are the interpreter's.
+IGOptions = ig_lib.IGOptions
+_DEFAULTS = ig_lib.DEFAULTS
 
 
 class IntegratedGradients(lit_components.Interpreter):
@@ -69,15 +62,15 @@ class IntegratedGradients(lit_components.Interpreter):
     def __init__(
         self,
         autorun: bool = False,
-        steps: int = 64,
-        rule: str = "gausslegendre",
-        baseline: str = "zero",
-        normalize: bool = True,
-        batch_size: int = 64,
+        steps: int = _DEFAULTS.steps,
+        rule: str = _DEFAULTS.rule,
+        baseline: str = _DEFAULTS.baseline,
+        normalize: bool = _DEFAULTS.normalize,
+        batch_size: int = _DEFAULTS.batch_size,
     ):
         self._autorun = autorun
         self._steps = steps
-        self._rule = quadrature.check_rule(rule)
+        self._rule = ig_lib.check_rule(rule)
         self._baseline = baselines_lib.check_baseline(baseline)
         self._normalize = normalize
         self._batch_size = batch_size
@@ -100,17 +93,21 @@ class IntegratedGradients(lit_components.Interpreter):
                 required=False, min_val=1, max_val=ig_lib.MAX_STEPS, default=self._steps, step=1
             ),
             RULE_KEY: lit_types.CategoryLabel(
-                required=False, vocab=list(quadrature.RULES), default=self._rule
+                required=False, vocab=list(ig_lib.RULE_CHOICES), default=self._rule
             ),
             BASELINE_KEY: lit_types.CategoryLabel(
                 required=False, vocab=list(baselines_lib.BASELINES), default=self._baseline
             ),
-            KEEP_SPECIAL_KEY: lit_types.Boolean(required=False, default=False),
+            KEEP_SPECIAL_KEY: lit_types.Boolean(required=False, default=_DEFAULTS.keep_special),
             TOLERANCE_KEY: lit_types.Scalar(
-                required=False, min_val=0, max_val=0.5, default=0, step=0.001
+                required=False, min_val=0, max_val=0.5, default=_DEFAULTS.tolerance or 0, step=0.001
             ),
             MAX_STEPS_KEY: lit_types.Scalar(
-                required=False, min_val=2, max_val=ig_lib.MAX_STEPS, default=256, step=1
+                required=False,
+                min_val=2,
+                max_val=ig_lib.MAX_STEPS,
+                default=_DEFAULTS.max_steps,
+                step=1,
             ),
             BATCH_KEY: lit_types.Scalar(
                 required=False, min_val=1, max_val=4096, default=self._batch_size, step=1
@@ -164,15 +161,7 @@ class IntegratedGradients(lit_components.Interpreter):
             )
             token_fields = [[(f, len(t)) for f, t in zip(all_fields, toks)] for toks in tokens]
 
-        ig = ig_lib.integrated_gradients(
-            len(inputs),
-            path_fn,
-            rule=options.rule,
-            steps=options.steps,
-            tolerance=options.tolerance,
-            max_steps=options.max_steps,
-            batch_size=options.batch_size,
-        )
+        ig = ig_lib.integrated_gradients(len(inputs), path_fn, **options.quadrature())
         results = []
         for res, toks, layout in zip(ig, tokens, token_fields):
             scores = res.attributions
@@ -192,17 +181,13 @@ class IntegratedGradients(lit_components.Interpreter):
     def parse_config(self, config: JsonDict) -> IGOptions:
         """Validated options; a bad value raises ValueError naming what's
         accepted."""
-        rule = common.parse_choice(config, RULE_KEY, self._rule, quadrature.RULES)
+        rule = common.parse_choice(config, RULE_KEY, self._rule, ig_lib.RULE_CHOICES)
         steps = common.parse_int(
-            config,
-            common.INTERPOLATION_KEY,
-            self._steps,
-            quadrature.MIN_STEPS.get(rule, 1),
-            ig_lib.MAX_STEPS,
+            config, common.INTERPOLATION_KEY, self._steps, ig_lib.min_steps(rule), ig_lib.MAX_STEPS
         )
-        tolerance = common.parse_float(config, TOLERANCE_KEY, 0.0, 0.0, 0.5)
+        tolerance = common.parse_float(config, TOLERANCE_KEY, _DEFAULTS.tolerance or 0.0, 0.0, 0.5)
         max_steps = common.parse_int(
-            config, MAX_STEPS_KEY, max(256, steps), steps, ig_lib.MAX_STEPS
+            config, MAX_STEPS_KEY, max(_DEFAULTS.max_steps, steps), steps, ig_lib.MAX_STEPS
         )
         layer_text = str(config.get(TARGET_LAYER_KEY, INPUT_TARGET) or INPUT_TARGET).strip()
         if layer_text.lower() == INPUT_TARGET:
@@ -224,7 +209,7 @@ class IntegratedGradients(lit_components.Interpreter):
             baseline=common.parse_choice(
                 config, BASELINE_KEY, self._baseline, baselines_lib.BASELINES
             ),
-            keep_special=common.parse_bool(config, KEEP_SPECIAL_KEY, False),
+            keep_special=common.parse_bool(config, KEEP_SPECIAL_KEY, _DEFAULTS.keep_special),
             normalize=common.parse_bool(config, common.NORMALIZATION_KEY, self._normalize),
             layer=layer,
         )
@@ -236,6 +221,7 @@ COMPLETENESS_ITEMS = (
     "sum of attributions",
     "path points",
     "quadrature nodes",
+    "rule",
     "tolerance",
     "within tolerance",
 )
@@ -254,6 +240,11 @@ def completeness_salience(res: ig_lib.IGResult) -> dtypes.TokenSalience:
     the largest other value, so LIT, which scales a map's chip colours by its
     largest |value|, shows that chip at full strength in the negative colour,
     and the chip and the error's chip say "above tolerance".
+
+    The "rule" chip names the quadrature rule that gave the result and, under
+    the `auto` rule, why (e.g. "rule: gausslegendre_graded (auto: F moved 40%
+    of ΔF by α = 0.00035, stiff at the baseline)"); its value is 0 (no
+    colour): `completeness_rule` reads the name back.
     """
     tol = res.tolerance
     values = [
@@ -262,6 +253,7 @@ def completeness_salience(res: ig_lib.IGResult) -> dtypes.TokenSalience:
         float(np.sum(res.attributions)),
         float(res.evaluations),
         float(res.steps),
+        0.0,
         tol,
     ]
     within = bool(res.converged and res.completeness_error <= tol)
@@ -273,6 +265,7 @@ def completeness_salience(res: ig_lib.IGResult) -> dtypes.TokenSalience:
         f"sum of attributions = {values[2]:.4g}",
         f"{res.evaluations} path points",
         f"{res.steps} quadrature nodes",
+        f"{_RULE_PREFIX}{res.rule or '?'}" + (f" ({res.rule_note})" if res.rule_note else ""),
         f"tolerance {tol:.2%}",
         "within tolerance" if within else "ABOVE TOLERANCE: not converged",
     ]
@@ -280,8 +273,17 @@ def completeness_salience(res: ig_lib.IGResult) -> dtypes.TokenSalience:
 
 
 def completeness_dict(salience: dtypes.TokenSalience) -> dict[str, float]:
-    """{item: value} from a result's 'completeness' entry."""
+    """{item: value} from a result's 'completeness' entry (the "rule" chip's
+    value is 0: `completeness_rule` gives its name)."""
     return common.chips_dict(salience, COMPLETENESS_ITEMS)
+
+
+def completeness_rule(salience) -> str:
+    """The quadrature rule named by a result's 'completeness' entry (a
+    TokenSalience or its JSON dict)."""
+    tokens = salience["tokens"] if isinstance(salience, dict) else salience.tokens
+    text = str(tokens[COMPLETENESS_ITEMS.index("rule")])
+    return text.removeprefix(_RULE_PREFIX).split(" (", 1)[0]
 
 
 def _lit_path_fn(
