@@ -9,6 +9,8 @@ from __future__ import annotations
 from absl import flags
 
 from lit_plugins.attribution.integrated_gradients import DEFAULTS as IG
+from lit_plugins.probing.options import DEFAULTS as PROBE
+from lit_plugins.txray.options import DEFAULTS as TXRAY
 
 OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Where the command writes its results (every command)."
@@ -50,41 +52,53 @@ CONDUCTANCE_LAYER = flags.DEFINE_integer(
     "conductance_layer", 3, "attribute: layer of layer_conductance."
 )
 # probe
-LABEL_FIELD = flags.DEFINE_string("label_field", "", "probe: dataset field (default: the first).")
+LABEL_FIELD = flags.DEFINE_string(
+    "label_field", PROBE.label_field, "probe: dataset field (default: the first)."
+)
 LAYERS = flags.DEFINE_string("layers", "sweep", "probe: 'sweep' (all layers) or one layer index.")
-POOLING = flags.DEFINE_string("pooling", "mean", "probe: mean/cls (sentence), first/last/mean.")
-LAMBDA_L1 = flags.DEFINE_float("lambda_l1", 1e-3, "probe: L1 penalty.")
-LAMBDA_L2 = flags.DEFINE_float("lambda_l2", 1e-3, "probe: squared L2 penalty.")
-HELD_OUT = flags.DEFINE_float("held_out_fraction", 0.2, "probe: share of examples scored on.")
+POOLING = flags.DEFINE_string(
+    "pooling", PROBE.pooling, "probe: mean/cls (sentence), first/last/mean."
+)
+LAMBDA_L1 = flags.DEFINE_float("lambda_l1", PROBE.lambda_l1, "probe: L1 penalty.")
+LAMBDA_L2 = flags.DEFINE_float("lambda_l2", PROBE.lambda_l2, "probe: squared L2 penalty.")
+HELD_OUT = flags.DEFINE_float(
+    "held_out_fraction", PROBE.held_out_fraction, "probe: share of examples scored on."
+)
 SEED = flags.DEFINE_integer(
     "seed",
-    0,
+    PROBE.seed,
     "probe: seed of the train/held-out split; txray, txray-report: the bootstrap's seed "
     "(and the synthetic data's); faithfulness: the random baseline's seed.",
 )
-TOP_MASS = flags.DEFINE_float("top_mass", 0.5, "probe: weight mass of the listed top neurons.")
+TOP_MASS = flags.DEFINE_float(
+    "top_mass", PROBE.top_mass, "probe: weight mass of the listed top neurons."
+)
 # txray
-LAYER = flags.DEFINE_integer("layer", 6, "txray: layer (0 = embedding output).")
-MODE = flags.DEFINE_string("mode", "max1", "txray, txray-report --synthetic: max1 or all.")
-FEATURES = flags.DEFINE_string("features", "tokens", "txray: tokens, words or tags.")
-TAGS_FIELD = flags.DEFINE_string("tags_field", "", "txray: SequenceTags field (features=tags).")
+LAYER = flags.DEFINE_integer(
+    "layer", TXRAY.layer, "txray: layer (0 = embedding output; default: the last layer)."
+)
+MODE = flags.DEFINE_string("mode", TXRAY.mode, "txray, txray-report --synthetic: max1 or all.")
+FEATURES = flags.DEFINE_string("features", TXRAY.features, "txray: tokens, words or tags.")
+TAGS_FIELD = flags.DEFINE_string(
+    "tags_field", TXRAY.tags_field, "txray: SequenceTags field (features=tags)."
+)
 NORMALIZE_DISTANCE = flags.DEFINE_bool(
     "normalize_distance",
-    False,
+    TXRAY.normalize,
     "txray, txray-report: divide distances by the union length (original code).",
 )
 TOP_K = flags.DEFINE_integer(
-    "top_k", 10, "txray, txray-report: most / least shifted neurons shown."
+    "top_k", TXRAY.top_k, "txray, txray-report: most / least shifted neurons shown."
 )
 REPORT = flags.DEFINE_bool("report", True, "txray: write the plots (report/).")
 REPLICATES = flags.DEFINE_integer(
     "replicates",
-    200,
+    TXRAY.replicates,
     "txray, txray-report: bootstrap replicates over sentences (0: no intervals; "
     "txray-report's default: 200 when both files carry the per-sentence table, else 0).",
 )
 CONFIDENCE = flags.DEFINE_float(
-    "confidence", 0.9, "txray: level of the intervals the summary ranks by."
+    "confidence", TXRAY.confidence, "txray: level of the intervals the summary ranks by."
 )
 
 # faithfulness
