@@ -94,7 +94,10 @@ DEFAULTS = IGOptions()
 def check_rule(rule: str) -> str:
     """`rule` if it is one of RULE_CHOICES (the quadrature rules or `auto`)."""
     if rule not in RULE_CHOICES:
-        raise ValueError(f"Unknown integration rule {rule!r}; accepted: {', '.join(RULE_CHOICES)}.")
+        raise ValueError(
+            f"Unknown integration rule {rule!r}; accepted: {', '.join(quadrature.RULES)}, "
+            f"or {AUTO!r} (plain or graded Gauss–Legendre per example)."
+        )
     return rule
 
 
