@@ -440,14 +440,29 @@ def _model_max_length(model, tokenizer) -> int:
     return min(limits) if limits else 512
 
 
+# Saved heads that classify something else: loading one as a sequence classifier would
+# silently put a new, random head in its place. (A bare or language-model checkpoint,
+# e.g. the pre-trained model TX-Ray compares with, gets a new head too, which is what it
+# is loaded for: its activations.)
+_OTHER_TASK_HEADS = (
+    "ForTokenClassification",
+    "ForQuestionAnswering",
+    "ForMultipleChoice",
+    "ForConditionalGeneration",
+)
+
+
 def _check_architecture(path: str) -> None:
-    """Refuses a checkpoint whose saved head is not a sequence classifier before loading
-    it (AutoModelForSequenceClassification would put a new, random head on it)."""
+    """Refuses a checkpoint whose saved head classifies another task (tokens, answer
+    spans, choices, generated text) before loading it."""
     config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=False)
     archs = list(getattr(config, "architectures", None) or [])
-    if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        return
+    other = [a for a in archs if a.endswith(_OTHER_TASK_HEADS)]
+    if other:
         raise ValueError(
-            f"{path!r} holds a {archs[0]} head, not a sequence classifier; supported: "
+            f"{path!r} holds a {other[0]} head, not a sequence classifier; supported: "
             + "; ".join(heads.SUPPORTED)
             + "."
         )

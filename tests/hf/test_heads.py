@@ -131,6 +131,27 @@ def test_unsupported_heads_are_refused_in_memory_and_by_path(model_cls, tmp_path
         HFSequenceClassifier(str(tmp_path))
 
 
+@pytest.mark.parametrize("model_cls", [transformers.BertModel, transformers.BertForMaskedLM])
+def test_pretrained_backbones_load_by_path_with_a_new_head(model_cls, tmp_path):
+    """A bare or language-model checkpoint (the pre-trained model TX-Ray compares with)
+    loads, with a new head: its activations are what it is loaded for."""
+    tok, cfg = _bert_config()
+    backbone = model_cls(cfg).eval()
+    backbone.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    clf = HFSequenceClassifier(str(tmp_path))
+    assert clf.head.pooling == "first" and len(clf.labels) == 2
+    ids = tok(TEXTS[0], return_tensors="pt")
+    with torch.no_grad():
+        want = (
+            backbone.bert(**ids).last_hidden_state
+            if model_cls is not transformers.BertModel
+            else backbone(**ids).last_hidden_state
+        )
+    (out,) = clf.predict([{"sentence": TEXTS[0]}], activation_layers=[1])
+    np.testing.assert_allclose(out["layer_1/token_activations"], want[0].numpy(), atol=1e-5)
+
+
 def test_encoder_decoder_classifiers_are_refused():
     tok = tiny_models.bert_tokenizer()
     cfg = transformers.BartConfig(
