@@ -17,7 +17,7 @@ from tests.kit import tiny_models
 
 TEXTS = ["the film was not bad at all", "boring", "slow start but a stunning finale really"]
 EXAMPLES = [{"sentence": t} for t in TEXTS]
-# Zero-baseline path stiff at α -> 0 (see tests/models/test_encoder_families.py).
+# Zero-baseline path stiff at α -> 0 (see tests/hf/test_encoder_families.py).
 STIFF = {"modernbert", "deberta-v2"}
 
 

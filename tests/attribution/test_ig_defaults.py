@@ -82,7 +82,7 @@ def test_defaults_meet_one_percent_completeness(arch):
 def test_plain_gauss_legendre_misses_on_stiff_decoders(arch):
     """Why `auto` exists: at the same 64 nodes and zero baseline, plain
     Gauss–Legendre misses the tolerance on Llama, and says so (the encoders:
-    tests/models/test_encoder_families.py)."""
+    tests/hf/test_encoder_families.py)."""
     clf = tiny_models.classifier(arch)
     for result in _run(clf, {"Integration rule": "gausslegendre"}):
         report = ig_interp.completeness_dict(result["completeness"])

@@ -116,7 +116,7 @@ def modernbert_tokenizer():
 
 
 # Encoder families beyond the three of the default fixture (see
-# tests/models/test_encoder_families.py).  Each is tiny: 32 wide, 2 layers, 4 heads.
+# tests/hf/test_encoder_families.py).  Each is tiny: 32 wide, 2 layers, 4 heads.
 FAMILIES = ("deberta-v2", "electra", "albert", "xlm-roberta", "mpnet", "modernbert")
 # Decoder-only sequence classifiers (HF pools their last non-pad token).
 DECODERS = ("gpt2", "llama", "qwen2")
