@@ -344,9 +344,7 @@ def test_interpretations_over_http(info, our_names, http_results):
             for field, value in output.items() if isinstance(output, dict) else ():
                 kind = _salience_kind(value)
                 if kind == "TokenSalience":
-                    _check_token_salience(
-                        f"{name}[{i}].{field}", value, name in LABELLED_CHIP_INTERPRETERS
-                    )
+                    _check_token_salience(f"{name}[{i}].{field}", value, _labelled(name, field))
                 elif kind == "FeatureSalience":
                     _check_feature_salience(f"{name}[{i}].{field}", value)
                 checked += kind is not None
@@ -370,7 +368,7 @@ def test_salience_maps_render_in_browser(info, our_names, http_results, rendered
             assert all(
                 isinstance(w, (int, float)) and math.isfinite(w) for w in group["weights"]
             ), where
-            if name not in LABELLED_CHIP_INTERPRETERS:
+            if not _labelled(name, group["title"]):
                 assert any(w != 0 for w in group["weights"]), f"{where}: all zero"
             assert group["chips"] == len(group["tokens"]), where
             # The same map as the HTTP API gives for this example, and each
@@ -386,6 +384,13 @@ def test_salience_maps_render_in_browser(info, our_names, http_results, rendered
             assert group["text"] == group["tokens"], where
     assert not errors, errors
     assert os.path.getsize(SCREENSHOTS[-1]) > 10_000
+
+
+def _labelled(name: str, field: str) -> bool:
+    """Chips of labelled numbers, whose colours may all be 0: Salience Faithfulness, and
+    the probe's and TX-Ray's neuron-use field (off by default: one chip saying how to
+    start it)."""
+    return name in LABELLED_CHIP_INTERPRETERS or field == neuron_use.USE_FIELD
 
 
 def _labels(texts) -> list[str]:
