@@ -238,8 +238,9 @@ def test_custom_app_serves_its_layout(stand_ins, tmp_path):
     """demos/custom_app.py on a tiny checkpoint and CSV: its layout is the
     default, puts the modules our components feed in view, and our
     interpreters answer."""
-    from demos import custom_app
-
+    # Read, not imported: the app defines absl flags of its own (--labels, ...), which
+    # would clash with the command line's in this test process.
+    layout_name = _module_constant(os.path.join(ROOT, "demos", "custom_app.py"), "LAYOUT_NAME")
     args = [
         "-m",
         "demos.custom_app",
@@ -249,8 +250,8 @@ def test_custom_app_serves_its_layout(stand_ins, tmp_path):
         "--text_column=text",
     ]
     with lit_subprocess(args, tmp_path, tmp_path / "custom_app.log") as (port, info):
-        assert info["defaultLayout"] == custom_app.LAYOUT_NAME
-        layout = info["layouts"][custom_app.LAYOUT_NAME]
+        assert info["defaultLayout"] == layout_name
+        layout = info["layouts"][layout_name]
         modules = {  # a module name, or a ModuleConfig dict
             m["module"] if isinstance(m, dict) else m
             for tab in layout["lower"].values()
@@ -275,3 +276,17 @@ def test_custom_app_serves_its_layout(stand_ins, tmp_path):
             {"inputs": data[:1], "config": {}},
         )
         assert result[0]["token_grads"]["tokens"][0] == "[CLS]"
+
+
+def _module_constant(path: str, name: str):
+    """The literal value assigned to `name` at a module's top level (without importing it)."""
+    import ast
+
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{path} assigns no {name}")
