@@ -121,12 +121,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from lit_plugins.txray import bootstrap as _bootstrap
+from lit_plugins.txray import hellinger as hellinger_lib
 from lit_plugins.txray.aggregate import (
     FeatureScore,
     FeatureVocab,
     NeuronFeatureAggregator,
     _top_of_row,
 )
+from lit_plugins.txray.hellinger import hellinger, hellinger_rows
+from lit_plugins.txray.ranking import RANK_ATOL, RANK_RTOL, tie_groups
 
 __all__ = [
     "RANK_ATOL",
@@ -143,100 +146,6 @@ __all__ = [
 ]
 
 WEIGHTINGS = ("mass", "mean")
-_INV_SQRT2 = 1.0 / np.sqrt(2.0)
-
-# Ranking tolerance for distances and bounds (values in [0, 1]).  They are
-# float64 functions of sums of float32 activations (eps 1.2e-7); summed in
-# another order (other batches, processes or threads) the aggregations differ
-# by up to ~2e-6 relative (1.6e-6 measured on MiniLM-L6, 1 vs 2 processes)
-# and the distances by as much: 1e-5 relative leaves 5x headroom, while
-# distinct distances of a layer's few hundred neurons are ~1e-3 apart.  The
-# absolute part holds values at 0 (a bound of 7.9e-17 in one run, 0.0 in
-# another) and float32 noise around it.
-RANK_RTOL = 1e-5
-RANK_ATOL = 1e-7
-
-
-def tie_groups(values, rtol: float = RANK_RTOL, atol: float = RANK_ATOL) -> np.ndarray:
-    """Dense group ids (0 = smallest) of `values`, equal values within rounding one group.
-
-    Sorted ascending, a value joins its predecessor's group when it exceeds it
-    by at most ``atol + rtol * |value|`` (chained: a run of close values is
-    one group).  Sort by the ids instead of the values and a perturbation far
-    below the tolerance changes no order; NaNs form one group after all values.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 1:
-        raise ValueError(f"tie_groups takes a 1-d array, got shape {v.shape}.")
-    if not (rtol >= 0 and atol >= 0):
-        raise ValueError(f"rtol and atol must be >= 0, got {rtol}, {atol}.")
-    groups = np.zeros(v.shape[0], dtype=np.int64)
-    if v.size:
-        order = np.argsort(v, kind="stable")  # NaNs last
-        s = v[order]
-        with np.errstate(invalid="ignore"):
-            new_group = ~(np.diff(s) <= atol + rtol * np.abs(s[1:]))  # NaN: a new group
-        groups[order] = np.concatenate([[0], np.cumsum(new_group)])
-    return groups
-
-
-# --------------------------------------------------------------------------- #
-# Hellinger distance
-# --------------------------------------------------------------------------- #
-def _check_vec(x, name: str) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if (a < 0).any():
-        raise ValueError(f"{name} has negative entries")
-    return a
-
-
-def hellinger(p, q, normalize: bool = False) -> float:
-    """Hellinger distance ``(1/sqrt 2) ||sqrt p - sqrt q||_2`` of two 1-D vectors.
-
-    ``p`` and ``q`` are non-negative and indexed by the same features (zeros
-    for features absent from one of them).  With ``normalize=True`` each is
-    first divided by its sum.  For probability vectors the result lies in
-    ``[0, 1]`` and equals 1 iff the supports are disjoint.
-    """
-    a, b = _check_vec(p, "p"), _check_vec(q, "q")
-    if a.shape != b.shape:
-        raise ValueError(f"p and q must have the same length, got {a.shape[0]} and {b.shape[0]}")
-    if normalize:
-        sa, sb = a.sum(), b.sum()
-        if sa <= 0 or sb <= 0:
-            raise ValueError("cannot normalise an all-zero vector")
-        a, b = a / sa, b / sb
-    d = np.sqrt(a) - np.sqrt(b)
-    return float(np.sqrt(np.dot(d, d)) * _INV_SQRT2)
-
-
-def hellinger_rows(P, Q) -> np.ndarray:
-    """Row-wise Hellinger distances of two ``[N, F]`` non-negative matrices.
-
-    Accepts dense arrays or ``scipy.sparse`` matrices (sparse stays sparse:
-    cost O(nnz)).  Rows are used as given (normalise them beforehand).
-    """
-    if P.shape != Q.shape:
-        raise ValueError(f"shape mismatch: {P.shape} vs {Q.shape}")
-    if sp.issparse(P) or sp.issparse(Q):
-        P, Q = sp.csr_matrix(P), sp.csr_matrix(Q)
-        if (P.data < 0).any() or (Q.data < 0).any():
-            raise ValueError("negative entries")
-        D = (P.sqrt() - Q.sqrt()).tocsr()
-        sq = np.asarray(D.multiply(D).sum(axis=1)).ravel()
-    else:
-        P, Q = np.asarray(P, dtype=np.float64), np.asarray(Q, dtype=np.float64)
-        if (P < 0).any() or (Q < 0).any():
-            raise ValueError("negative entries")
-        D = np.sqrt(P) - np.sqrt(Q)
-        sq = np.einsum("ij,ij->i", D, D)
-    return np.sqrt(sq) * _INV_SQRT2
 
 
 # --------------------------------------------------------------------------- #
@@ -429,40 +338,13 @@ def rank_shifts(result: ShiftResult, k: int = 10, n_features: int = 5) -> Ranked
 # --------------------------------------------------------------------------- #
 # Main entry point
 # --------------------------------------------------------------------------- #
-def _with_shape(m: sp.csr_matrix, data: np.ndarray, shape) -> sp.csr_matrix:
-    """CSR with ``m``'s pattern, values ``data`` and (column-padded) ``shape``; no copy."""
-    out = sp.csr_matrix((data, m.indices, m.indptr), shape=shape, copy=False)
-    out.has_sorted_indices = True
-    return out
-
-
 def _own_pair(agg: NeuronFeatureAggregator) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """The aggregator's canonical (mass, count) CSR pair, not aliasing its state."""
     m, c = agg._csr_pair()
     if agg.is_sparse:  # sparse storage hands out its own arrays: copy them once
         m = m.copy()
-        c = _with_shape(m, c.data.copy(), c.shape)
+        c = hellinger_lib.with_shape(m, c.data.copy(), c.shape)
     return m, c
-
-
-def _hellinger_sq_and_union(Ma, sa, Mb, sb, shape):
-    """Per row: sum over the union of features of (sa - sb)^2, and the union size.
-
-    ``sa``/``sb`` are per-cell values on the canonical CSR patterns of
-    ``Ma``/``Mb``.  Linear merges of the two sorted patterns (scipy's
-    canonical CSR binops), O(nnz).  The sums add the squared differences of
-    each row in feature order; cells where ``sa == sb`` exactly add 0.
-    """
-    H = shape[0]
-    D = _with_shape(Ma, sa, shape) - _with_shape(Mb, sb, shape)
-    rows = np.repeat(np.arange(H, dtype=np.int64), np.diff(D.indptr))
-    sq = np.bincount(rows, weights=D.data * D.data, minlength=H)
-    del D, rows
-    common = _with_shape(Ma, np.ones(Ma.nnz), shape).multiply(
-        _with_shape(Mb, np.ones(Mb.nnz), shape)
-    )
-    union = np.diff(Ma.indptr) + np.diff(Mb.indptr) - np.diff(sp.csr_matrix(common).indptr)
-    return sq, union.astype(np.int64)
 
 
 def compute_shift(
@@ -558,8 +440,8 @@ def compute_shift(
         val_b = Mb.data / Cb.data * np.repeat(inv(mass_b), np.diff(Mb.indptr))
 
     shape = (H, F)
-    sq, union_all = _hellinger_sq_and_union(Ma, np.sqrt(val_a), Mb, np.sqrt(val_b), shape)
-    dist = np.sqrt(sq[shared]) * _INV_SQRT2
+    sq, union_all = hellinger_lib.sq_and_union(Ma, np.sqrt(val_a), Mb, np.sqrt(val_b), shape)
+    dist = np.sqrt(sq[shared]) * hellinger_lib.INV_SQRT2
     union = union_all[shared]
     if normalize_by_length:
         dist = dist / union
@@ -567,8 +449,14 @@ def compute_shift(
     len_b_all = np.diff(Mb.indptr).astype(np.int64)
     len_a, len_b = len_a_all[shared], len_b_all[shared]
 
-    Pa, Pb = _with_shape(Ma, share_a, shape), _with_shape(Mb, share_b, shape)
-    Ca, Cb = _with_shape(Ca, Ca.data, shape), _with_shape(Cb, Cb.data, shape)
+    Pa, Pb = (
+        hellinger_lib.with_shape(Ma, share_a, shape),
+        hellinger_lib.with_shape(Mb, share_b, shape),
+    )
+    Ca, Cb = (
+        hellinger_lib.with_shape(Ca, Ca.data, shape),
+        hellinger_lib.with_shape(Cb, Cb.data, shape),
+    )
 
     names = None
     if feature_names is not None:
