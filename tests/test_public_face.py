@@ -46,3 +46,27 @@ def test_lower_layers_import_without_lit(package):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_module_imports_first():
+    """Each module imports on its own, as the first of the package a process loads (an
+    import cycle through a package front shows up here, whatever the import order of
+    the other tests)."""
+    code = """
+import importlib, pkgutil, sys
+import lit_plugins
+names = sorted(m.name for m in pkgutil.walk_packages(lit_plugins.__path__, "lit_plugins."))
+failed = []
+for name in names:
+    for loaded in [m for m in sys.modules if m == "lit_plugins" or m.startswith("lit_plugins.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception as e:
+        failed.append(f"{name}: {type(e).__name__}: {e}")
+print(len(names), "modules")
+print("\\n".join(failed))
+sys.exit(1 if failed else 0)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -46,8 +46,22 @@ METRICS = core.METRICS
 HIGHER_IS_BETTER = core.HIGHER_IS_BETTER
 
 # The methods scored by default, their names and which are maps: the one registry.
-default_methods = registry.default_methods
-salience_methods = registry.salience_methods
+
+
+def default_methods() -> dict[str, lit_components.Interpreter]:
+    """The methods scored when none are named: `lit.methods.default_methods`."""
+    return registry.default_methods()
+
+
+def salience_methods(
+    interpreters: Mapping[str, lit_components.Interpreter],
+    model: lit_model.Model | None = None,
+    dataset: Any = None,
+) -> dict[str, lit_components.Interpreter]:
+    """The salience maps among `interpreters`: `lit.methods.salience_methods`."""
+    return registry.salience_methods(interpreters, model, dataset)
+
+
 _PROGRESS_INTERVAL_S = 5.0
 
 

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from lit_plugins.txray.bootstrap import UnitCells
 from lit_plugins.txray.features import FeatureVocab
-
-if TYPE_CHECKING:  # the aggregator is this storage plus its aggregation rules
-    from lit_plugins.txray.aggregate import NeuronFeatureAggregator
 
 KEY_SHIFT = 32  # sparse cell key = neuron << 32 | feature
 MAX_FEATURE_ID = (1 << 31) - 1
@@ -242,7 +238,7 @@ class CellStorage:
         num_tokens: int = 0,
         num_credited: int | None = None,
         **kwargs,
-    ) -> NeuronFeatureAggregator:
+    ) -> CellStorage:
         """Rebuilds an aggregator from its non-zero cells (see :meth:`to_coo`);
         repeated cells are summed."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -272,7 +268,7 @@ class CellStorage:
         agg.num_credited = int(count.sum()) if num_credited is None else int(num_credited)
         return agg
 
-    def remap_features(self, mapping, num_features: int) -> NeuronFeatureAggregator:
+    def remap_features(self, mapping, num_features: int) -> CellStorage:
         """New aggregator whose feature ``f`` becomes ``mapping[f]`` (e.g. onto a
         union vocab), with its per-sentence table if it records one."""
         mapping = np.asarray(mapping, dtype=np.int64)
@@ -335,9 +331,7 @@ class CellStorage:
         np.savez_compressed(path, **arrays)
 
     @classmethod
-    def load(
-        cls, path: str | os.PathLike
-    ) -> tuple[NeuronFeatureAggregator, list[str] | None, dict]:
+    def load(cls, path: str | os.PathLike) -> tuple[CellStorage, list[str] | None, dict]:
         """Reads a file written by :meth:`save`; returns ``(aggregator, feature_names|None, metadata)``."""
         with np.load(path, allow_pickle=False) as z:
             if "format" not in z or str(z["format"]) != NPZ_FORMAT:
