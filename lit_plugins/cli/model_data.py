@@ -61,6 +61,13 @@ MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Keep at most this man
 BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
 MAX_LENGTH = flags.DEFINE_integer("max_length", 128, "Max tokens per input.")
 DEVICE = flags.DEFINE_string("device", "auto", "auto, cpu, cuda or cuda:N.")
+DTYPE = flags.DEFINE_enum(
+    "dtype",
+    "auto",
+    ["auto", "float32", "bfloat16", "float16"],
+    "Weights' dtype for prediction: auto = the checkpoint's (outputs, gradients and "
+    "attribution sums are float32 whatever it is).",
+)
 
 DEFAULT_DATASET_NAME = "sentiment-dev"
 DEFAULT_MODEL = "minilm-finetuned"
@@ -96,6 +103,7 @@ def model_kwargs(device: str | None = None) -> dict:
         max_length=MAX_LENGTH.value,
         device=device or DEVICE.value,
         text_fields=tuple(text_fields()),
+        dtype=DTYPE.value,
     )
 
 
@@ -183,4 +191,5 @@ MODEL_DATA_FLAGS = (
     "tags_columns",
     "max_examples",
     "max_length",
+    "dtype",
 )

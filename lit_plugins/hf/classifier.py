@@ -28,6 +28,13 @@ TOKENS = "tokens"
 TOKEN_EMBS = "token_embs"
 GRAD_CLASS = "grad_class"
 CLS_GRAD = "cls_grad"
+# Weight dtypes for prediction ('auto': the checkpoint's own).
+DTYPES = {
+    "auto": None,
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 
 
 class HFClassifier:
@@ -66,6 +73,7 @@ class HFClassifier:
         *,
         model: transformers.PreTrainedModel | None = None,
         tokenizer: transformers.PreTrainedTokenizerBase | None = None,
+        dtype: str = "auto",
     ):
         """Loads a checkpoint by path/hub name, or wraps objects already in memory.
 
@@ -82,7 +90,12 @@ class HFClassifier:
           output_attention: also return per-layer attention heads.
           model: an in-memory `transformers` model (use instead of a path).
           tokenizer: its tokenizer (required with `model`).
+          dtype: the weights' dtype for prediction: 'auto' (the checkpoint's, e.g.
+            bfloat16 for a large decoder), 'float32', 'bfloat16' or 'float16'. Outputs,
+            gradients and attribution sums are float32 whatever it is.
         """
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}.")
         if model is None:
             if not model_name_or_path:
                 raise ValueError(
@@ -96,6 +109,7 @@ class HFClassifier:
             model = transformers.AutoModelForSequenceClassification.from_pretrained(
                 model_name_or_path,
                 trust_remote_code=False,
+                dtype=dtype if DTYPES[dtype] is None else DTYPES[dtype],
                 **({"num_labels": len(labels)} if labels else {}),
             )
         elif tokenizer is None:
@@ -117,6 +131,8 @@ class HFClassifier:
         self.output_attention = bool(output_attention)
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
+        if DTYPES[dtype] is not None:
+            self.model = self.model.to(DTYPES[dtype])
         if output_attention:
             self.model.set_attn_implementation("eager")
 
@@ -188,7 +204,7 @@ class HFClassifier:
                 )
             if not np.all(np.isfinite(given)):
                 raise ValueError(f"{TOKEN_EMBS} contains NaN or infinite values.")
-            word_embs[i, : lengths[i]] = torch.from_numpy(given).to(self.device)
+            word_embs[i, : lengths[i]] = torch.from_numpy(given).to(self.device, word_embs.dtype)
         targets = [self._target_index(ex) for ex in inputs]
         return {
             "enc": enc,
@@ -218,11 +234,12 @@ class HFClassifier:
             )
             logits = out.logits
             if self.is_regression:
-                scores = logits[:, 0]
+                scores = heads.at_least_float32(logits[:, 0])
                 targets = None
                 chosen = scores
             else:
-                probs = heads.probabilities(self.head, logits)
+                # In float32 whatever the weights' dtype (half-precision checkpoints).
+                probs = heads.probabilities(self.head, heads.at_least_float32(logits))
                 targets = torch.tensor(
                     [
                         int(probs[i].argmax()) if t is None else t

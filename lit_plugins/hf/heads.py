@@ -110,3 +110,10 @@ def probabilities(head: Head, logits: torch.Tensor) -> torch.Tensor:
     if head.problem == MULTI_LABEL:
         return torch.sigmoid(logits)
     return torch.softmax(logits, dim=-1)
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32 when it is half precision (bfloat16, float16), else as it is: sums,
+    probabilities and attributions of half-precision models are taken in float32, and
+    float64 models (the tests' finite differences) keep float64."""
+    return x.float() if x.is_floating_point() and x.element_size() < 4 else x

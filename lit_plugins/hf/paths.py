@@ -120,9 +120,9 @@ def _score(clf, setup: _Setup, logits, points) -> torch.Tensor:
     """F per row: the target class's probability (LIT's gradient convention; softmax,
     or the label's sigmoid for a multi-label head), or the score of a regression head."""
     if clf.is_regression:
-        return logits[:, 0]
+        return heads.at_least_float32(logits[:, 0])
     t = torch.tensor([setup.target_idx[i] for i, _ in points], device=logits.device)
-    return heads.probabilities(clf.head, logits).gather(1, t[:, None])[:, 0]
+    return heads.probabilities(clf.head, heads.at_least_float32(logits)).gather(1, t[:, None])[:, 0]
 
 
 def _chunked(clf, setup: _Setup, run, rows_per_point: int = 1):
@@ -200,8 +200,14 @@ def _make_path_fn(clf, model, inputs, baseline, keep_special_tokens, layer, targ
             ).logits
             f = _score(clf, setup, logits, points)
             (grad,) = torch.autograd.grad(f.sum(), point)
-        integrand = (grad * sub_diff).sum(-1).detach().cpu().numpy()
-        f = f.detach().cpu().numpy().astype(np.float64)
+        integrand = (
+            (heads.at_least_float32(grad) * heads.at_least_float32(sub_diff))
+            .sum(-1)
+            .detach()
+            .cpu()
+            .numpy()
+        )
+        f = heads.at_least_float32(f.detach()).cpu().numpy().astype(np.float64)
         return list(zip(f.tolist(), _per_token(setup, integrand, points)))
 
     return _chunked(clf, setup, run), setup.tokens, _labels(clf, setup)
@@ -336,8 +342,10 @@ def _layer_points(clf, model, setup, diff, layer, points, jvp):
             logits = model(inputs_embeds=state["x"], **kwargs).logits
             f = _score(clf, setup, logits, points)
             (grad,) = torch.autograd.grad(f.sum(), state["h"])
-    integrand = (grad * state["dh"]).detach().cpu().numpy()
-    f = f.detach().cpu().numpy().astype(np.float64)
+    integrand = (
+        (heads.at_least_float32(grad) * heads.at_least_float32(state["dh"])).detach().cpu().numpy()
+    )
+    f = heads.at_least_float32(f.detach()).cpu().numpy().astype(np.float64)
     return list(zip(f.tolist(), _per_token(setup, integrand, points)))
 
 
@@ -412,8 +420,10 @@ def make_neuron_conductance_path_fn(
                         cot[c, r, pos, n.index] = g[r, pos, n.index]
                 gx = _vjps(seen[L], x, cot, vmap_ok)
                 out[groups[L]] = (gx * sub_diff).sum(-1)
-        values = out.detach().transpose(0, 1).cpu().numpy()  # [points, K + 1, T]
-        f = f.detach().cpu().numpy().astype(np.float64)
+        values = (
+            heads.at_least_float32(out.detach().transpose(0, 1)).cpu().numpy()
+        )  # [points, K + 1, T]
+        f = heads.at_least_float32(f.detach()).cpu().numpy().astype(np.float64)
         return list(zip(f.tolist(), _per_token(setup, values, points, axis=1)))
 
     # The vmapped products hold one copy of the activations below the layer per

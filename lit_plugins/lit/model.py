@@ -31,6 +31,7 @@ import os
 from collections.abc import Iterable
 
 import numpy as np
+import torch
 from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 
@@ -198,21 +199,21 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
     def _unbatch(self, batch, out, layers, gradients) -> list[JsonDict]:
         mask = batch["enc"]["attention_mask"]
         maskf = mask.unsqueeze(-1).to(out["hidden_states"][0].dtype)
-        pooled = [((h * maskf).sum(1) / maskf.sum(1)).cpu().numpy() for h in out["hidden_states"]]
-        last = out["hidden_states"][-1].cpu().numpy()
+        pooled = [_np((h * maskf).sum(1) / maskf.sum(1)) for h in out["hidden_states"]]
+        last = _np(out["hidden_states"][-1])
         # The token the head reads: the first (encoders) or the last real one (decoders).
         read = heads.pooled_positions(self.head, mask).cpu().numpy()
-        embs = out["embs"].cpu().numpy()
-        grads = out["grads"].cpu().numpy() if gradients else None
+        embs = _np(out["embs"])
+        grads = _np(out["grads"]) if gradients else None
         cls_grads = out["cls_grads"]
-        cls_grads = cls_grads.cpu().numpy() if gradients and cls_grads is not None else None
-        hidden = {l: out["hidden_states"][l].cpu().numpy() for l in layers}
+        cls_grads = _np(cls_grads) if gradients and cls_grads is not None else None
+        hidden = {l: _np(out["hidden_states"][l]) for l in layers}
         if self.is_regression:
-            scores = out["scores"].cpu().numpy()
+            scores = _np(out["scores"])
         else:
-            probs = out["probs"].cpu().numpy()
+            probs = _np(out["probs"])
             targets = out["targets"].cpu().numpy()
-        attn = [a.cpu().numpy() for a in out["attentions"]] if self.output_attention else None
+        attn = [_np(a) for a in out["attentions"]] if self.output_attention else None
         ids = batch["enc"]["input_ids"].cpu().numpy()
         results = []
         for i in range(len(batch["lengths"])):
@@ -241,6 +242,11 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
                 r[specs.LAYER_ACTIVATIONS_TEMPLATE.format(l)] = hidden[l][i, pos]
             results.append(r)
         return results
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    """A tensor as numpy, half precision as float32 (numpy has no bfloat16)."""
+    return heads.at_least_float32(x.detach()).cpu().numpy()
 
 
 def from_pretrained(path: str, **kw) -> HFSequenceClassifier:
