@@ -19,7 +19,11 @@ from lit_nlp.api import types as lit_types
 from lit_nlp.components import gradient_maps, lime_explainer, salience_clustering
 
 from lit_plugins.lit import dataset_level
-from lit_plugins.lit.interpreters import conductance, gradient_salience, integrated_gradients
+
+# The leaf modules, not the package front (whose Salience Faithfulness uses this registry).
+from lit_plugins.lit.interpreters.conductance import TOP_FIELD, NeuronConductance
+from lit_plugins.lit.interpreters.gradient_salience import GradientDotInput, GradientNorm
+from lit_plugins.lit.interpreters.integrated_gradients import COMPLETENESS_KEY, IntegratedGradients
 
 # LIT's display names for its methods (as `lit_core.default_interpreters` names them).
 LIT_GRAD_NORM = "Grad L2 Norm"
@@ -40,7 +44,7 @@ SALIENCE_CLUSTERING = "Salience Clustering"
 
 LIME_SEED = 0
 # TokenSalience-typed result fields that are reports (shown as chips), not salience maps.
-REPORT_FIELDS = frozenset({integrated_gradients.COMPLETENESS_KEY, conductance.TOP_FIELD})
+REPORT_FIELDS = frozenset({COMPLETENESS_KEY, TOP_FIELD})
 
 
 def lit_methods() -> dict[str, lit_components.Interpreter]:
@@ -60,9 +64,9 @@ def default_methods() -> dict[str, lit_components.Interpreter]:
     an app that serves it gets it scored and clustered like the others."""
     return {
         **lit_methods(),
-        GRADIENT_NORM: gradient_salience.GradientNorm(),
-        GRADIENT_DOT_INPUT: gradient_salience.GradientDotInput(),
-        INTEGRATED_GRADIENTS: integrated_gradients.IntegratedGradients(),
+        GRADIENT_NORM: GradientNorm(),
+        GRADIENT_DOT_INPUT: GradientDotInput(),
+        INTEGRATED_GRADIENTS: IntegratedGradients(),
     }
 
 
@@ -85,7 +89,7 @@ def is_salience_method(interpreter: lit_components.Interpreter) -> bool:
     if isinstance(
         interpreter,
         dataset_level.DatasetInterpreter
-        | conductance.NeuronConductance
+        | NeuronConductance
         | salience_clustering.SalienceClustering,
     ):
         return False
