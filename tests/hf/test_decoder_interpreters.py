@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import torch
 from absl import logging as absl_logging
-from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import dtypes
-from lit_nlp.api import types as lit_types
 from lit_nlp.components import core, hotflip, salience_clustering
 from lit_nlp.lib import caching
 
@@ -19,29 +17,9 @@ from lit_plugins.lit import salience_evaluation
 from lit_plugins.lit.interpreters import conductance, txray_shift
 from lit_plugins.lit.interpreters import integrated_gradients as ig_interp
 from lit_plugins.lit.model import HFSequenceClassifier
-from tests.kit import tiny_models
+from tests.kit import sentiment_data, tiny_models
 
-LABELS = ["neg", "pos"]
-SENTENCES = [
-    "the film was not bad at all",
-    "boring",
-    "slow start but a stunning finale really",
-    "i hated it and a terrible mess",
-    "a great film",
-    "the acting was awful",
-    "loved it",
-    "this movie is fun",
-    "very slow",
-    "brilliant plot",
-]
-
-
-def _dataset():
-    spec = {"sentence": lit_types.TextSegment(), "label": lit_types.CategoryLabel(vocab=LABELS)}
-    examples = [{"sentence": s, "label": LABELS[i % 2]} for i, s in enumerate(SENTENCES)]
-    return lit_dataset.IndexedDataset(
-        base=lit_dataset.Dataset(spec=spec, examples=examples), id_fn=caching.input_hash
-    )
+LABELS = sentiment_data.LABELS
 
 
 @pytest.fixture(scope="module", params=tiny_models.DECODERS)
@@ -56,7 +34,7 @@ def app(request):
     interpreters = registration.plugin_interpreters(
         served, include_lit_defaults=True, reference_models={"reference": clfs[1]}
     )
-    yield arch, served[arch], clfs[0], _dataset(), interpreters
+    yield arch, served[arch], clfs[0], sentiment_data.indexed_dataset(), interpreters
     absl_logging.set_verbosity(absl_logging.INFO)
 
 

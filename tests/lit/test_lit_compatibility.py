@@ -29,23 +29,11 @@ from lit_nlp.lib import caching
 
 from lit_plugins.app import registration
 from lit_plugins.lit.model import HFSequenceClassifier
-from tests.kit import tiny_models
+from tests.kit import sentiment_data, tiny_models
 from tests.kit.demo_server import demo_server
 from tests.kit.demo_server import post as _post
 
-LABELS = ["neg", "pos"]
-SENTENCES = [
-    "the film was not bad at all",
-    "boring",
-    "slow start but a stunning finale really",
-    "i hated it and a terrible mess",
-    "a great film",
-    "the acting was awful",
-    "loved it",
-    "this movie is fun",
-    "very slow",
-    "brilliant plot",
-]
+LABELS = sentiment_data.LABELS
 
 # name -> why it does not apply to a text classifier. Optional defaults
 # (present only when their extra package is installed) are marked.
@@ -117,14 +105,6 @@ def _defaults():
     }
 
 
-def _dataset():
-    spec = {"sentence": lit_types.TextSegment(), "label": lit_types.CategoryLabel(vocab=LABELS)}
-    examples = [{"sentence": s, "label": LABELS[i % 2]} for i, s in enumerate(SENTENCES)]
-    return lit_dataset.IndexedDataset(
-        base=lit_dataset.Dataset(spec=spec, examples=examples), id_fn=caching.input_hash
-    )
-
-
 @pytest.fixture(scope="module", params=["bert", "distilbert", "roberta"])
 def app_parts(request):
     """(arch, the wrapper as LIT serves it (caching), dataset, interpreters)."""
@@ -135,7 +115,7 @@ def app_parts(request):
     interpreters = registration.plugin_interpreters(
         {request.param: served}, include_lit_defaults=True
     )
-    yield request.param, served, _dataset(), interpreters
+    yield request.param, served, sentiment_data.indexed_dataset(), interpreters
     absl_logging.set_verbosity(absl_logging.INFO)
 
 
@@ -253,7 +233,7 @@ def test_applicable_metrics_are_compatible_and_run(app_parts):
 def test_salience_clustering_offers_every_salience_method():
     model, tok = tiny_models.make("bert")
     clf = HFSequenceClassifier(model=model, tokenizer=tok, labels=LABELS)
-    dataset = _dataset()
+    dataset = sentiment_data.indexed_dataset()
     clustering = registration.plugin_interpreters()[registration.SALIENCE_CLUSTERING]
     mappers = clustering.config_spec()[salience_clustering.SALIENCE_MAPPER_KEY].vocab
     assert set(mappers) == {
