@@ -47,7 +47,11 @@ IG_BASELINE = flags.DEFINE_string("ig_baseline", IG.baseline, "attribute: IG bas
 IG_TOLERANCE = flags.DEFINE_float(
     "ig_tolerance", IG.tolerance or 0.0, "attribute: completeness tolerance (0 = fixed steps)."
 )
-IG_MAX_STEPS = flags.DEFINE_integer("ig_max_steps", IG.max_steps, "attribute: adaptive mode's cap.")
+IG_MAX_STEPS = flags.DEFINE_integer(
+    "ig_max_steps",
+    IG.max_steps,
+    "attribute: adaptive mode's cap, and the rule auto's when an example misses 1 %.",
+)
 CONDUCTANCE_LAYER = flags.DEFINE_integer(
     "conductance_layer", 3, "attribute: layer of layer_conductance."
 )

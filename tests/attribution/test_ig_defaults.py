@@ -14,6 +14,7 @@ too, so the families that need the graded rule keep being exercised).
 import numpy as np
 import pytest
 import torch
+from scipy.special import erf
 
 from lit_plugins.attribution import integrated_gradients as ig_lib
 from lit_plugins.lit import interpreters
@@ -151,13 +152,20 @@ def test_auto_falls_back_to_the_other_rule_when_the_first_misses():
 def test_auto_keeps_the_smaller_error_when_both_rules_miss():
     F, dF = _step(0.5, 0.005)  # a step in mid-path: neither rule resolves it at 64
     exact = F(1.0) - F(0.0)
-    (res,) = ig_lib.integrated_gradients(1, _path(F, dF)[0])
+    # max_steps = steps leaves no room to refine: the smaller error is kept.
+    (res,) = ig_lib.integrated_gradients(1, _path(F, dF)[0], max_steps=64)
     (plain,) = ig_lib.integrated_gradients(1, _path(F, dF)[0], "gausslegendre", 64)
     (graded,) = ig_lib.integrated_gradients(1, _path(F, dF)[0], "gausslegendre_graded", 64)
     assert plain.completeness_error < graded.completeness_error
     assert res.rule == "gausslegendre" and not res.converged
     assert res.completeness_error == pytest.approx(abs(plain.attributions[0] - exact) / exact)
-    assert "missed the tolerance" in res.rule_note
+    assert "missed the tolerance" in res.rule_note and "refined" not in res.rule_note
+    # At the default cap (256) the better rule is refined: 128, then 256 nodes.
+    (refined,) = ig_lib.integrated_gradients(1, _path(F, dF)[0])
+    assert refined.rule == "gausslegendre" and refined.steps == 256
+    assert refined.completeness_error < 0.5 * plain.completeness_error
+    assert refined.completeness_error == pytest.approx(abs(refined.attributions[0] - exact) / exact)
+    assert "refined to 256 gausslegendre nodes" in refined.rule_note
     # adaptive mode refines instead and meets the tolerance
     (adaptive,) = ig_lib.integrated_gradients(1, _path(F, dF)[0], tolerance=0.01, max_steps=1024)
     assert adaptive.converged
@@ -166,8 +174,9 @@ def test_auto_keeps_the_smaller_error_when_both_rules_miss():
 
 def test_auto_with_one_step_is_plain_gauss_legendre():
     F, dF = (lambda a: 1 - np.exp(-a / 1e-5)), (lambda a: np.exp(-a / 1e-5) / 1e-5)
-    (res,) = ig_lib.integrated_gradients(1, _path(F, dF)[0], steps=1)
+    (res,) = ig_lib.integrated_gradients(1, _path(F, dF)[0], steps=1, max_steps=1)
     assert res.rule == "gausslegendre" and res.steps == 1  # graded needs 2 nodes
+    assert "missed the tolerance" not in res.rule_note  # no fallback to graded
 
 
 # ------------------------------------------------- one home of the defaults
@@ -205,3 +214,31 @@ def test_every_face_reads_its_defaults_from_ig_options():
         d.max_steps,
     )
     assert opts.tolerance == (d.tolerance or 0.0)
+
+
+def test_auto_refines_an_example_both_rules_miss():
+    """A path whose integrand is a narrow bump at α = 0.6 (F(α) in closed
+    form with erf): 8 nodes of either Gauss–Legendre rule miss 1 %; `auto`
+    refines that example alone and leaves a smooth one at 10 points."""
+    width = 0.03
+
+    def bump_f(a):
+        return width * np.sqrt(np.pi) / 2 * (erf((a - 0.6) / width) - erf(-0.6 / width))
+
+    def path_fn(points):
+        out = []
+        for i, a in points:
+            if i == 0:  # F(α) = α², integrand 2α split over two tokens
+                out.append((a * a, np.array([a, a])))
+            else:
+                out.append((bump_f(a), np.array([np.exp(-(((a - 0.6) / width) ** 2)), 0.0])))
+        return out
+
+    res = ig_lib.integrated_gradients(2, path_fn, steps=8, max_steps=256)
+    assert res[0].evaluations == 10 and res[0].completeness_error < 1e-12
+    kinked = res[1]
+    assert kinked.converged and kinked.completeness_error <= 0.01
+    assert kinked.steps > 8 and "refined to" in kinked.rule_note, kinked.rule_note
+    np.testing.assert_allclose(kinked.attributions.sum(), bump_f(1.0), rtol=0.01)
+    capped = ig_lib.integrated_gradients(2, path_fn, steps=8, max_steps=8)[1]
+    assert not capped.converged and capped.steps == 8

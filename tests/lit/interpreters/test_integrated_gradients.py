@@ -177,13 +177,23 @@ def test_error_shrinks_at_the_rules_order(minilm_paths, rule):
 def test_default_is_gausslegendre_64_under_one_percent_everywhere(minilm_paths):
     """The default (`auto`, 64 nodes) keeps plain Gauss–Legendre on the
     fine-tuned MiniLM's smooth zero-baseline paths, at plain's cost: 64 nodes
-    and the endpoints (auto's look at the path is one of the nodes)."""
+    and the endpoints (auto's look at the path is one of the nodes). The
+    fine-tune differs between machines (CI's gave one sentence 3.7 % at 64
+    plain nodes, this machine's 0.35 %): an example that misses 1 % is refined
+    alone, and every example ends within 1 %."""
     examples, path_fn, _, _ = minilm_paths
     res = ig_lib.integrated_gradients(len(examples), path_fn, batch_size=128)
     errors = np.array([r.completeness_error for r in res])
     assert errors.max() < 0.01, errors.max()
+    assert all(r.converged for r in res)
     assert {r.rule for r in res} == {"gausslegendre"}
-    assert {(r.steps, r.evaluations) for r in res} == {(64, 66)}
+    refined = ["refined" in r.rule_note for r in res]
+    assert sum(refined) <= 4, [r.rule_note for r in res]
+    for r, was_refined in zip(res, refined):
+        if was_refined:
+            assert r.steps in (128, 256) and r.evaluations > 66, r.rule_note
+        else:
+            assert (r.steps, r.evaluations) == (64, 66), r.rule_note
 
 
 @pytest.mark.parametrize("rule", ["clenshaw_curtis", "gausslegendre"])
