@@ -22,6 +22,8 @@ from typing import Any
 from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 
+from lit_plugins.hf.classifier import HFClassifier
+
 Spec = lit_types.Spec
 # One LIT example or model output: field name -> value.
 JsonDict = dict[str, Any]
@@ -120,3 +122,12 @@ def unwrap(model: lit_model.Model) -> lit_model.Model:
     while isinstance(model, lit_model.ModelWrapper):
         model = model.wrapped
     return model
+
+
+def hf_classifier(model: lit_model.Model) -> HFClassifier | None:
+    """The HuggingFace sequence classifier under LIT's wrappers, or None for any
+    other model: the one test of "can this interpreter run the path, the layers or
+    the perturbations through the HF model itself?" (else it goes through LIT's
+    `predict`, or says what it needs)."""
+    raw = unwrap(model)
+    return raw if isinstance(raw, HFClassifier) else None

@@ -115,12 +115,7 @@ class _ConductanceBase(lit_components.Interpreter):
 
     def is_compatible(self, model: lit_model.Model, dataset: lit_dataset.Dataset) -> bool:
         del dataset
-        raw = specs.unwrap(model)
-        return (
-            all(hasattr(raw, a) for a in ("model", "tokenizer", "encode", "num_layers"))
-            and hasattr(raw, "integrated_gradients_path")
-            and self._ig.is_compatible(model, None)
-        )
+        return specs.hf_classifier(model) is not None and self._ig.is_compatible(model, None)
 
     def config_spec(self) -> lit_types.Spec:
         spec = {k: v for k, v in self._ig.config_spec().items() if k in _PATH_KEYS}

@@ -177,10 +177,8 @@ class SalienceFaithfulness(dataset_level.DatasetInterpreter):
 
     def is_compatible(self, model: lit_model.Model, dataset: lit_dataset.Dataset) -> bool:
         del dataset
-        raw = specs.unwrap(model)
-        return all(
-            hasattr(raw, a) for a in ("model", "tokenizer", "encode", "inference_lock")
-        ) and not getattr(raw, "is_regression", True)
+        raw = specs.hf_classifier(model)
+        return raw is not None and not raw.is_regression
 
     def config_spec(self) -> lit_types.Spec:
         spec: lit_types.Spec = {

@@ -136,8 +136,8 @@ class IntegratedGradients(lit_components.Interpreter):
         if not all_fields or not inputs:
             return None if not all_fields else []
         target = common.requested_class(config or {}, model, all_fields[0])
-        raw = specs.unwrap(model)
-        if hasattr(raw, "integrated_gradients_path") and len(all_fields) == 1:
+        raw = specs.hf_classifier(model)
+        if raw is not None and len(all_fields) == 1:
             path_fn, tokens, _ = raw.integrated_gradients_path(
                 inputs,
                 options.baseline,

@@ -128,12 +128,12 @@ class NeuronUse:
         opts: NeuronUseOptions = NeuronUseOptions(),
     ) -> dtypes.TokenSalience:
         """The `USE_FIELD` chips for `neurons` of `layer` (ranked, best first)."""
-        raw = specs.unwrap(model)
-        if not hasattr(raw, "integrated_gradients_path") or not hasattr(raw, "num_layers"):
+        raw = specs.hf_classifier(model)
+        if raw is None:
             return common.labelled_chips(
                 [("use for the decision: needs an HFSequenceClassifier", 0.0)], value_format=None
             )
-        if getattr(raw, "is_regression", False):
+        if raw.is_regression:
             return common.labelled_chips(
                 [("use for the decision: classifiers only", 0.0)], value_format=None
             )
