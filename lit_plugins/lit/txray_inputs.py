@@ -134,3 +134,44 @@ def aggregate_pair(
         for agg in aggregators.values():
             agg.units.seen(np.array([len(examples) - 1]))
     return aggregators["reference"], aggregators["model"], vocab
+
+
+def fit_shift(
+    model: lit_model.Model,
+    reference: lit_model.Model,
+    examples: Sequence[JsonDict],
+    settings: txray.TXRaySettings,
+    names: tuple[str, str] = ("reference", "model"),
+    batch_size: int = 32,
+    log_name: str = "",
+) -> txray.ShiftResult:
+    """TX-Ray's shift of `model` from `reference` over `examples`, as `settings`
+    says (`settings.layer` None: the last layer both models have). The LIT
+    interpreter and scripts (demos/txray_report.py) call this one fit."""
+    layer = settings.layer
+    if layer is None:
+        layer = min(
+            max(dataset_level.layer_activation_fields(specs.unwrap(m))) for m in (model, reference)
+        )
+    agg_ref, agg_model, vocab = aggregate_pair(
+        model,
+        reference,
+        examples,
+        layer,
+        mode=settings.mode,
+        features=settings.features,
+        tags_field=settings.tags_field,
+        batch_size=batch_size,
+        names=names,
+        log_name=log_name,
+        record_units=settings.replicates > 0,
+    )
+    return txray.compute_shift(
+        agg_ref,
+        agg_model,
+        normalize_by_length=settings.normalize,
+        feature_names=vocab,
+        labels=names,
+        replicates=settings.replicates,
+        seed=settings.seed,
+    )

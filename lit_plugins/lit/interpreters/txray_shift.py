@@ -421,27 +421,23 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
             opts.features,
             len(examples),
         )
-        agg_ref, agg_model, vocab = txray_inputs.aggregate_pair(
-            model,
-            reference,
-            examples,
-            opts.layer,
+        settings = txray.TXRaySettings(
+            layer=opts.layer,
             mode=opts.mode,
             features=opts.features,
             tags_field=opts.tags_field,
-            batch_size=self._batch_size,
-            names=(opts.reference_name, model_name),
-            log_name="TX-Ray",
-            record_units=opts.replicates > 0,
-        )
-        result = txray.compute_shift(
-            agg_ref,
-            agg_model,
-            normalize_by_length=opts.normalize,
-            feature_names=vocab,
-            labels=(opts.reference_name, model_name),
+            normalize=opts.normalize,
             replicates=opts.replicates,
             seed=opts.seed,
+        )
+        result = txray_inputs.fit_shift(
+            model,
+            reference,
+            examples,
+            settings,
+            names=(opts.reference_name, model_name),
+            batch_size=self._batch_size,
+            log_name="TX-Ray",
         )
         if result.num_shared and not np.any(result.distance > 0):
             raise ValueError(
@@ -455,7 +451,7 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
         logging.info(
             "TX-Ray: done in %.1f s; %d features, %d neurons active in both models.",
             time.time() - start,
-            len(vocab),
+            len(result.feature_names or ()),
             result.num_shared,
         )
         return result

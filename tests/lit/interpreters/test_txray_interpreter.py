@@ -408,3 +408,20 @@ def test_tag_features_from_a_sequence_tags_field(models):
         interp.fit(models["bert_b"], lit_dataset.Dataset(spec=spec, examples=bad), config)
     with pytest.raises(ValueError, match="needs a SequenceTags field"):
         interp.fit(models["bert_b"], _dataset(), config)
+
+
+def test_fit_shift_is_the_interpreters_fit(models):
+    """Scripts (demos/txray_report.py) call `txray_inputs.fit_shift` with
+    `TXRaySettings`; it gives the interpreter's numbers, and layer None is the
+    last layer both models have (2 for the tiny models)."""
+    interp = txray_shift.TXRayNeuronShift(models)
+    config = _config(**{txray_shift.FEATURES_KEY: "words", txray_shift.REPLICATES_KEY: 20})
+    via_lit = interp.fit(models["bert_b"], _dataset(), config)
+    settings = txray.TXRaySettings(layer=None, features="words", replicates=20)
+    direct = txray_inputs.fit_shift(
+        models["bert_b"], models["bert_a"], EXAMPLES, settings, names=("bert_a", "bert_b")
+    )
+    assert direct.feature_names == via_lit.feature_names
+    np.testing.assert_array_equal(direct.shared, via_lit.shared)
+    np.testing.assert_allclose(direct.distance, via_lit.distance, rtol=1e-6, atol=1e-9)
+    assert (direct.label_a, direct.label_b) == ("bert_a", "bert_b")
