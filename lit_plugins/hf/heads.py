@@ -29,6 +29,8 @@ SUPPORTED = (
     "encoder sequence classification (single-label, multi-label, regression): "
     "BERT, RoBERTa, DistilBERT, DeBERTa, ELECTRA, ALBERT, XLM-R, MPNet, ModernBERT, ...",
     "decoder-only sequence classification: GPT-2, Llama, Mistral, Qwen2/3, Gemma, Phi, ...",
+    "token classification (NER, POS; *ForTokenClassification): per-word tags, see "
+    "hf.token_classifier",
 )
 SINGLE_LABEL = "single_label_classification"
 MULTI_LABEL = "multi_label_classification"

@@ -24,6 +24,7 @@ from lit_plugins.lit import dataset_level
 from lit_plugins.lit.interpreters.conductance import TOP_FIELD, NeuronConductance
 from lit_plugins.lit.interpreters.gradient_salience import GradientDotInput, GradientNorm
 from lit_plugins.lit.interpreters.integrated_gradients import COMPLETENESS_KEY, IntegratedGradients
+from lit_plugins.lit.interpreters.tag_salience import TagSalience
 
 # LIT's display names for its methods (as `lit_core.default_interpreters` names them).
 LIT_GRAD_NORM = "Grad L2 Norm"
@@ -85,11 +86,13 @@ def is_salience_method(interpreter: lit_components.Interpreter) -> bool:
     """Returns a token-salience map of the model's prediction: a TokenSalience field in its
     meta_spec that is not a report, and not a dataset-level interpreter (probe, TX-Ray:
     their maps explain a probe or neurons), neuron conductance (the flow through chosen
-    neurons) or Salience Clustering. Salience Faithfulness is dataset-level."""
+    neurons), a token classifier's tag salience (it explains one word's tag) or Salience
+    Clustering. Salience Faithfulness is dataset-level."""
     if isinstance(
         interpreter,
         dataset_level.DatasetInterpreter
         | NeuronConductance
+        | TagSalience
         | salience_clustering.SalienceClustering,
     ):
         return False

@@ -1,0 +1,164 @@
+"""Why is word j tagged X: salience maps for a token classifier (`HFTokenClassifier`).
+
+The target is one (word, tag) pair per example, chosen in the interpreter's config:
+"Word to explain" (an index from 0, or the word itself; empty: the first word tagged
+as an entity, else the first word) and "Tag to explain" (empty: the word's predicted
+tag). F = the softmax probability of the tag at the word's first word piece, the
+probability the model's tag is read from.
+
+Two methods, each a row of LIT's Salience Maps module:
+
+* gradient x input: ∇F · x per word piece (one forward and backward pass);
+* integrated gradients: `attribution.integrated_gradients` on the path from a
+  baseline to the input word embeddings, at its defaults (the `auto` rule, 64 nodes),
+  with its completeness report (Σ attributions = F(x) − F(baseline)).
+
+Each result holds the map over the word pieces (special tokens included), the same
+map summed over each word's pieces, and a chip row naming the target; integrated
+gradients adds the completeness chips of `interpreters.integrated_gradients`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from lit_nlp.api import components as lit_components
+from lit_nlp.api import dataset as lit_dataset
+from lit_nlp.api import dtypes
+from lit_nlp.api import model as lit_model
+from lit_nlp.api import types as lit_types
+
+from lit_plugins.attribution import baselines as baselines_lib
+from lit_plugins.attribution import integrated_gradients as ig_lib
+from lit_plugins.lit import specs
+from lit_plugins.lit.interpreters import common
+from lit_plugins.lit.interpreters.integrated_gradients import (
+    BASELINE_KEY,
+    COMPLETENESS_KEY,
+    RULE_KEY,
+    completeness_salience,
+)
+from lit_plugins.lit.token_model import HFTokenClassifier
+
+JsonDict = specs.JsonDict
+
+WORD_KEY = "Word to explain"
+TAG_KEY = "Tag to explain"
+PIECES = "word_pieces"
+WORDS = "words"
+TARGET = "target"
+GRADIENT_X_INPUT = "gradient_x_input"
+INTEGRATED_GRADIENTS = "integrated_gradients"
+METHODS = (GRADIENT_X_INPUT, INTEGRATED_GRADIENTS)
+NAMES = {
+    GRADIENT_X_INPUT: "Tag salience: Gradient ⋅ Input",
+    INTEGRATED_GRADIENTS: "Tag salience: Integrated Gradients",
+}
+
+
+class TagSalience(lit_components.Interpreter):
+    """Salience of one word's tag over the input word pieces (see the module docstring)."""
+
+    def __init__(self, method: str = INTEGRATED_GRADIENTS):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+        self.method = method
+
+    def is_compatible(self, model: lit_model.Model, dataset: lit_dataset.Dataset) -> bool:
+        del dataset
+        return isinstance(specs.unwrap(model), HFTokenClassifier)
+
+    def config_spec(self) -> lit_types.Spec:
+        spec = {
+            WORD_KEY: lit_types.TextSegment(required=False, default=""),
+            TAG_KEY: lit_types.TextSegment(required=False, default=""),
+        }
+        if self.method == INTEGRATED_GRADIENTS:
+            defaults = ig_lib.DEFAULTS
+            spec[common.INTERPOLATION_KEY] = lit_types.Scalar(
+                required=False, min_val=1, max_val=ig_lib.MAX_STEPS, default=defaults.steps, step=1
+            )
+            spec[RULE_KEY] = lit_types.CategoryLabel(
+                required=False, vocab=list(ig_lib.RULE_CHOICES), default=defaults.rule
+            )
+            spec[BASELINE_KEY] = lit_types.CategoryLabel(
+                required=False, vocab=list(baselines_lib.BASELINES), default=defaults.baseline
+            )
+        return spec
+
+    def meta_spec(self) -> lit_types.Spec:
+        spec = {
+            TARGET: lit_types.TokenSalience(autorun=False, signed=True),
+            WORDS: lit_types.TokenSalience(autorun=False, signed=True),
+            PIECES: lit_types.TokenSalience(autorun=False, signed=True),
+        }
+        if self.method == INTEGRATED_GRADIENTS:
+            spec[COMPLETENESS_KEY] = lit_types.TokenSalience(autorun=False, signed=True)
+        return spec
+
+    def run(
+        self,
+        inputs: list[JsonDict],
+        model: lit_model.Model,
+        dataset: lit_dataset.Dataset,
+        model_outputs: list[JsonDict] | None = None,
+        config: JsonDict | None = None,
+    ) -> list[JsonDict] | None:
+        del dataset, model_outputs
+        raw = specs.unwrap(model)
+        if not isinstance(raw, HFTokenClassifier):
+            return None
+        if not inputs:
+            return []
+        config = config or {}
+        word = str(config.get(WORD_KEY, "") or "").strip() or None
+        tag = str(config.get(TAG_KEY, "") or "").strip() or None
+        targets = [(word, tag)] * len(inputs)
+        if self.method == GRADIENT_X_INPUT:
+            found = raw.gradient_x_input(inputs, targets)
+            return [_result(raw, r, r["salience"], r["f"]) for r in found]
+        rule = common.parse_choice(config, RULE_KEY, ig_lib.DEFAULTS.rule, ig_lib.RULE_CHOICES)
+        options = ig_lib.IGOptions(
+            rule=rule,
+            steps=common.parse_int(
+                config,
+                common.INTERPOLATION_KEY,
+                ig_lib.DEFAULTS.steps,
+                ig_lib.min_steps(rule),
+                ig_lib.MAX_STEPS,
+            ),
+            baseline=common.parse_choice(
+                config, BASELINE_KEY, ig_lib.DEFAULTS.baseline, baselines_lib.BASELINES
+            ),
+        )
+        results = []
+        for r in raw.integrated_gradients(inputs, targets, options):
+            res = r["result"]
+            out = _result(raw, r, res.attributions, None)
+            out[COMPLETENESS_KEY] = completeness_salience(res)
+            results.append(out)
+        return results
+
+
+def _result(raw: HFTokenClassifier, found: JsonDict, values, f: float | None) -> JsonDict:
+    """The piece map, the word map (each word's pieces summed) and the target chips."""
+    values = np.asarray(values, dtype=np.float64)
+    word, tag = found["target"]
+    words = found["words"]
+    per_word = np.zeros(len(words))
+    for k, wid in enumerate(found["word_ids"]):
+        if wid is not None:  # special tokens belong to no word
+            per_word[wid] += values[k]
+    label = f"why word {word} {words[word]!r} is tagged {raw.labels[tag]}"
+    chips = [(label, 0.0)]
+    if f is not None:
+        chips.append((f"F = p({raw.labels[tag]}) = {f:.4g}", f))
+    return {
+        TARGET: common.labelled_chips(chips, value_format=None),
+        WORDS: dtypes.TokenSalience(list(words), np.asarray(per_word, dtype=np.float32)),
+        PIECES: dtypes.TokenSalience(list(found["tokens"]), values.astype(np.float32)),
+    }
+
+
+def interpreters() -> dict[str, TagSalience]:
+    """{display name: interpreter} for both methods."""
+    return {NAMES[m]: TagSalience(m) for m in METHODS}
