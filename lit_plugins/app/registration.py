@@ -11,7 +11,7 @@ from lit_nlp.components import core as lit_core
 from lit_nlp.components import salience_clustering
 
 from lit_plugins.lit import interpreters as ours
-from lit_plugins.lit import methods, saved_results
+from lit_plugins.lit import methods, multilabel, saved_results
 from lit_plugins.lit.interpreters import txray_shift
 from lit_plugins.lit.model import HFSequenceClassifier
 
@@ -157,7 +157,10 @@ def safe_model_loader(allowed_roots, **model_kw):
     roots = [os.path.realpath(r) for r in allowed_roots]
 
     def load_checkpoint(
-        model_name_or_path: str, batch_size: int = 16, max_length: int = 128
+        model_name_or_path: str,
+        batch_size: int = 16,
+        max_length: int = 128,
+        threshold: float = 0.5,
     ) -> HFSequenceClassifier:
         path = os.path.realpath(str(model_name_or_path))
         inside = any(os.path.commonpath([path, r]) == r for r in roots)
@@ -166,7 +169,12 @@ def safe_model_loader(allowed_roots, **model_kw):
                 f"{model_name_or_path!r} is not an allowed checkpoint directory; "
                 f"the server operator allows directories under: {roots}."
             )
-        return HFSequenceClassifier(path, batch_size=batch_size, max_length=max_length, **model_kw)
+        return HFSequenceClassifier(
+            path,
+            batch_size=batch_size,
+            max_length=max_length,
+            **{**model_kw, "threshold": threshold},
+        )
 
     return load_checkpoint, HFSequenceClassifier.init_spec()
 
@@ -207,6 +215,8 @@ def serve(
         warning = serving.check_exposure(host, allowed_hosts)
         if warning:
             logging.warning(warning)
+    # LIT's metrics, the multi-label ones at each model's own threshold.
+    server_kw.setdefault("metrics", multilabel.plugin_metrics())
     lit_app = dev_server.Server(models, datasets, server_type="external", **server_kw).serve()
     if server_type == "prebake":  # as LIT: run start-up tasks, save the cache, exit
         lit_app.save_cache()

@@ -40,7 +40,8 @@ DATASET = flags.DEFINE_string(
     "dataset",
     None,
     "A .csv/.tsv/.jsonl file, a datasets.save_to_disk "
-    "directory, or a HF dataset name. Default: the bundled dev split.",
+    "directory, a HF dataset name, or a bundled set: sentiment-dev, "
+    "restaurant-topics (multi-label). Default: the bundled sentiment dev split.",
 )
 SPLIT = flags.DEFINE_string("split", "validation", "Split of a HF dataset (name or saved dir).")
 TEXT_FIELDS = flags.DEFINE_list(
@@ -50,6 +51,18 @@ TEXT_FIELDS = flags.DEFINE_list(
     "premise=sentence1,hypothesis=sentence2.",
 )
 LABEL_COLUMN = flags.DEFINE_string("label_column", "label", "Label column ('' for none).")
+LABEL_SEPARATOR = flags.DEFINE_string(
+    "label_separator",
+    "|",
+    "For a multi-label model: how a CSV/TSV label cell separates its labels, e.g. "
+    "food|service (an empty cell: no label; JSONL cells may be lists instead).",
+)
+THRESHOLD = flags.DEFINE_float(
+    "threshold",
+    0.5,
+    "For a multi-label model: a label is predicted when its sigmoid probability is "
+    "above this (LIT's multi-label metrics use it).",
+)
 TAGS_COLUMNS = flags.DEFINE_list(
     "tags_columns",
     [],
@@ -70,6 +83,7 @@ DTYPE = flags.DEFINE_enum(
 )
 
 DEFAULT_DATASET_NAME = "sentiment-dev"
+MULTI_LABEL_DATASET_NAME = "restaurant-topics"
 DEFAULT_MODEL = "minilm-finetuned"
 DEFAULT_REFERENCE = "minilm-pretrained"
 
@@ -130,7 +144,9 @@ def load_models(device: str | None = None) -> dict[str, HFSequenceClassifier]:
 def load_model(name: str, path: str, device: str | None = None) -> HFSequenceClassifier:
     """One checkpoint (path or hub name) with the flags' labels, lengths and device."""
     logging.info("Loading model %r from %s", name, path)
-    return HFSequenceClassifier(path, labels=LABELS.value, **model_kwargs(device))
+    return HFSequenceClassifier(
+        path, labels=LABELS.value, threshold=THRESHOLD.value, **model_kwargs(device)
+    )
 
 
 def load_reference(
@@ -152,10 +168,19 @@ def load_dataset(models: dict | None = None) -> dict[str, loaders.RecordsDataset
     The class names come from --labels, else from the first model's head
     (`models`), else from the data.
     """
-    if not DATASET.value:
+    first = next(iter(models.values())) if models else None
+    if not DATASET.value or DATASET.value == DEFAULT_DATASET_NAME:
         return {
             DEFAULT_DATASET_NAME: loaders.load_bundled_sentiment(
                 "dev", max_examples=MAX_EXAMPLES.value
+            )
+        }
+    multi_label = isinstance(first, HFSequenceClassifier) and first.is_multi_label
+    if DATASET.value == MULTI_LABEL_DATASET_NAME:
+        labels = LABELS.value or (first.labels if multi_label else loaders.RESTAURANT_LABELS)
+        return {
+            MULTI_LABEL_DATASET_NAME: loaders.load_bundled_restaurant(
+                max_examples=MAX_EXAMPLES.value, labels=labels
             )
         }
     kw = dict(
@@ -163,11 +188,12 @@ def load_dataset(models: dict | None = None) -> dict[str, loaders.RecordsDataset
         max_examples=MAX_EXAMPLES.value,
         tags_columns=_pairs(TAGS_COLUMNS.value),
     )
-    first = next(iter(models.values())) if models else None
     if first is not None and first.is_regression:
         kw["is_regression"] = True
     elif LABELS.value or (first is not None and first.labels):
         kw["labels"] = LABELS.value or first.labels
+    if multi_label:
+        kw.update(multi_label=True, label_separator=LABEL_SEPARATOR.value)
     path = DATASET.value
     name = os.path.basename(path.rstrip("/")) or path
     if os.path.isfile(path):

@@ -4,7 +4,8 @@ A CoNLL-style file has one ``word TAG`` per line (further columns in between are
 ignored; the tag is the last column, the word the first), a blank line between
 sentences, and optional ``-DOCSTART-`` lines. Each sentence becomes one example: the
 words joined by spaces in the text field, the tags as a list in the tags field
-(`SequenceTags` aligned to the text's whitespace words).
+(`SequenceTags` aligned to the text's whitespace words) and, for BIO tags, the gold
+entities as character spans (`GOLD_ENTITIES`, shown by LIT's "Annotated Text (gold)").
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from lit_nlp.api import dtypes
 from lit_nlp.api import types as lit_types
 
 from lit_plugins.data import loaders
+from lit_plugins.hf.token_classifier import entity_spans
+from lit_plugins.util import bio
 
 NER_DATASET_NAME = "ner-dev"
+# The gold BIO entities as character spans of the text (LIT's "Annotated Text (gold)").
+GOLD_ENTITIES = "gold_entities"
 NER_DIR = os.path.join(os.path.dirname(__file__), "ner")
 # The bundled set's tags, in the order a tiny demo head is built with.
 NER_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
@@ -85,6 +91,16 @@ class TaggedDataset(loaders.RecordsDataset):
         self.labels = list(labels) if labels is not None else seen
         self.text_field = text_field
         self.tags_field = tags_field
+        if self._examples and all(bio.is_bio(ex[tags_field]) for ex in self._examples):
+            self._spec[GOLD_ENTITIES] = lit_types.MultiSegmentAnnotations()
+            for ex in self._examples:
+                ex[GOLD_ENTITIES] = [
+                    dtypes.AnnotationCluster(
+                        label=e["label"],
+                        spans=[dtypes.SpanLabel(e["start"], e["end"], align=text_field)],
+                    )
+                    for e in entity_spans(ex[text_field], ex[tags_field])
+                ]
 
     def spec(self) -> lit_types.Spec:
         return self._spec

@@ -99,7 +99,7 @@ def entity_annotations(entities, text_field: str) -> list[dtypes.AnnotationClust
     return [
         dtypes.AnnotationCluster(
             label=e["label"],
-            spans=[dtypes.SpanLabel(e["start"], e["end"], e["label"], align=text_field)],
+            spans=[dtypes.SpanLabel(e["start"], e["end"], align=text_field)],
             score=e["score"],
         )
         for e in entities

@@ -1,0 +1,186 @@
+"""HFTokenClassifier in LIT: specs validated by LIT, entity annotations, wrap_model's
+kind pick, the tagging metrics (closed forms), the tag salience interpreters (map
+totals, IG completeness) and LIT's app serving them; the CoNLL loader."""
+
+import numpy as np
+import pytest
+from lit_nlp import app as lit_app
+from lit_nlp.api import dataset as lit_dataset
+from lit_nlp.api import types as lit_types
+from lit_nlp.components import core as lit_core
+from lit_nlp.lib import caching, validation
+
+from lit_plugins.app import registration
+from lit_plugins.data import conll
+from lit_plugins.lit import tag_metrics, token_model
+from lit_plugins.lit.interpreters import tag_salience
+from lit_plugins.lit.interpreters.integrated_gradients import completeness_dict
+from lit_plugins.lit.model import HFSequenceClassifier
+from lit_plugins.util import bio
+from tests.kit import lit_apps, tiny_models, tiny_taggers
+
+DATA = conll.load_bundled_ner()
+
+
+@pytest.fixture(scope="module")
+def tagger():
+    return tiny_taggers.tagger("bert", batch_size=8)
+
+
+def test_outputs_pass_lits_validation_and_align(tagger):
+    small = lit_dataset.Dataset(spec=DATA.spec(), examples=DATA.examples[:10])
+    validation.validate_model(tagger, small)
+    spec = tagger.output_spec()
+    assert isinstance(spec["tags"], lit_types.SequenceTags) and spec["tags"].align == "words"
+    for ex, out in zip(small.examples, tagger.predict(small.examples)):
+        assert out["words"] == ex["sentence"].split()
+        assert len(out["tags"]) == len(out["words"]) == len(out["tag_confidence"])
+        # Each predicted entity is the character span of its words in the text.
+        spans = bio.spans(out["tags"])
+        assert len(out["entities"]) == len(spans)
+        for cluster, (a, b, kind) in zip(out["entities"], spans):
+            (span,) = cluster.spans
+            assert cluster.label == kind and span.align == "sentence"
+            assert ex["sentence"][span.start : span.end] == " ".join(out["words"][a:b])
+
+
+def test_wrap_model_picks_the_kind_and_refuses_other_heads():
+    model, tok = tiny_taggers.make("roberta")
+    wrapped = registration.wrap_model(model, tok, text_fields=("text",), batch_size=2)
+    assert isinstance(wrapped, token_model.HFTokenClassifier) and wrapped.text_field == "text"
+    seq, seq_tok = tiny_models.make("bert")
+    assert isinstance(registration.wrap_model(seq, seq_tok), HFSequenceClassifier)
+    import transformers
+
+    qa = transformers.BertForQuestionAnswering(seq.config)
+    with pytest.raises(ValueError, match=r"BertForQuestionAnswering.*token classification"):
+        registration.wrap_model(qa, seq_tok)
+    with pytest.raises(ValueError, match="one text field"):
+        registration.wrap_model(model, tok, text_fields=("a", "b"))
+
+
+def test_tag_metrics_closed_form():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    pred = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "B-LOC"]]
+    outputs = [{"tags": p} for p in pred]
+    got = tag_metrics.TagMetrics.compute_tags(gold, outputs)
+    # 4 of 6 words right; gold spans {PER 0-2, LOC 3, ORG 0}, predicted {PER, ORG 3, ORG, LOC}.
+    assert got["token_accuracy"] == pytest.approx(4 / 6)
+    assert got["span_precision"] == pytest.approx(2 / 4)
+    assert got["span_recall"] == pytest.approx(2 / 3)
+    assert got["span_f1"] == pytest.approx(2 * 2 / 7)
+    assert got["skipped_examples"] == 0
+    # Examples without fitting gold are skipped and counted; POS tags get accuracy only.
+    got = tag_metrics.TagMetrics.compute_tags([None, ["O"]], outputs)
+    assert got == {"skipped_examples": 2.0}
+    pos = tag_metrics.TagMetrics.compute_tags([["DET", "NOUN"]], [{"tags": ["DET", "VERB"]}])
+    assert pos == {"skipped_examples": 0.0, "token_accuracy": 0.5}
+
+
+def test_conlleval_chunks():
+    assert bio.spans(["I-PER", "I-PER", "O", "B-LOC", "I-ORG", "I-ORG", "B-ORG", "B-ORG"]) == [
+        (0, 2, "PER"),
+        (3, 4, "LOC"),
+        (4, 6, "ORG"),
+        (6, 7, "ORG"),
+        (7, 8, "ORG"),
+    ]
+
+
+def _app(tagger):
+    data = lit_dataset.IndexedDataset(
+        base=conll.load_bundled_ner(max_examples=12), id_fn=caching.input_hash
+    )
+    interpreters = registration.plugin_interpreters({"ner": tagger}, include_lit_defaults=True)
+    metrics = {**lit_core.default_metrics(), **tag_metrics.plugin_metrics()}
+    app = lit_app.LitApp(
+        {"ner": tagger},
+        {"ner": data},
+        interpreters=interpreters,
+        metrics=metrics,
+        client_root=lit_apps.CLIENT_ROOT,
+    )
+    inputs = {"inputs": [{"id": ie["id"], "data": ie["data"]} for ie in data.indexed_examples]}
+    return app, data, inputs
+
+
+def test_lit_app_serves_tags_metrics_and_tag_salience(tagger):
+    app, data, inputs = _app(tagger)
+    info = app._build_metadata()["models"]["ner"]
+    # Only what fits a tagger: our tag maps, LIT's metrics none, ours "tagging".
+    assert set(tag_salience.NAMES.values()) <= set(info["interpreters"])
+    assert info["metrics"] == [tag_metrics.METRICS_NAME]
+    preds = app._get_preds(inputs, model="ner")
+    assert [p["tags"] for p in preds] == [o["tags"] for o in tagger.predict(data.examples)]
+    (result,) = app._get_metrics(inputs, model="ner", dataset_name="ner")["tagging"]
+    expected = bio.tag_metrics([ex["tags"] for ex in data.examples], [p["tags"] for p in preds])
+    for key, value in expected.items():
+        assert result["metrics"][key] == pytest.approx(value)
+    assert result["label_key"] == "tags" and result["pred_key"] == "tags"
+
+    one = {"inputs": inputs["inputs"][:2]}
+    config = {tag_salience.WORD_KEY: "1", tag_salience.TAG_KEY: "B-LOC"}
+    for name in tag_salience.NAMES.values():
+        got = app._get_interpretations(
+            {**one, "config": config}, model="ner", dataset_name="ner", interpreter=name
+        )
+        for item, ex in zip(got, data.examples[:2]):
+            words = item[tag_salience.WORDS]
+            assert list(words.tokens) == ex["sentence"].split()
+            pieces = item[tag_salience.PIECES]
+            assert pieces.tokens[0] == "[CLS]"
+            word_one = ex["sentence"].split()[1]
+            assert f"word 1 '{word_one}' is tagged B-LOC" in item[tag_salience.TARGET].tokens[0]
+            # The word map is the piece map summed per word (special tokens left out).
+            specials = [k for k, t in enumerate(pieces.tokens) if t in ("[CLS]", "[SEP]")]
+            total = np.sum(pieces.salience) - np.sum(np.asarray(pieces.salience)[specials])
+            assert np.sum(words.salience) == pytest.approx(total, rel=1e-5, abs=1e-7)
+            if name == tag_salience.NAMES[tag_salience.INTEGRATED_GRADIENTS]:
+                report = completeness_dict(item["completeness"])
+                assert report["relative completeness error"] <= 0.01
+                assert np.sum(pieces.salience) == pytest.approx(
+                    report["F(input) - F(baseline)"], rel=0.01
+                )
+
+
+def test_salience_config_errors_are_clear(tagger):
+    interp = tag_salience.TagSalience(tag_salience.GRADIENT_X_INPUT)
+    ex = DATA.examples[0]
+    with pytest.raises(ValueError, match="out of range"):
+        interp.run([ex], tagger, DATA, config={tag_salience.WORD_KEY: "99"})
+    with pytest.raises(ValueError, match="not one of the model's tags"):
+        interp.run([ex], tagger, DATA, config={tag_salience.TAG_KEY: "B-MISC"})
+    seq = tiny_models.classifier("bert")
+    assert not interp.is_compatible(seq, DATA)
+    assert interp.run([{"sentence": "the film"}], seq, DATA) is None
+
+
+def test_conll_loader(tmp_path):
+    assert len(DATA) == 60 and DATA.labels == list(conll.NER_LABELS)
+    assert isinstance(DATA.spec()["tags"], lit_types.SequenceTags)
+    for ex in DATA.examples:
+        assert len(ex["tags"]) == len(ex["sentence"].split())
+    path = tmp_path / "pos.conll"
+    path.write_text("-DOCSTART- X\n\nThe DT B-NP\ncat NN I-NP\n\n\nsat VBD B-VP\n")
+    ds = conll.load_conll(str(path), text_field="text", tags_field="chunks")
+    assert [(ex["text"], ex["chunks"]) for ex in ds.examples] == [
+        ("The cat", ["B-NP", "I-NP"]),
+        ("sat", ["B-VP"]),
+    ]
+    # BIO tags: the gold entities as character spans, for "Annotated Text (gold)".
+    gold = [
+        [(c.label, c.spans[0].start, c.spans[0].end) for c in ex[conll.GOLD_ENTITIES]]
+        for ex in ds.examples
+    ]
+    assert gold == [[("NP", 0, 7)], [("VP", 0, 3)]]
+    path.write_text("The DT\ncat NN\n")
+    assert conll.GOLD_ENTITIES not in conll.load_conll(str(path)).spec()  # POS: not BIO
+    with pytest.raises(ValueError, match="not among the model's tags"):
+        conll.load_conll(str(path), labels=["O", "B-NP", "I-NP"])
+    path.write_text("The DT\ncat\n")
+    with pytest.raises(ValueError, match=r"pos.conll:2: expected 'word TAG'"):
+        conll.read_conll(str(path))
+    with pytest.raises(ValueError, match="has 2 words but 1 tags"):
+        conll.TaggedDataset([(["a", "b"], ["O"])])
+    with pytest.raises(ValueError, match="has 1 words but 0 tags"):
+        conll.TaggedDataset([(["a"], [])])
