@@ -8,7 +8,9 @@ Columns of every shard (one row per example; pandas/pyarrow read them):
 
 * ``example``: the example's index in the dataset (0-based, global);
   the dataset's text fields and label (if any);
-* ``prediction`` (the predicted class) and ``probabilities`` (list);
+* ``prediction`` (the predicted class; for a multi-label head the
+  highest-scoring label) and ``probabilities`` (list; multi-label: each
+  label's sigmoid probability, in the head's order);
   ``target``: the class the scores explain (--class_to_explain, else the
   prediction);
 * ``tokens``: the model's word pieces;
@@ -140,7 +142,10 @@ def attribute_rows(
     vocab = list(raw.output_spec()[probas_field].vocab or [])
     rows = []
     for i, (ex, out) in enumerate(zip(examples, outputs)):
-        probas = np.asarray(out[probas_field], dtype=np.float64)
+        value = out[probas_field]
+        if _is_scored_labels(raw.output_spec()[probas_field]):  # multi-label: (label, p)
+            value = [p for _, p in value]
+        probas = np.asarray(value, dtype=np.float64)
         prediction = vocab[int(probas.argmax())] if vocab else str(int(probas.argmax()))
         row = {"example": first_index + i}
         row.update({c: ex.get(c) for c in columns})
@@ -157,6 +162,12 @@ def attribute_rows(
         for row, result in zip(rows, results):
             _add_method(row, method, result)
     return rows
+
+
+def _is_scored_labels(field) -> bool:
+    from lit_nlp.api import types as lit_types  # pylint: disable=g-import-not-at-top
+
+    return isinstance(field, lit_types.SparseMultilabelPreds)
 
 
 def _is_preds(field) -> bool:

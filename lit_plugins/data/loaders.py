@@ -12,6 +12,12 @@ from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import types as lit_types
 
 BUNDLED_DIR = os.path.join(os.path.dirname(__file__), "sentiment")
+# The bundled multi-label set: restaurant-review sentences tagged with the topics
+# they talk about, several per sentence ("food|service"; empty: none of them).
+RESTAURANT_DIR = os.path.join(os.path.dirname(__file__), "restaurant")
+RESTAURANT_LABELS = ("food", "service", "price", "ambience")
+# How a CSV/TSV cell lists several labels (JSONL files may hold lists instead).
+LABEL_SEPARATOR = "|"
 # Class names of the bundled set, in the head's output order; its files
 # store the class index (0, 1).
 SENTIMENT_LABELS = ("negative", "positive")
@@ -44,11 +50,19 @@ class RecordsDataset(lit_dataset.Dataset):
         max_examples: int | None = None,
         description: str = "",
         tags_columns: Mapping[str, str] | None = None,
+        multi_label: bool = False,
+        label_separator: str = LABEL_SEPARATOR,
     ):
         """`tags_columns`: {LIT field: source column} of per-word labels
         (`SequenceTags` over the first text field's whitespace words, for the
         token-level probe and TX-Ray's tag features): a list of strings
-        (JSONL) or one space-separated string (CSV/TSV)."""
+        (JSONL) or one space-separated string (CSV/TSV).
+
+        `multi_label`: the label column lists any number of labels per example
+        (a `SparseMultilabel` field): a list of strings (JSONL) or one string
+        with the labels separated by `label_separator` ("food|service"; an
+        empty cell: no label). With `labels` given, a label outside them is a
+        ValueError naming the row."""
         tags_columns = dict(tags_columns or {})
         if not text_fields:
             raise ValueError(
@@ -73,7 +87,9 @@ class RecordsDataset(lit_dataset.Dataset):
             ex = {f: "" if r.get(c) is None else str(r[c]) for f, c in text_fields.items()}
             if label_column:
                 value = r.get(label_column)
-                if is_regression:
+                if multi_label:
+                    ex[label_field] = _label_list(value, label_separator, len(examples))
+                elif is_regression:
                     try:
                         ex[label_field] = float(value)
                     except (TypeError, ValueError):
@@ -83,7 +99,9 @@ class RecordsDataset(lit_dataset.Dataset):
             for field, column in tags_columns.items():
                 ex[field] = _tags(r.get(column), column, len(examples))
             examples.append(ex)
-        if label_column and not is_regression:
+        if label_column and multi_label:
+            labels = _multi_label_vocab(examples, label_field, labels)
+        elif label_column and not is_regression:
             seen = sorted({ex[label_field] for ex in examples})
             if labels is None:
                 labels = seen
@@ -93,7 +111,11 @@ class RecordsDataset(lit_dataset.Dataset):
                 for ex in examples:
                     ex[label_field] = names.get(ex[label_field], ex[label_field])
         self._spec = {f: lit_types.TextSegment() for f in text_fields}
-        if label_column:
+        if label_column and multi_label:
+            # LIT's default separator (how its UI shows and edits the list): LIT pairs a
+            # dataset field with a model's input field only when the two specs are equal.
+            self._spec[label_field] = lit_types.SparseMultilabel(vocab=list(labels))
+        elif label_column:
             self._spec[label_field] = _label_spec(labels, is_regression)
         first_text = next(iter(text_fields))
         for field in tags_columns:
@@ -119,6 +141,39 @@ def _class_names(seen: Sequence[str], labels: Sequence[str]) -> dict[str, str]:
         f"Labels {unknown} are not in the label vocab {labels} (nor are all labels class "
         f"indices 0..{len(labels) - 1})."
     )
+
+
+def _label_list(value, separator: str, row: int) -> list[str]:
+    """One example's labels from a list of strings or a `separator`-joined string."""
+    if value is None or (isinstance(value, float) and value != value):  # missing / NaN
+        return []
+    if isinstance(value, str):
+        return [l.strip() for l in value.split(separator) if l.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(l, str) for l in value):
+        return [l.strip() for l in value if l.strip()]
+    raise ValueError(
+        f"Row {row}: a multi-label column must hold a list of label names or one string "
+        f"with the labels separated by {separator!r}, got {value!r}."
+    )
+
+
+def _multi_label_vocab(
+    examples: Sequence[Mapping[str, Any]], field: str, labels: Sequence[str] | None
+) -> list[str]:
+    """The label vocab: `labels`, after checking every example's labels are in it;
+    without `labels`, every label seen, sorted."""
+    if labels is None:
+        return sorted({l for ex in examples for l in ex[field]})
+    labels = [str(l) for l in labels]
+    known = set(labels)
+    for row, ex in enumerate(examples):
+        unknown = [l for l in ex[field] if l not in known]
+        if unknown:
+            raise ValueError(
+                f"Row {row}: labels {unknown} are not labels of the model's head; "
+                f"accepted: {labels} (any number of them per example, none included)."
+            )
+    return labels
 
 
 def _tags(value, column: str, row: int) -> list[str]:
@@ -193,8 +248,30 @@ def load_hf_dataset(
         kw.setdefault("labels", feature.names)
         for r in records:
             r[label_column] = feature.int2str(r[label_column])
+    inner = getattr(feature, "feature", None)  # a list of ClassLabel (multi-label)
+    if kw.get("multi_label") and isinstance(inner, datasets.ClassLabel):
+        kw.setdefault("labels", inner.names)
+        for r in records:
+            r[label_column] = [inner.int2str(i) for i in r[label_column] or []]
     return RecordsDataset(
         records, text_fields, label_column, description=f"{name_or_dir}:{split}", **kw
+    )
+
+
+def load_bundled_restaurant(
+    max_examples: int | None = None, labels: Sequence[str] = RESTAURANT_LABELS
+) -> RecordsDataset:
+    """The project's own restaurant-review sentences with the topics each one talks
+    about (any of RESTAURANT_LABELS, several per sentence or none), for multi-label
+    heads; the file separates them with '|'. `labels`: the label vocab in a model's
+    head order (LIT pairs the field with a model's only when the vocabs are equal)."""
+    return load_table(
+        os.path.join(RESTAURANT_DIR, "reviews.tsv"),
+        {"sentence": "sentence"},
+        "labels",
+        labels=labels,
+        max_examples=max_examples,
+        multi_label=True,
     )
 
 

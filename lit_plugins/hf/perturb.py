@@ -73,7 +73,10 @@ class PerturbationRunner:
                     tti = enc.get("token_type_ids")
                     type_ids.append(None if tti is None else tti[j, pos].astype(np.int64))
                     special = np.isin(ids, list(self.special_ids))
-                    out.append(core.TokenizedExample(ids, special))
+                    # The class the gradient methods explain for this input: its
+                    # `grad_class` when pinned, else (None) the highest-scoring one.
+                    target = batch["targets"][j]
+                    out.append(core.TokenizedExample(ids, special, target))
         return out, functools.partial(self._run, type_ids)
 
     def tokens(self, example: core.TokenizedExample) -> list[str]:

@@ -14,7 +14,10 @@ What each field enables among LIT 1.3's built-in components (checked by
 tests/lit/test_lit_compatibility.py on tiny BERT, DistilBERT and RoBERTa):
 
 - `probas` (MulticlassPreds, parent = the label): classification results,
-  metrics (multiclass, paired), curves, thresholder, confusion matrix.
+  metrics (multiclass, paired), curves, thresholder, confusion matrix. For a
+  multi-label head, `probas` is a SparseMultilabelPreds (every label with its
+  sigmoid probability) and the label a SparseMultilabel (a list of labels):
+  the Multilabel Results module and multi-label metrics (see `lit.multilabel`).
 - `tokens` + `token_embs` + `token_grads` (+ `grad_class` as input):
   Grad L2 Norm, Grad · Input, Integrated Gradients, LIME, Salience Clustering.
 - `cls_emb`, `layer_<i>/avg_emb` (Embeddings): nearest neighbours, PCA / UMAP
@@ -37,7 +40,7 @@ from lit_nlp.api import types as lit_types
 
 from lit_plugins.hf import heads
 from lit_plugins.hf.classifier import CLS_GRAD, GRAD_CLASS, TOKEN_EMBS, TOKENS, HFClassifier
-from lit_plugins.lit import specs
+from lit_plugins.lit import multilabel, specs
 
 JsonDict = specs.JsonDict
 __all__ = [
@@ -75,6 +78,17 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
     `tokens` given as input are used).
     """
 
+    def __init__(self, *args, threshold: float = multilabel.DEFAULT_THRESHOLD, **kw):
+        """`HFClassifier`'s arguments, and for a multi-label head the `threshold`: a
+        label is predicted when its sigmoid probability is above it (LIT's
+        multi-label metrics as served by `lit.multilabel.plugin_metrics`)."""
+        super().__init__(*args, **kw)
+        self.threshold = multilabel.check_threshold(threshold)
+
+    @property
+    def is_multi_label(self) -> bool:
+        return self.head.problem == heads.MULTI_LABEL
+
     # ---------------------------------------------------------------- LIT API
     @classmethod
     def init_spec(cls) -> lit_types.Spec:
@@ -83,6 +97,9 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
             "model_name_or_path": lit_types.String(),
             "batch_size": lit_types.Integer(default=16, min_val=1, max_val=256),
             "max_length": lit_types.Integer(default=128, min_val=8, max_val=512),
+            "threshold": lit_types.Scalar(
+                default=multilabel.DEFAULT_THRESHOLD, min_val=0, max_val=1, step=0.01
+            ),
         }
 
     def description(self) -> str:
@@ -99,6 +116,9 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
         spec: lit_types.Spec = {f: lit_types.TextSegment() for f in self.text_fields}
         if self.is_regression:
             spec[self.label_field] = lit_types.Scalar(required=False)
+        elif self.is_multi_label:
+            spec[self.label_field] = multilabel.gold_spec(self.labels)
+            spec[GRAD_CLASS] = lit_types.CategoryLabel(vocab=self.labels, required=False)
         else:
             spec[self.label_field] = lit_types.CategoryLabel(vocab=self.labels, required=False)
             spec[GRAD_CLASS] = lit_types.CategoryLabel(vocab=self.labels, required=False)
@@ -113,6 +133,8 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
         }
         if self.is_regression:
             spec[SCORE] = lit_types.RegressionScore(parent=self.label_field)
+        elif self.is_multi_label:
+            spec[PROBAS] = multilabel.preds_spec(self.labels, self.label_field)
         else:
             spec[PROBAS] = lit_types.MulticlassPreds(vocab=self.labels, parent=self.label_field)
         spec[TOKEN_EMBS] = lit_types.TokenEmbeddings(align=TOKENS)
@@ -227,7 +249,11 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
             if self.is_regression:
                 r[SCORE] = float(scores[i])
             else:
-                r[PROBAS] = probs[i]
+                r[PROBAS] = (
+                    multilabel.scored_labels(self.labels, probs[i])
+                    if self.is_multi_label
+                    else probs[i]
+                )
                 r[GRAD_CLASS] = self.labels[int(targets[i])]
             if gradients:
                 r[TOKEN_GRADS] = grads[i, pos]

@@ -9,6 +9,10 @@ O(tokens × H × layers): each batch's token activations are pooled and dropped.
 * Sentence level (`CategoryLabel` / `Scalar` field): one vector per example
   and layer, ``mean`` over all of its tokens (special tokens included: the
   model's ``layer_<i>/avg_emb``) or ``cls`` (token 0).
+* Multi-label (`SparseMultilabel`: a list of labels per example): one label
+  against the rest, chosen as ``field:label`` (e.g. ``label:food``); its
+  classes are the label and ``not <label>``. A multi-label field named
+  without a label is refused with a ValueError saying so.
 * Token level (`SequenceTags` over whitespace words of the model's text
   field): one vector per word and layer, its ``first`` / ``last`` piece or the
   ``mean`` of its pieces; words cut off by truncation are dropped.
@@ -35,7 +39,50 @@ CLASSIFICATION = "classification"
 REGRESSION = "regression"
 SENTENCE_POOLINGS = probe_options.SENTENCE_POOLINGS
 TOKEN_POOLINGS = probe_options.TOKEN_POOLINGS
-LABEL_TYPES = (lit_types.CategoryLabel, lit_types.Scalar, lit_types.SequenceTags)
+LABEL_TYPES = (
+    lit_types.CategoryLabel,
+    lit_types.Scalar,
+    lit_types.SequenceTags,
+    lit_types.SparseMultilabel,
+)
+# "field:label": one label of a multi-label field against the rest.
+ONE_VS_REST = ":"
+NOT_PREFIX = "not "
+
+
+def split_choice(name: str) -> tuple[str, str | None]:
+    """'label:food' -> ('label', 'food'); a plain field name -> (name, None)."""
+    field, sep, label = str(name).partition(ONE_VS_REST)
+    return (field, label) if sep and label else (str(name), None)
+
+
+def resolve_label_field(dataset_spec: lit_types.Spec, name: str, setting: str) -> str:
+    """`name` checked against a multi-label field: 'field:label' with a label of the
+    field's vocab, or a ValueError saying how to choose one (`setting`: the option's
+    name, for the message). Other fields are returned as they are."""
+    field, label = split_choice(name)
+    spec = (dataset_spec or {}).get(field)
+    if not isinstance(spec, lit_types.SparseMultilabel):
+        return name
+    vocab = list(spec.vocab or [])
+    example = f"{field}{ONE_VS_REST}{vocab[0] if vocab else '<label>'}"
+    if label is None:
+        raise ValueError(
+            f"Label field {field!r} is multi-label (several labels per example): probe one "
+            f"label against the rest by setting {setting!r} to '{field}{ONE_VS_REST}<label>', "
+            f"e.g. {example!r}; labels: {vocab}."
+        )
+    if vocab and label not in vocab:
+        raise ValueError(
+            f"{label!r} is not a label of the multi-label field {field!r}; accepted: {vocab} "
+            f"(as {setting!r} = {example!r})."
+        )
+    return f"{field}{ONE_VS_REST}{label}"
+
+
+def field_spec(dataset_spec: lit_types.Spec, name: str) -> lit_types.LitType:
+    """The spec of a label field, also when named 'field:label' (one vs rest)."""
+    return dataset_spec[split_choice(name)[0] if name not in dataset_spec else name]
 
 
 def label_fields(dataset_spec: lit_types.Spec) -> list[str]:
@@ -53,7 +100,11 @@ def label_task(field: lit_types.LitType) -> str:
 
 
 def collect_labels(examples: Sequence[JsonDict], name: str, level: str, task_type: str):
-    """Validated labels: an array [N] (sentence level) or a list of tag lists (token level)."""
+    """Validated labels: an array [N] (sentence level) or a list of tag lists (token level).
+    `name` 'field:label' (a multi-label field): the label or 'not <label>' per example."""
+    field, chosen = split_choice(name)
+    if chosen is not None and examples and name not in examples[0]:
+        return _one_vs_rest(examples, field, chosen)
     values = []
     for i, ex in enumerate(examples):
         v = ex.get(name)
@@ -72,6 +123,24 @@ def collect_labels(examples: Sequence[JsonDict], name: str, level: str, task_typ
     if np.unique(y).size < 2:
         raise ValueError(
             f"Label field {name!r} has only one class ({y[0]!r}); a probe needs at least 2 classes."
+        )
+    return y
+
+
+def _one_vs_rest(examples: Sequence[JsonDict], field: str, label: str) -> np.ndarray:
+    y = []
+    for i, ex in enumerate(examples):
+        v = ex.get(field)
+        if v is None or isinstance(v, str) or not all(isinstance(l, str) for l in v):
+            raise ValueError(
+                f"Example {i}: multi-label field {field!r} must be a list of labels, got {v!r}."
+            )
+        y.append(label if label in v else NOT_PREFIX + label)
+    y = np.asarray(y)
+    if np.unique(y).size < 2:
+        raise ValueError(
+            f"Every example is {y[0]!r} for {field}{ONE_VS_REST}{label}; a probe needs examples "
+            "with and without the label."
         )
     return y
 

@@ -160,7 +160,7 @@ def test_safe_model_loader_only_allows_operator_dirs(tmp_path):
     model.save_pretrained(allowed)
     tok.save_pretrained(allowed)
     load, spec = registration.safe_model_loader([tmp_path / "allowed"])
-    assert set(spec) == {"model_name_or_path", "batch_size", "max_length"}
+    assert set(spec) == {"model_name_or_path", "batch_size", "max_length", "threshold"}
     assert isinstance(load(str(allowed)), HFSequenceClassifier)
     for bad in ("bert-base-uncased", str(tmp_path), "/etc", str(allowed) + "/../../../"):
         with pytest.raises(ValueError, match="not an allowed checkpoint"):

@@ -100,7 +100,11 @@ def test_multi_label_head_uses_sigmoid():
     (out,) = clf.predict([{"sentence": TEXTS[0]}])
     with torch.no_grad():
         logits = model(**tok(TEXTS[0], return_tensors="pt")).logits[0]
-    np.testing.assert_allclose(out["probas"], torch.sigmoid(logits).numpy(), atol=1e-6)
+    # LIT's multi-label prediction: every label with its sigmoid probability.
+    assert [label for label, _ in out["probas"]] == ["a", "b", "c"]
+    np.testing.assert_allclose(
+        [p for _, p in out["probas"]], torch.sigmoid(logits).numpy(), atol=1e-6
+    )
 
 
 def _bert_config():

@@ -186,6 +186,7 @@ def test_constructor_errors():
         "model_name_or_path",
         "batch_size",
         "max_length",
+        "threshold",
     }
 
 

@@ -3,7 +3,9 @@
 With default config both give exactly LIT 1.3's gradient_maps numbers on the
 same model outputs. Options: leave special tokens out of the normalisation,
 and explain another class than the predicted one (the Salience Maps module's
-"Class to explain" dropdown; needs the model's gradient target input field).
+"Class to explain" dropdown, or the 'Class to explain' text in this method's
+settings, e.g. one label of a multi-label head; needs the model's gradient
+target input field).
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class _GradientSalience(lit_components.Interpreter):
 
     def config_spec(self) -> lit_types.Spec:
         return {
+            # Empty: the input's `grad_class`, else the predicted (highest-scoring) class.
+            common.CLASS_KEY: lit_types.TextSegment(required=False, default=""),
             common.TARGET_INFO_KEY: lit_types.SalienceTargetInfo(required=False),
             common.EXCLUDE_SPECIAL_KEY: lit_types.Boolean(required=False, default=False),
         }

@@ -11,7 +11,9 @@ Fitting (first request for a cache key):
 * The label field is a dataset field of type ``CategoryLabel`` (sentence
   classification), ``Scalar`` (sentence regression) or ``SequenceTags``
   (token level: one tag per *whitespace-separated word* of the model's text
-  field).
+  field). A multi-label field (``SparseMultilabel``) is probed one label
+  against the rest, named ``field:label`` (e.g. ``label:food``); named
+  without a label it is refused with a message saying so.
 * ONE streamed pass collects every requested layer ('sweep' = all layers,
   0 = embedding output), keeping only pooled vectors (see
   :mod:`lit_plugins.lit.probe_inputs` for the poolings).
@@ -398,7 +400,7 @@ def fit_options(
     layer_fields = dataset_level.layer_activation_fields(specs.unwrap(model))
     ds_spec = dataset.spec() if dataset is not None else {}
     label = _label_field(ds_spec, settings.label_field or None)
-    level = probe_inputs.label_level(ds_spec[label])
+    level = probe_inputs.label_level(probe_inputs.field_spec(ds_spec, label))
     text_field = None
     if level == TOKEN:
         text_field = alignment.text_field(model)
@@ -421,7 +423,7 @@ def fit_options(
     return ProbeFitOptions(
         label_field=label,
         level=level,
-        task_type=probe_inputs.label_task(ds_spec[label]),
+        task_type=probe_inputs.label_task(probe_inputs.field_spec(ds_spec, label)),
         text_field=text_field,
         layers=(settings.layer,) if settings.layer is not None else tuple(layer_fields),
         sweep=settings.layer is None,
@@ -437,15 +439,17 @@ def _label_field(dataset_spec: lit_types.Spec, requested: Any) -> str:
     if not candidates:
         raise ValueError(
             "The dataset has no label field to probe: it needs a CategoryLabel, Scalar or "
-            f"SequenceTags field (dataset fields: {list(dataset_spec)})."
+            "SequenceTags field, or a SparseMultilabel field probed one label against the rest "
+            f"(dataset fields: {list(dataset_spec)})."
         )
     label = str(requested or "").strip()
-    if label and label not in candidates:
+    if label and probe_inputs.split_choice(label)[0] not in candidates:
         raise ValueError(
             f"{LABEL_FIELD_KEY!r} must be one of {candidates} (or empty for "
             f"{candidates[0]!r}), got {label!r}."
         )
-    return label or candidates[0]
+    # A multi-label field needs one label (one vs rest): 'field:label'.
+    return probe_inputs.resolve_label_field(dataset_spec, label or candidates[0], LABEL_FIELD_KEY)
 
 
 def _layers(value: Any, known: list[int]) -> list[int] | None:
