@@ -32,7 +32,7 @@ from lit_nlp import (
     server_flags,
 )
 
-from lit_plugins.app import offline_ui, registration, serving
+from lit_plugins.app import bounded_cache, offline_ui, registration, serving
 from lit_plugins.cli import model_data
 
 FLAGS = flags.FLAGS
@@ -63,6 +63,13 @@ _DATAPOINTS_DIR = flags.DEFINE_string(
     "The only directory /save_datapoints and /load_datapoints may write and "
     "read (default: <lit-plugins cache>/datapoints). LIT's --data_dir is its "
     "prediction cache, not this.",
+)
+_HEAVY_CACHE_MB = flags.DEFINE_float(
+    "heavy_cache_mb",
+    bounded_cache.DEFAULT_HEAVY_CACHE_MB,
+    "Memory per model for token-level outputs (token embeddings, gradients, "
+    "attention) of recently explained examples; predictions and pooled embeddings "
+    "are kept for every example.",
 )
 _PROBE_RESULTS = flags.DEFINE_list(
     "probe_results",
@@ -139,6 +146,7 @@ def main(argv: Sequence[str]) -> dev_server.LitServerType | None:
         datapoints_dir=_DATAPOINTS_DIR.value,
         max_request_mb=_MAX_REQUEST_MB.value,
         debug_errors=_DEBUG_ERRORS.value,
+        heavy_cache_mb=_HEAVY_CACHE_MB.value,
         **flags_,
     )
 

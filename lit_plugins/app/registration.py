@@ -10,6 +10,8 @@ from lit_nlp.api import model as lit_model
 from lit_nlp.components import core as lit_core
 from lit_nlp.components import salience_clustering
 
+from lit_plugins.app import bounded_cache
+
 from lit_plugins.lit import interpreters as ours
 from lit_plugins.lit import methods, multilabel, saved_results
 from lit_plugins.lit.interpreters import txray_shift
@@ -188,6 +190,7 @@ def serve(
     datapoints_dir: str | None = None,
     max_request_mb: float | None = None,
     debug_errors: bool = False,
+    heavy_cache_mb: float = bounded_cache.DEFAULT_HEAVY_CACHE_MB,
     **server_kw,
 ):
     """`dev_server.Server(models, datasets, **server_kw).serve()` behind
@@ -195,6 +198,12 @@ def serve(
     host names, no cross-site requests, datapoint files confined to
     `datapoints_dir`, request bodies capped at `max_request_mb`, no tracebacks
     in error responses unless `debug_errors`. See `serving.secure_app`.
+
+    Memory stays bounded (`lit_plugins.app.bounded_cache`): every example's
+    predictions and pooled embeddings are kept, token-level outputs (token
+    embeddings, gradients, attention) for at most `heavy_cache_mb` per model,
+    recomputed when asked for again; the data table's and the metrics'
+    whole-dataset predictions run without gradients.
 
     `server_kw` are LIT's (e.g. `**server_flags.get_flags()`, `interpreters=`,
     `model_loaders=`). A non-loopback `host` needs `allowed_hosts` (ValueError
@@ -217,7 +226,7 @@ def serve(
             logging.warning(warning)
     # LIT's metrics, the multi-label ones at each model's own threshold.
     server_kw.setdefault("metrics", multilabel.plugin_metrics())
-    lit_app = dev_server.Server(models, datasets, server_type="external", **server_kw).serve()
+    lit_app = bounded_cache.build(models, datasets, heavy_cache_mb=heavy_cache_mb, **server_kw)
     if server_type == "prebake":  # as LIT: run start-up tasks, save the cache, exit
         lit_app.save_cache()
         return None

@@ -32,12 +32,12 @@ from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 
 from lit_plugins.app import registration, serving
 from tests.kit import browser as browser_kit
+from tests.kit import lit_apps
 from tests.kit.demo_server import ROOT, count_in_log, demo_server, post
 
 DATASET = "sentiment-dev"
 MODEL = "minilm-finetuned"
 MAX_EXAMPLES = 4
-CLIENT_ROOT = os.path.join(os.path.dirname(lit_app.__file__), "client", "build", "default")
 CHROMIUM_ARGS = [
     *browser_kit.CHROMIUM_ARGS,
     # A DNS-rebinding name: resolves to this machine, as an attacker's would.
@@ -62,7 +62,7 @@ class _Sentences(lit_dataset.Dataset):
 def tiny_lit():
     """A real LitApp without models (instant): LIT's own handlers, error
     format and dataset save/load."""
-    return lit_app.LitApp({}, {"s": _Sentences()}, client_root=CLIENT_ROOT)
+    return lit_app.LitApp({}, {"s": _Sentences()}, client_root=lit_apps.CLIENT_ROOT)
 
 
 @pytest.fixture

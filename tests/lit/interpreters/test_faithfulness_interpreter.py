@@ -2,7 +2,6 @@
 (lit_plugins.faithfulness): tiny models, a real LitApp for the UI path."""
 
 import json
-import os
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,7 @@ from lit_plugins.lit import interpreters as ours
 from lit_plugins.lit import salience_evaluation as faithfulness
 from lit_plugins.lit.interpreters import faithfulness as interp_lib
 from lit_plugins.lit.model import HFSequenceClassifier
-from tests.kit import tiny_models
+from tests.kit import lit_apps, tiny_models
 
 LABELS = ["neg", "pos"]
 SPEC = {"sentence": lit_types.TextSegment(), "label": lit_types.CategoryLabel(vocab=LABELS)}
@@ -34,7 +33,6 @@ SENTENCES = [
 ]
 EXAMPLES = [{"sentence": s, "label": LABELS[i % 2]} for i, s in enumerate(SENTENCES)]
 FAST = {f"{interp_lib.METHOD_PREFIX}LIME": False}  # LIME: 256 predictions per example
-CLIENT_ROOT = os.path.join(os.path.dirname(lit_app.__file__), "client", "build", "default")
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +181,10 @@ def test_through_a_lit_app_and_the_caching_wrapper(model):
     the model under LIT's caching wrapper, JSON without NaN."""
     interps = _app_interpreters()
     app = lit_app.LitApp(
-        {"tiny": model}, {"data": _dataset()}, interpreters=interps, client_root=CLIENT_ROOT
+        {"tiny": model},
+        {"data": _dataset()},
+        interpreters=interps,
+        client_root=lit_apps.CLIENT_ROOT,
     )
     client = Client(app)
     info = json.loads(client.post("/get_info").get_data(as_text=True))

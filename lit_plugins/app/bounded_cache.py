@@ -1,0 +1,280 @@
+"""Bounded memory for the served app: small outputs for every example, token-level
+outputs only for the examples being explained.
+
+LIT's `CachingModelWrapper` keeps every output of every prediction in memory.
+For our wrapper that is ~0.5 MB per example (token embeddings and gradients,
+per-layer vectors), so a user's 100,000-example dataset needs ~50 GB, and the
+data table's whole-dataset predictions pay for gradients nobody asked for.
+
+Here each model is wrapped in `BoundedCachingModelWrapper` instead:
+
+* the **light** fields (predictions, labels, pooled embeddings, tokens: what the
+  data table, metrics, the embeddings projector and slicing read, ~15 KB per
+  example for MiniLM) are kept for every example;
+* the **heavy** fields (token embeddings, gradients, attention) are kept in a
+  least-recently-used cache bounded in bytes (`heavy_cache_mb`) and recomputed
+  when asked for again;
+* a request for light fields only (the UI's `/get_preds` always names the
+  types it wants; `/get_metrics` needs predictions only) runs a forward pass
+  without gradients, in batches of similar lengths.
+
+`BoundedLitApp` is LIT's `LitApp` with every model so wrapped, including models
+loaded later from the UI. Everything else (interpreters, generators, the HTTP
+API) is LIT's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any
+
+from absl import logging
+from lit_nlp import app as lit_app
+from lit_nlp.api import model as lit_model
+from lit_nlp.api import types as lit_types
+from lit_nlp.components import projection
+from lit_nlp.lib import caching
+from lit_nlp.lib import utils as lit_utils
+
+from lit_plugins.lit import specs
+from lit_plugins.util.lru import ByteLRU, nbytes
+
+JsonDict = dict[str, Any]
+DEFAULT_HEAVY_CACHE_MB = 512
+# Fields that need a backward pass or hold one vector per token (or per token
+# pair): kept only for recently explained examples.
+HEAVY_TYPES = (
+    lit_types.TokenEmbeddings,
+    lit_types.TokenGradients,
+    lit_types.Gradients,
+    lit_types.AttentionHeads,
+    lit_types.ImageGradients,
+)
+
+
+# Set while the app serves a request that reads predictions only (metrics, the
+# embeddings projector): predict calls without `fields` return light outputs.
+_light_request = threading.local()
+
+
+@contextlib.contextmanager
+def predictions_only():
+    """Within this block, this thread's `predict` calls without `fields` compute
+    and return the light fields only."""
+    before = getattr(_light_request, "on", False)
+    _light_request.on = True
+    try:
+        yield
+    finally:
+        _light_request.on = before
+
+
+def light_fields(output_spec: lit_types.Spec) -> frozenset[str]:
+    """The output fields kept for every example: all but `HEAVY_TYPES`."""
+    return frozenset(k for k, v in output_spec.items() if not isinstance(v, HEAVY_TYPES))
+
+
+class BoundedCachingModelWrapper(lit_model.ModelWrapper):
+    """LIT's per-example prediction cache with bounded memory (module docstring).
+
+    `predict(inputs, fields=...)` computes and returns only what `fields` needs
+    when those are all light; without `fields` it returns complete outputs, as
+    LIT's wrapper does.
+    """
+
+    def __init__(self, model: lit_model.Model, name: str, heavy_cache_mb: float):
+        super().__init__(model)
+        self._name = name
+        self._light_keys = light_fields(model.output_spec())
+        self._light: dict[tuple, JsonDict] = {}
+        self._heavy = ByteLRU(int(heavy_cache_mb * 2**20))
+        self._lock = threading.RLock()
+        self.model_calls = 0  # predict calls on the wrapped model (for tests and logs)
+        self.light_calls = 0  # of which without gradients, light fields only
+
+    def key_fn(self, example: JsonDict) -> tuple | None:
+        return (self._name, example_id) if (example_id := example.get("_id")) else None
+
+    @property
+    def light_keys(self) -> frozenset[str]:
+        return self._light_keys
+
+    def memory(self) -> dict[str, int]:
+        """Examples held and bytes used by the light store and the heavy cache."""
+        with self._lock:
+            return {
+                "examples": len(self._light),
+                "light_bytes": sum(nbytes(v) for v in self._light.values()),
+                "heavy_examples": len(self._heavy),
+                "heavy_bytes": self._heavy.bytes,
+            }
+
+    def predict(
+        self,
+        inputs: Iterable[JsonDict],
+        progress_indicator: Callable | None = None,
+        fields: Collection[str] | None = None,
+        **unused_kw,
+    ) -> list[JsonDict]:
+        # Other keywords (the request's URL parameters, from LIT's /get_preds) are
+        # ignored, as LIT's own caching wrapper does.
+        inputs = list(inputs)
+        progress = progress_indicator or (lambda x: x)
+        keys = [self.key_fn(ex) for ex in inputs]
+        if fields is None and getattr(_light_request, "on", False):
+            fields = self._light_keys
+        light_only = fields is not None and set(fields) <= self._light_keys
+        with self._lock:
+            lights = [self._light.get(k) if k is not None else None for k in keys]
+            if light_only:
+                missing = [i for i, light in enumerate(lights) if light is None]
+                if missing:
+                    computed = self._predict_light([inputs[i] for i in missing], progress)
+                    for i, out in zip(missing, computed):
+                        lights[i] = self._keep_light(keys[i], out)
+                return [dict(light) for light in lights]
+            heavies = [self._heavy.get(k) if k is not None else None for k in keys]
+            missing = [i for i in range(len(inputs)) if lights[i] is None or heavies[i] is None]
+            if missing:
+                self.model_calls += 1
+                computed = list(self.wrapped.predict(progress([inputs[i] for i in missing])))
+                if len(computed) != len(missing):
+                    raise ValueError(
+                        f"Model {self._name!r} returned {len(computed)} outputs "
+                        f"for {len(missing)} inputs."
+                    )
+                for i, out in zip(missing, computed):
+                    heavy = {k: v for k, v in out.items() if k not in self._light_keys}
+                    if keys[i] is not None:
+                        self._heavy.put(keys[i], heavy)
+                    # A light part kept earlier stays what the data table shows.
+                    lights[i] = lights[i] or self._keep_light(keys[i], out)
+                    heavies[i] = heavy
+            return [{**light, **heavy} for light, heavy in zip(lights, heavies)]
+
+    def _keep_light(self, key: tuple | None, output: JsonDict) -> JsonDict:
+        light = {k: v for k, v in output.items() if k in self._light_keys}
+        if key is not None:
+            self._light[key] = light
+        return light
+
+    def _predict_light(self, inputs: list[JsonDict], progress) -> list[JsonDict]:
+        """Forward passes without gradients over `inputs`, longest texts first so
+        each batch holds similar lengths (little padding); outputs in input order."""
+        self.model_calls += 1
+        self.light_calls += 1
+        order = sorted(range(len(inputs)), key=lambda i: -_text_length(inputs[i]))
+        kw = {"gradients": False} if specs.hf_classifier(self.wrapped) is not None else {}
+        outputs = list(self.wrapped.predict(progress([inputs[i] for i in order]), **kw))
+        result: list[JsonDict] = [{}] * len(inputs)
+        for i, out in zip(order, outputs):
+            result[i] = out
+        return result
+
+
+def _text_length(example: JsonDict) -> int:
+    return sum(len(v) for v in example.values() if isinstance(v, str))
+
+
+class _BoundedModels(dict):
+    """The app's model map: every `CachingModelWrapper` LIT puts in it (at start-up
+    and for models loaded later from the UI) is replaced by a bounded one."""
+
+    def __init__(self, models: Mapping, heavy_cache_mb: float):
+        super().__init__()
+        self._heavy_cache_mb = heavy_cache_mb
+        for name, model in models.items():
+            self[name] = model
+
+    def __setitem__(self, name, model):
+        if isinstance(model, caching.CachingModelWrapper):
+            model = BoundedCachingModelWrapper(model.wrapped, name, self._heavy_cache_mb)
+        super().__setitem__(name, model)
+
+
+class BoundedLitApp(lit_app.LitApp):
+    """LIT's app with `BoundedCachingModelWrapper` around every model, and
+    whole-dataset predictions (the data table's, the metrics') without gradients."""
+
+    def __init__(self, *args, heavy_cache_mb: float = DEFAULT_HEAVY_CACHE_MB, **kw):
+        if not heavy_cache_mb >= 0:
+            raise ValueError(f"heavy_cache_mb must be >= 0, got {heavy_cache_mb!r}.")
+        self._heavy_cache_mb = heavy_cache_mb
+        super().__init__(*args, **kw)
+
+    # LitApp assigns `self._models = {}` and fills it; this property keeps every
+    # entry bounded without repeating any of LitApp's set-up.
+    @property
+    def _models(self) -> _BoundedModels:
+        return self.__dict__["_bounded_models"]
+
+    @_models.setter
+    def _models(self, models: Mapping) -> None:
+        self.__dict__["_bounded_models"] = _BoundedModels(models, self._heavy_cache_mb)
+
+    def _get_preds(
+        self,
+        data: JsonDict,
+        model: str | None = None,
+        requested_types: str | None = None,
+        requested_fields: str | None = None,
+        **kw,
+    ):
+        wrapper = self._models.get(model) if model is not None else None
+        if isinstance(wrapper, BoundedCachingModelWrapper) and "fields" not in kw:
+            fields = _requested(wrapper.output_spec(), requested_types, requested_fields)
+            if fields is not None:
+                kw["fields"] = fields
+        return super()._get_preds(data, model, requested_types, requested_fields, **kw)
+
+    def _get_metrics(self, *args, **kw):
+        # Metrics read the predictions only: their whole-dataset predict is light.
+        with predictions_only():
+            return super()._get_metrics(*args, **kw)
+
+    def _get_interpretations(self, data, model=None, dataset_name=None, interpreter=None, **kw):
+        # The embeddings projector reads pooled embeddings (light) of every example.
+        light = isinstance(self._interpreters.get(interpreter), projection.ProjectionManager)
+        with predictions_only() if light else contextlib.nullcontext():
+            return super()._get_interpretations(data, model, dataset_name, interpreter, **kw)
+
+    def memory(self) -> dict[str, dict[str, int]]:
+        """Per model: examples and bytes held (see BoundedCachingModelWrapper.memory)."""
+        return {
+            name: m.memory()
+            for name, m in self._models.items()
+            if isinstance(m, BoundedCachingModelWrapper)
+        }
+
+
+def _requested(
+    output_spec: lit_types.Spec, types: str | None, fields: str | None
+) -> frozenset[str] | None:
+    """The output fields a `/get_preds` request names (None: all of them)."""
+    if not types and not fields:
+        return None
+    names = {f for f in (fields or "").split(",") if f}
+    for type_name in (t for t in (types or "").split(",") if t):
+        lit_type = getattr(lit_types, type_name, None)
+        if isinstance(lit_type, type) and issubclass(lit_type, lit_types.LitType):
+            names.update(lit_utils.find_spec_keys(output_spec, lit_type))
+        else:
+            return None  # LIT itself answers with a TypeError
+    return frozenset(names)
+
+
+def build(models, datasets, heavy_cache_mb: float = DEFAULT_HEAVY_CACHE_MB, **server_kw):
+    """A `BoundedLitApp` from what `dev_server.Server` takes: the keywords LitApp
+    accepts are used, the web server's (host, port, ...) are left out."""
+    from lit_nlp import dev_server  # pylint: disable=g-import-not-at-top
+
+    accepted = set(dev_server.get_available_keywords(lit_app.LitApp))
+    app_kw = {k: v for k, v in server_kw.items() if k in accepted}
+    logging.info(
+        "Serving with bounded memory: light outputs for every example, token-level "
+        "outputs for at most %g MB per model.",
+        heavy_cache_mb,
+    )
+    return BoundedLitApp(models, datasets, heavy_cache_mb=heavy_cache_mb, **app_kw)

@@ -1,0 +1,234 @@
+"""The served app's bounded memory: light outputs for every example, token-level
+outputs in a byte-bounded LRU, whole-dataset predictions without gradients —
+and the same numbers as the model's own predict and LIT's own app."""
+
+import sys
+
+import numpy as np
+import pytest
+import transformers
+from lit_nlp import app as lit_app
+from lit_nlp.api import dataset as lit_dataset
+from lit_nlp.api import types as lit_types
+from lit_nlp.components import gradient_maps
+from lit_nlp.lib import caching
+
+from lit_plugins.app import bounded_cache
+from lit_plugins.data import loaders
+from lit_plugins.hf import finetune
+from lit_plugins.lit.model import HFSequenceClassifier
+from tests.kit import lit_apps, sentiment_data, tiny_models
+
+RTOL, ATOL = 1e-5, 1e-6  # float32 forward passes in different batches
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return tiny_models.classifier("bert", labels=sentiment_data.LABELS, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return list(sentiment_data.indexed_dataset().examples)
+
+
+def _assert_outputs_close(a, b, keys):
+    for key in keys:
+        if isinstance(a[key], np.ndarray):
+            np.testing.assert_allclose(a[key], b[key], rtol=RTOL, atol=ATOL, err_msg=key)
+        else:
+            assert a[key] == b[key], key
+
+
+def test_light_and_heavy_fields_split_by_type(classifier):
+    light = bounded_cache.light_fields(classifier.output_spec())
+    assert {"probas", "grad_class", "cls_emb", "tokens", "layer_0/avg_emb"} <= light
+    assert not {"token_embs", "token_grads", "cls_grad", "layer_1/token_activations"} & light
+
+
+def test_full_outputs_equal_the_models_own(classifier, examples):
+    wrapper = bounded_cache.BoundedCachingModelWrapper(classifier, "m", heavy_cache_mb=64)
+    got = wrapper.predict(examples)
+    want = list(classifier.predict(examples))
+    for g, w in zip(got, want):
+        assert set(g) == set(w)
+        _assert_outputs_close(g, w, w)
+    calls = wrapper.model_calls
+    again = wrapper.predict(examples[:3])  # all cached: no model call
+    assert wrapper.model_calls == calls
+    for g, w in zip(again, got):
+        _assert_outputs_close(g, w, w)
+
+
+def test_light_requests_skip_gradients_and_are_cached(classifier, examples):
+    wrapper = bounded_cache.BoundedCachingModelWrapper(classifier, "m", heavy_cache_mb=64)
+    fields = {"probas", "cls_emb"}
+    got = wrapper.predict(examples, fields=fields)
+    assert wrapper.light_calls == 1 and wrapper.model_calls == 1
+    assert all(set(g) == wrapper.light_keys for g in got)  # no token-level field
+    want = list(classifier.predict(examples))  # with gradients, in LIT's order
+    for g, w in zip(got, want):
+        _assert_outputs_close(g, w, wrapper.light_keys)
+    wrapper.predict(examples[::-1], fields=fields)
+    assert wrapper.model_calls == 1  # every light part cached
+    # A full request computes the heavy part once, and keeps the light part shown.
+    full = wrapper.predict(examples[:2])
+    assert wrapper.model_calls == 2 and "token_grads" in full[0]
+    assert full[0]["probas"] is got[0]["probas"]
+
+
+def test_heavy_outputs_beyond_the_budget_are_recomputed_alike(classifier, examples):
+    one = bounded_cache.BoundedCachingModelWrapper(classifier, "m", heavy_cache_mb=64)
+    heavy_bytes = one.predict(examples[:1]) and one.memory()["heavy_bytes"]
+    # Room for about two examples' token-level outputs.
+    small = bounded_cache.BoundedCachingModelWrapper(
+        classifier, "m", heavy_cache_mb=2.5 * heavy_bytes / 2**20
+    )
+    first = small.predict(examples)
+    assert small.memory()["heavy_examples"] <= 3
+    assert small.memory()["examples"] == len(examples)
+    calls = small.model_calls
+    (again,) = small.predict(examples[:1])  # evicted long ago: recomputed
+    assert small.model_calls == calls + 1
+    _assert_outputs_close(again, first[0], first[0])
+
+
+def test_examples_without_ids_are_computed_not_kept(classifier):
+    wrapper = bounded_cache.BoundedCachingModelWrapper(classifier, "m", heavy_cache_mb=64)
+    wrapper.predict([{"sentence": "a great film"}])
+    wrapper.predict([{"sentence": "a great film"}], fields={"probas"})
+    assert wrapper.model_calls == 2 and wrapper.memory()["examples"] == 0
+
+
+# ------------------------------------------------------------------ the app
+def _apps(classifier):
+    datasets = {"d": sentiment_data.indexed_dataset()}
+    kw = dict(
+        interpreters={"grad_norm": gradient_maps.GradientNorm()},
+        metrics={},
+        client_root=lit_apps.CLIENT_ROOT,
+    )
+    ours = bounded_cache.BoundedLitApp({"m": classifier}, datasets, heavy_cache_mb=64, **kw)
+    theirs = lit_app.LitApp({"m": classifier}, datasets, **kw)
+    return ours, theirs
+
+
+def _inputs(examples):
+    return {"inputs": [{"id": ex["_id"], "data": ex} for ex in examples]}
+
+
+def test_app_serves_the_data_table_without_gradients(classifier, examples):
+    ours, theirs = _apps(classifier)
+    wrapper = ours._models["m"]
+    assert isinstance(wrapper, bounded_cache.BoundedCachingModelWrapper)
+    table = ours._get_preds(_inputs(examples), model="m", requested_types="MulticlassPreds")
+    assert wrapper.light_calls == 1 and wrapper.memory()["heavy_examples"] == 0
+    lit_table = theirs._get_preds(_inputs(examples), model="m", requested_types="MulticlassPreds")
+    for a, b in zip(table, lit_table):
+        assert set(a) == set(b) == {"probas"}
+        np.testing.assert_allclose(a["probas"], b["probas"], rtol=RTOL, atol=ATOL)
+    # Without requested types, /get_preds returns complete outputs as LIT's does.
+    (full,) = ours._get_preds(_inputs(examples[:1]), model="m")
+    assert "token_grads" in full
+
+
+def test_app_salience_equals_lits_own_app(classifier, examples):
+    ours, theirs = _apps(classifier)
+    ours._get_preds(_inputs(examples), model="m", requested_types="MulticlassPreds")
+    args = dict(model="m", dataset_name="d", interpreter="grad_norm")
+    got = ours._get_interpretations(_inputs(examples[:3]), **args)
+    want = theirs._get_interpretations(_inputs(examples[:3]), **args)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(
+            g["token_grads"].salience, w["token_grads"].salience, rtol=RTOL, atol=ATOL
+        )
+
+
+def test_app_metrics_predict_light(classifier, examples):
+    from lit_nlp.components import metrics as lit_metrics
+
+    datasets = {"d": sentiment_data.indexed_dataset()}
+    ours = bounded_cache.BoundedLitApp(
+        {"m": classifier},
+        datasets,
+        metrics={"multiclass": lit_metrics.MulticlassMetrics()},
+        client_root=lit_apps.CLIENT_ROOT,
+    )
+    theirs = lit_app.LitApp(
+        {"m": classifier},
+        datasets,
+        metrics={"multiclass": lit_metrics.MulticlassMetrics()},
+        client_root=lit_apps.CLIENT_ROOT,
+    )
+    got = ours._get_metrics(_inputs(examples), model="m", dataset_name="d")
+    assert ours._models["m"].light_calls == 1
+    assert ours._models["m"].memory()["heavy_examples"] == 0
+    want = theirs._get_metrics(_inputs(examples), model="m", dataset_name="d")
+    assert got == want
+
+
+def test_models_loaded_later_are_bounded_too(classifier):
+    app = bounded_cache.BoundedLitApp(
+        {"m": classifier}, {}, interpreters={}, metrics={}, client_root=lit_apps.CLIENT_ROOT
+    )
+    app._models["later"] = caching.CachingModelWrapper(classifier, "later")
+    assert isinstance(app._models["later"], bounded_cache.BoundedCachingModelWrapper)
+
+
+def test_bad_budget():
+    with pytest.raises(ValueError, match="heavy_cache_mb"):
+        bounded_cache.BoundedLitApp({}, {}, heavy_cache_mb=-1)
+
+
+# ------------------------------------------------- memory at MiniLM's size
+def _retained_bytes(outputs) -> int:
+    """Memory the outputs keep alive: every array's outermost buffer (a view of a
+    batch keeps the whole batch array), each counted once, plus the Python
+    objects. Independent of `lru.nbytes`, which counts each view's own size."""
+    roots, other = {}, 0
+    for out in outputs:
+        other += sys.getsizeof(out)
+        for value in out.values():
+            if isinstance(value, np.ndarray):
+                while isinstance(value.base, np.ndarray):
+                    value = value.base
+                roots[id(value)] = value.nbytes
+            else:
+                other += sys.getsizeof(value) + sum(map(sys.getsizeof, value or ()))
+    return sum(roots.values()) + other
+
+
+@pytest.mark.slow
+def test_memory_per_example_at_minilm_size_stays_under_20_kb():
+    """2,000 examples (the bundled sentences, each with a number) through a
+    random model of MiniLM-L6's shape and tokenizer: what the light store keeps
+    alive per example is under the 20 KB the served app allows per example and
+    model, and no view keeps a token-level array alive."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(finetune.default_model_dir())
+    config = transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        num_labels=2,
+    )
+    model = transformers.BertForSequenceClassification(config).eval()
+    clf = HFSequenceClassifier(
+        model=model, tokenizer=tokenizer, labels=loaders.SENTIMENT_LABELS, batch_size=64
+    )
+    base = [ex["sentence"] for ex in loaders.load_bundled_sentiment("train").examples]
+    spec = {"sentence": lit_types.TextSegment()}
+    texts = [f"{base[i % len(base)]} ({i})" for i in range(2000)]
+    ds = lit_dataset.IndexedDataset(
+        base=lit_dataset.Dataset(spec=spec, examples=[{"sentence": t} for t in texts]),
+        id_fn=caching.input_hash,
+    )
+    wrapper = bounded_cache.BoundedCachingModelWrapper(clf, "m", heavy_cache_mb=64)
+    outputs = wrapper.predict(ds.examples, fields={"probas"})
+    assert wrapper.light_calls == 1 and wrapper.memory()["examples"] == len(texts)
+    retained = _retained_bytes(outputs) / len(texts)
+    counted = wrapper.memory()["light_bytes"] / len(texts)
+    assert retained < 20_000 and counted < 20_000, (retained, counted)
+    # 8 vectors of 384 float32 (pooled embeddings) are 12 KB: the floor.
+    assert retained > 8 * 384 * 4 and retained < 1.2 * counted, (retained, counted)
