@@ -11,11 +11,12 @@ from lit_nlp.components import core as lit_core
 from lit_nlp.components import salience_clustering
 
 from lit_plugins.app import bounded_cache
-
+from lit_plugins.hf import kinds
 from lit_plugins.lit import interpreters as ours
-from lit_plugins.lit import methods, multilabel, saved_results
-from lit_plugins.lit.interpreters import txray_shift
+from lit_plugins.lit import methods, multilabel, saved_results, tag_metrics, token_model
+from lit_plugins.lit.interpreters import tag_salience, txray_shift
 from lit_plugins.lit.model import HFSequenceClassifier
+from lit_plugins.lit.token_model import HFTokenClassifier
 
 # The display names, re-exported from the one registry (`lit_plugins.lit.methods`).
 GRADIENT_NORM = methods.GRADIENT_NORM
@@ -94,6 +95,8 @@ def plugin_interpreters(
             **found,
         }
     found[SALIENCE_FAITHFULNESS] = ours.SalienceFaithfulness(found)
+    # Token classifiers' "why is word j tagged X" (only they are compatible).
+    found.update(tag_salience.interpreters())
     return found
 
 
@@ -142,8 +145,13 @@ def load_corpus_results(
         logging.info("TX-Ray: loaded %r vs %r from %s", meta["model"], meta["reference"], out_dir)
 
 
-def wrap_model(model, tokenizer, **kw) -> HFSequenceClassifier:
-    """Wraps in-memory `transformers` model + tokenizer objects for LIT."""
+def wrap_model(model, tokenizer, **kw) -> HFSequenceClassifier | HFTokenClassifier:
+    """Wraps in-memory `transformers` model + tokenizer objects for LIT: a
+    `*ForTokenClassification` model as `HFTokenClassifier` (per-word tags), a sequence
+    classifier as `HFSequenceClassifier`; any other head is refused with a ValueError
+    naming it and listing the supported kinds (`hf.heads.SUPPORTED`)."""
+    if kinds.model_kind(model) == kinds.TOKEN:
+        return HFTokenClassifier(model=model, tokenizer=tokenizer, **token_model.token_kwargs(kw))
     return HFSequenceClassifier(model=model, tokenizer=tokenizer, **kw)
 
 
@@ -225,7 +233,7 @@ def serve(
         if warning:
             logging.warning(warning)
     # LIT's metrics, the multi-label ones at each model's own threshold.
-    server_kw.setdefault("metrics", multilabel.plugin_metrics())
+    server_kw.setdefault("metrics", {**multilabel.plugin_metrics(), **tag_metrics.plugin_metrics()})
     lit_app = bounded_cache.build(models, datasets, heavy_cache_mb=heavy_cache_mb, **server_kw)
     if server_type == "prebake":  # as LIT: run start-up tasks, save the cache, exit
         lit_app.save_cache()

@@ -14,7 +14,10 @@ from collections.abc import Sequence
 from absl import flags, logging
 
 from lit_plugins.data import loaders
+from lit_plugins.hf import kinds
+from lit_plugins.lit import token_model
 from lit_plugins.lit.model import HFSequenceClassifier
+from lit_plugins.lit.token_model import HFTokenClassifier
 
 MODELS = flags.DEFINE_list(
     "models",
@@ -144,6 +147,10 @@ def load_models(device: str | None = None) -> dict[str, HFSequenceClassifier]:
 def load_model(name: str, path: str, device: str | None = None) -> HFSequenceClassifier:
     """One checkpoint (path or hub name) with the flags' labels, lengths and device."""
     logging.info("Loading model %r from %s", name, path)
+    if kinds.checkpoint_kind(path) == kinds.TOKEN:  # other task heads: ValueError here
+        return HFTokenClassifier(
+            path, labels=LABELS.value, **token_model.token_kwargs(model_kwargs(device))
+        )
     return HFSequenceClassifier(
         path, labels=LABELS.value, threshold=THRESHOLD.value, **model_kwargs(device)
     )
@@ -169,6 +176,8 @@ def load_dataset(models: dict | None = None) -> dict[str, loaders.RecordsDataset
     (`models`), else from the data.
     """
     first = next(iter(models.values())) if models else None
+    if isinstance(first, HFTokenClassifier):
+        return tagged_dataset(first)
     if not DATASET.value or DATASET.value == DEFAULT_DATASET_NAME:
         return {
             DEFAULT_DATASET_NAME: loaders.load_bundled_sentiment(
@@ -199,6 +208,23 @@ def load_dataset(models: dict | None = None) -> dict[str, loaders.RecordsDataset
     if os.path.isfile(path):
         return {name: loaders.load_table(path, text_fields(), **kw)}
     return {name: loaders.load_hf_dataset(path, SPLIT.value, text_fields(), **kw)}
+
+
+def tagged_dataset(model: HFTokenClassifier) -> dict:
+    """For a token classifier: --dataset as a CoNLL-style file (one 'word TAG' per line,
+    sentences separated by blank lines), or the bundled NER sentences without it."""
+    from lit_plugins.data import conll  # pylint: disable=g-import-not-at-top
+
+    kw = dict(
+        text_field=model.text_field,
+        tags_field=model.tags_field,
+        labels=model.labels,
+        max_examples=MAX_EXAMPLES.value,
+    )
+    if not DATASET.value or DATASET.value == conll.NER_DATASET_NAME:
+        return {conll.NER_DATASET_NAME: conll.load_bundled_ner(**kw)}
+    path = DATASET.value
+    return {os.path.basename(path.rstrip("/")) or path: conll.load_conll(path, **kw)}
 
 
 def flag_values(names: Sequence[str]) -> dict:
