@@ -357,3 +357,55 @@ def test_probe_refuses_a_multi_label_field_without_a_label_and_probes_one_vs_res
     out = probe.run(ds.examples[:1], model, ds, config={"Label field": "label:food", "Layer": "1"})
     sweep = common.chips_dict(out[0]["layer_sweep"])
     assert list(sweep) == ["layer 1"] and 0.0 <= sweep["layer 1"] <= 1.0
+
+
+# ------------------------------------------------- loading, command line --
+def test_load_model_dialog_sets_the_threshold(tmp_path):
+    model, tok = _multi_label_model()
+    ckpt = tmp_path / "ckpt"
+    model.save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+    load, spec = registration.safe_model_loader([tmp_path])
+    assert "threshold" in spec
+    loaded = load(str(ckpt), threshold=0.2)
+    assert loaded.is_multi_label and loaded.threshold == 0.2
+    assert multilabel.model_threshold(caching.CachingModelWrapper(loaded, "x")) == 0.2
+
+
+def test_demo_flags_read_a_multi_label_file(tmp_path):
+    from absl import flags
+    from absl.testing import flagsaver
+
+    from lit_plugins.cli import model_data
+
+    path = tmp_path / "topics.csv"
+    path.write_text("text,topics\ngood food,food;price\nslow staff,service\nnothing,\n")
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+    clf = _clf()
+    with flagsaver.flagsaver(
+        dataset=str(path),
+        label_column="topics",
+        label_separator=";",
+        text_fields=["sentence=text"],
+        max_examples=None,
+    ):
+        (ds,) = model_data.load_dataset({"m": clf}).values()
+    assert [ex["label"] for ex in ds.examples] == [["food", "price"], ["service"], []]
+    assert clf.is_compatible_with_dataset(ds)
+    with flagsaver.flagsaver(dataset=model_data.MULTI_LABEL_DATASET_NAME, max_examples=3):
+        (ds,) = model_data.load_dataset({"m": clf}).values()
+    assert len(ds) == 3 and clf.is_compatible_with_dataset(ds)
+
+
+def test_attribute_rows_of_a_multi_label_model(clf):
+    from lit_plugins.cli import attribute
+
+    examples = [{"sentence": t} for t in TEXTS[:2]]
+    rows = attribute.attribute_rows(
+        clf, examples, 0, attribute.AttributeOptions(methods=(attribute.GRAD_NORM,))
+    )
+    for row, text in zip(rows, TEXTS):
+        probs = _hf_probs(clf.model, clf.tokenizer, text)
+        np.testing.assert_allclose(row["probabilities"], probs, rtol=RTOL, atol=ATOL)
+        assert row["prediction"] == row["target"] == LABELS[int(np.argmax(probs))]
