@@ -224,6 +224,16 @@ def test_head_kinds_and_refusals(tmp_path):
         HFTokenTagger(str(tmp_path / "qa"))
     with pytest.raises(ValueError, match="not a token classifier"):
         HFTokenTagger(model=qa, tokenizer=tok)
+    # A causal-LM checkpoint is refused by path; a masked-LM one (how pre-trained
+    # encoders ship) is a sequence classifier with a new head, as before.
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2))
+    gpt2.save_pretrained(tmp_path / "lm")
+    with pytest.raises(ValueError, match="GPT2LMHeadModel head, which is not supported"):
+        kinds.checkpoint_kind(str(tmp_path / "lm"))
+    transformers.BertForMaskedLM(model.config).save_pretrained(tmp_path / "mlm")
+    assert kinds.checkpoint_kind(str(tmp_path / "mlm")) == kinds.SEQUENCE
+    with pytest.raises(ValueError, match="GPT2LMHeadModel is not a sequence classifier"):
+        kinds.model_kind(gpt2)
 
 
 def test_entity_spans_are_character_spans_of_the_words():
