@@ -71,6 +71,15 @@ _HEAVY_CACHE_MB = flags.DEFINE_float(
     "attention) of recently explained examples; predictions and pooled embeddings "
     "are kept for every example.",
 )
+_CACHE_DIR = flags.DEFINE_string(
+    "cache_dir",
+    None,
+    "Where served predictions persist between restarts (SQLite, keyed by the "
+    "weights and settings; default: <lit-plugins cache>/served).",
+)
+_NO_CACHE = flags.DEFINE_bool(
+    "no_cache", False, "Keep served predictions in memory only (nothing written to disk)."
+)
 _PROBE_RESULTS = flags.DEFINE_list(
     "probe_results",
     [],
@@ -147,6 +156,8 @@ def main(argv: Sequence[str]) -> dev_server.LitServerType | None:
         max_request_mb=_MAX_REQUEST_MB.value,
         debug_errors=_DEBUG_ERRORS.value,
         heavy_cache_mb=_HEAVY_CACHE_MB.value,
+        cache_dir=_CACHE_DIR.value,
+        use_store=not _NO_CACHE.value,
         **flags_,
     )
 

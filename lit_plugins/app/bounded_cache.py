@@ -16,7 +16,11 @@ Here each model is wrapped in `BoundedCachingModelWrapper` instead:
   when asked for again;
 * a request for light fields only (the UI's `/get_preds` always names the
   types it wants; `/get_metrics` needs predictions only) runs a forward pass
-  without gradients, in batches of similar lengths.
+  without gradients, in batches of similar lengths;
+* with an `OutputStore` (`lit_plugins.util.store`, SQLite), the light fields
+  are also kept on disk under a key of the weights and settings
+  (`model_key`): a restart on the same model and data reads them instead of
+  running the model, and changed weights are never served old rows.
 
 `BoundedLitApp` is LIT's `LitApp` with every model so wrapped, including models
 loaded later from the UI. Everything else (interpreters, generators, the HTTP
@@ -26,10 +30,14 @@ API) is LIT's own.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import os
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
+import torch
 from absl import logging
 from lit_nlp import app as lit_app
 from lit_nlp.api import model as lit_model
@@ -38,11 +46,15 @@ from lit_nlp.components import projection
 from lit_nlp.lib import caching
 from lit_nlp.lib import utils as lit_utils
 
+from lit_plugins.hf import finetune
 from lit_plugins.lit import specs
 from lit_plugins.util.lru import ByteLRU, nbytes
+from lit_plugins.util.store import SCHEMA_VERSION, OutputStore
 
 JsonDict = dict[str, Any]
 DEFAULT_HEAVY_CACHE_MB = 512
+DEFAULT_STORE_MB = 4096
+STORE_FILE = "served-outputs.sqlite"
 # Fields that need a backward pass or hold one vector per token (or per token
 # pair): kept only for recently explained examples.
 HEAVY_TYPES = (
@@ -84,9 +96,18 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
     LIT's wrapper does.
     """
 
-    def __init__(self, model: lit_model.Model, name: str, heavy_cache_mb: float):
+    def __init__(
+        self,
+        model: lit_model.Model,
+        name: str,
+        heavy_cache_mb: float,
+        store: OutputStore | None = None,
+    ):
         super().__init__(model)
         self._name = name
+        self._store = store
+        self._store_key = model_key(model) if store is not None else None
+        self.store_hits = 0  # light outputs read from the store
         self._light_keys = light_fields(model.output_spec())
         self._light: dict[tuple, JsonDict] = {}
         self._heavy = ByteLRU(int(heavy_cache_mb * 2**20))
@@ -128,12 +149,14 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
         light_only = fields is not None and set(fields) <= self._light_keys
         with self._lock:
             lights = [self._light.get(k) if k is not None else None for k in keys]
+            self._read_store(keys, lights)
             if light_only:
                 missing = [i for i, light in enumerate(lights) if light is None]
                 if missing:
                     computed = self._predict_light([inputs[i] for i in missing], progress)
                     for i, out in zip(missing, computed):
                         lights[i] = self._keep_light(keys[i], out)
+                    self._write_store([keys[i] for i in missing], [lights[i] for i in missing])
                 return [dict(light) for light in lights]
             heavies = [self._heavy.get(k) if k is not None else None for k in keys]
             missing = [i for i in range(len(inputs)) if lights[i] is None or heavies[i] is None]
@@ -145,6 +168,7 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
                         f"Model {self._name!r} returned {len(computed)} outputs "
                         f"for {len(missing)} inputs."
                     )
+                new_light = [i for i in missing if lights[i] is None]
                 for i, out in zip(missing, computed):
                     heavy = {k: v for k, v in out.items() if k not in self._light_keys}
                     if keys[i] is not None:
@@ -152,7 +176,28 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
                     # A light part kept earlier stays what the data table shows.
                     lights[i] = lights[i] or self._keep_light(keys[i], out)
                     heavies[i] = heavy
+                self._write_store([keys[i] for i in new_light], [lights[i] for i in new_light])
             return [{**light, **heavy} for light, heavy in zip(lights, heavies)]
+
+    def _read_store(self, keys: list[tuple | None], lights: list[JsonDict | None]) -> None:
+        """Fills `lights` (and memory) from the store where memory has nothing."""
+        if self._store_key is None:
+            return
+        wanted = [k[1] for k, light in zip(keys, lights) if k is not None and light is None]
+        if not wanted:
+            return
+        found = self._store.get_many(self._store_key, wanted)
+        self.store_hits += len(found)
+        for i, key in enumerate(keys):
+            if lights[i] is None and key is not None and key[1] in found:
+                lights[i] = self._light[key] = found[key[1]]
+
+    def _write_store(self, keys: list[tuple | None], lights: list[JsonDict]) -> None:
+        if self._store_key is None:
+            return
+        rows = {k[1]: light for k, light in zip(keys, lights) if k is not None}
+        if rows:
+            self._store.put_many(self._store_key, rows)
 
     def _keep_light(self, key: tuple | None, output: JsonDict) -> JsonDict:
         light = {k: v for k, v in output.items() if k in self._light_keys}
@@ -178,19 +223,55 @@ def _text_length(example: JsonDict) -> int:
     return sum(len(v) for v in example.values() if isinstance(v, str))
 
 
+def model_key(model: lit_model.Model) -> str | None:
+    """What the outputs of `model` depend on, hashed: its weights (every
+    parameter and buffer, bytes, dtype and shape), its tokenizer's vocabulary and
+    special tokens, its settings (labels, max length, dtype, threshold, ...), its
+    light fields and the store's schema. None for a model that is not one of our
+    HF wrappers (its outputs are then not stored)."""
+    raw = specs.unwrap(model)
+    torch_model = getattr(raw, "model", None)
+    tokenizer = getattr(raw, "tokenizer", None)
+    if not isinstance(torch_model, torch.nn.Module) or not hasattr(tokenizer, "get_vocab"):
+        return None
+    digest = hashlib.sha256()
+    for name, tensor in torch_model.state_dict().items():
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}\0{flat.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    vocab = sorted(tokenizer.get_vocab().items())
+    settings = {
+        "class": type(raw).__name__,
+        "fields": sorted(light_fields(raw.output_spec())),
+        "tokenizer": [vocab, sorted(map(str, tokenizer.all_special_tokens))],
+        "padding_side": getattr(tokenizer, "padding_side", None),
+        "schema": SCHEMA_VERSION,
+        **{
+            attr: getattr(raw, attr)
+            for attr in ("labels", "max_length", "text_fields", "label_field", "threshold")
+            if isinstance(getattr(raw, attr, None), (str, int, float, list, tuple))
+        },
+    }
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
 class _BoundedModels(dict):
     """The app's model map: every `CachingModelWrapper` LIT puts in it (at start-up
     and for models loaded later from the UI) is replaced by a bounded one."""
 
-    def __init__(self, models: Mapping, heavy_cache_mb: float):
+    def __init__(self, models: Mapping, heavy_cache_mb: float, store: OutputStore | None):
         super().__init__()
         self._heavy_cache_mb = heavy_cache_mb
+        self._store = store
         for name, model in models.items():
             self[name] = model
 
     def __setitem__(self, name, model):
         if isinstance(model, caching.CachingModelWrapper):
-            model = BoundedCachingModelWrapper(model.wrapped, name, self._heavy_cache_mb)
+            model = BoundedCachingModelWrapper(
+                model.wrapped, name, self._heavy_cache_mb, self._store
+            )
         super().__setitem__(name, model)
 
 
@@ -198,10 +279,17 @@ class BoundedLitApp(lit_app.LitApp):
     """LIT's app with `BoundedCachingModelWrapper` around every model, and
     whole-dataset predictions (the data table's, the metrics') without gradients."""
 
-    def __init__(self, *args, heavy_cache_mb: float = DEFAULT_HEAVY_CACHE_MB, **kw):
+    def __init__(
+        self,
+        *args,
+        heavy_cache_mb: float = DEFAULT_HEAVY_CACHE_MB,
+        store: OutputStore | None = None,
+        **kw,
+    ):
         if not heavy_cache_mb >= 0:
             raise ValueError(f"heavy_cache_mb must be >= 0, got {heavy_cache_mb!r}.")
         self._heavy_cache_mb = heavy_cache_mb
+        self.store = store
         super().__init__(*args, **kw)
 
     # LitApp assigns `self._models = {}` and fills it; this property keeps every
@@ -212,7 +300,7 @@ class BoundedLitApp(lit_app.LitApp):
 
     @_models.setter
     def _models(self, models: Mapping) -> None:
-        self.__dict__["_bounded_models"] = _BoundedModels(models, self._heavy_cache_mb)
+        self.__dict__["_bounded_models"] = _BoundedModels(models, self._heavy_cache_mb, self.store)
 
     def _get_preds(
         self,
@@ -265,16 +353,35 @@ def _requested(
     return frozenset(names)
 
 
-def build(models, datasets, heavy_cache_mb: float = DEFAULT_HEAVY_CACHE_MB, **server_kw):
+def default_cache_dir() -> str:
+    """Where the served app's output store lives unless --cache_dir says."""
+    return os.path.join(finetune.cache_root(), "served")
+
+
+def build(
+    models,
+    datasets,
+    heavy_cache_mb: float = DEFAULT_HEAVY_CACHE_MB,
+    cache_dir: str | None = None,
+    use_store: bool = True,
+    store_mb: float = DEFAULT_STORE_MB,
+    **server_kw,
+):
     """A `BoundedLitApp` from what `dev_server.Server` takes: the keywords LitApp
-    accepts are used, the web server's (host, port, ...) are left out."""
+    accepts are used, the web server's (host, port, ...) are left out. With
+    `use_store`, light outputs persist in `<cache_dir>/served-outputs.sqlite`
+    (default `default_cache_dir()`), at most `store_mb`."""
     from lit_nlp import dev_server  # pylint: disable=g-import-not-at-top
 
     accepted = set(dev_server.get_available_keywords(lit_app.LitApp))
     app_kw = {k: v for k, v in server_kw.items() if k in accepted}
+    store = None
+    if use_store:
+        store = OutputStore(os.path.join(cache_dir or default_cache_dir(), STORE_FILE), store_mb)
     logging.info(
-        "Serving with bounded memory: light outputs for every example, token-level "
+        "Serving with bounded memory: light outputs for every example%s, token-level "
         "outputs for at most %g MB per model.",
+        f" (kept in {store.path})" if store else "",
         heavy_cache_mb,
     )
-    return BoundedLitApp(models, datasets, heavy_cache_mb=heavy_cache_mb, **app_kw)
+    return BoundedLitApp(models, datasets, heavy_cache_mb=heavy_cache_mb, store=store, **app_kw)

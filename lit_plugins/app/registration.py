@@ -199,6 +199,8 @@ def serve(
     max_request_mb: float | None = None,
     debug_errors: bool = False,
     heavy_cache_mb: float = bounded_cache.DEFAULT_HEAVY_CACHE_MB,
+    cache_dir: str | None = None,
+    use_store: bool = True,
     **server_kw,
 ):
     """`dev_server.Server(models, datasets, **server_kw).serve()` behind
@@ -211,7 +213,9 @@ def serve(
     predictions and pooled embeddings are kept, token-level outputs (token
     embeddings, gradients, attention) for at most `heavy_cache_mb` per model,
     recomputed when asked for again; the data table's and the metrics'
-    whole-dataset predictions run without gradients.
+    whole-dataset predictions run without gradients. With `use_store`, the
+    predictions also persist in `cache_dir` (SQLite, keyed by the weights and
+    settings), so a restart on the same model and data does not rerun them.
 
     `server_kw` are LIT's (e.g. `**server_flags.get_flags()`, `interpreters=`,
     `model_loaders=`). A non-loopback `host` needs `allowed_hosts` (ValueError
@@ -234,7 +238,14 @@ def serve(
             logging.warning(warning)
     # LIT's metrics, the multi-label ones at each model's own threshold.
     server_kw.setdefault("metrics", {**multilabel.plugin_metrics(), **tag_metrics.plugin_metrics()})
-    lit_app = bounded_cache.build(models, datasets, heavy_cache_mb=heavy_cache_mb, **server_kw)
+    lit_app = bounded_cache.build(
+        models,
+        datasets,
+        heavy_cache_mb=heavy_cache_mb,
+        cache_dir=cache_dir,
+        use_store=use_store,
+        **server_kw,
+    )
     if server_type == "prebake":  # as LIT: run start-up tasks, save the cache, exit
         lit_app.save_cache()
         return None

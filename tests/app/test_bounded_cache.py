@@ -2,10 +2,12 @@
 outputs in a byte-bounded LRU, whole-dataset predictions without gradients —
 and the same numbers as the model's own predict and LIT's own app."""
 
+import os
 import sys
 
 import numpy as np
 import pytest
+import torch
 import transformers
 from lit_nlp import app as lit_app
 from lit_nlp.api import dataset as lit_dataset
@@ -17,6 +19,7 @@ from lit_plugins.app import bounded_cache
 from lit_plugins.data import loaders
 from lit_plugins.hf import finetune
 from lit_plugins.lit.model import HFSequenceClassifier
+from lit_plugins.util.store import OutputStore
 from tests.kit import lit_apps, sentiment_data, tiny_models
 
 RTOL, ATOL = 1e-5, 1e-6  # float32 forward passes in different batches
@@ -178,6 +181,69 @@ def test_models_loaded_later_are_bounded_too(classifier):
 def test_bad_budget():
     with pytest.raises(ValueError, match="heavy_cache_mb"):
         bounded_cache.BoundedLitApp({}, {}, heavy_cache_mb=-1)
+
+
+# ---------------------------------------------------------------- the store
+def test_a_restart_reads_the_store_without_running_the_model(tmp_path, examples):
+    path = str(tmp_path / "outputs.sqlite")
+    clf = tiny_models.classifier("bert", labels=sentiment_data.LABELS, batch_size=4)
+    first = bounded_cache.BoundedCachingModelWrapper(clf, "m", 64, OutputStore(path))
+    shown = first.predict(examples, fields={"probas"})
+    # A new process: a new model object with the same weights, a new wrapper.
+    clf2 = tiny_models.classifier("bert", labels=sentiment_data.LABELS, batch_size=4)
+    again = bounded_cache.BoundedCachingModelWrapper(clf2, "m", 64, OutputStore(path))
+    restored = again.predict(examples, fields={"probas"})
+    assert again.model_calls == 0 and again.store_hits == len(examples)
+    for a, b in zip(shown, restored):
+        _assert_outputs_close(a, b, [k for k in a if k != "tokens"])
+        assert list(a["tokens"]) == list(b["tokens"])
+    # Token-level outputs are computed as before, beside the stored light part.
+    (full,) = again.predict(examples[:1])
+    (want,) = clf2.predict(examples[:1])
+    _assert_outputs_close(full, want, ["token_grads", "probas"])
+
+
+def test_changed_weights_or_settings_are_not_served_old_rows(tmp_path, examples):
+    path = str(tmp_path / "outputs.sqlite")
+    clf = tiny_models.classifier("bert", labels=sentiment_data.LABELS, batch_size=4)
+    bounded_cache.BoundedCachingModelWrapper(clf, "m", 64, OutputStore(path)).predict(
+        examples, fields={"probas"}
+    )
+    other = tiny_models.classifier("bert", seed=1, labels=sentiment_data.LABELS)
+    assert bounded_cache.model_key(other) != bounded_cache.model_key(clf)
+    wrapper = bounded_cache.BoundedCachingModelWrapper(other, "m", 64, OutputStore(path))
+    got = wrapper.predict(examples, fields={"probas"})
+    assert wrapper.store_hits == 0 and wrapper.model_calls == 1
+    want = list(other.predict(examples))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g["probas"], w["probas"], rtol=RTOL, atol=ATOL)
+    # One weight changed in place, or another max length: another key.
+    with torch.no_grad():
+        next(other.model.parameters()).view(-1)[0] += 1e-3
+    assert bounded_cache.model_key(other) != wrapper._store_key
+    shorter = tiny_models.classifier("bert", seed=1, labels=sentiment_data.LABELS, max_length=16)
+    assert bounded_cache.model_key(shorter) != wrapper._store_key
+
+
+def test_model_key_is_stable_across_loads():
+    a = tiny_models.classifier("bert", labels=sentiment_data.LABELS)
+    b = tiny_models.classifier("bert", labels=sentiment_data.LABELS)
+    assert bounded_cache.model_key(a) == bounded_cache.model_key(b)
+    assert bounded_cache.model_key(object()) is None
+
+
+def test_app_build_with_and_without_the_store(tmp_path, classifier, examples):
+    kw = dict(metrics={}, interpreters={}, client_root=lit_apps.CLIENT_ROOT)
+    datasets = {"d": sentiment_data.indexed_dataset()}
+    app = bounded_cache.build({"m": classifier}, datasets, cache_dir=str(tmp_path), **kw)
+    app._get_preds(_inputs(examples), model="m", requested_types="MulticlassPreds")
+    assert app.store.stats()["rows"] == len(examples)
+    assert os.path.exists(tmp_path / bounded_cache.STORE_FILE)
+    restarted = bounded_cache.build({"m": classifier}, datasets, cache_dir=str(tmp_path), **kw)
+    restarted._get_preds(_inputs(examples), model="m", requested_types="MulticlassPreds")
+    assert restarted._models["m"].model_calls == 0
+    off = bounded_cache.build({"m": classifier}, datasets, use_store=False, **kw)
+    assert off.store is None and off._models["m"]._store_key is None
 
 
 # ------------------------------------------------- memory at MiniLM's size

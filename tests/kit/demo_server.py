@@ -47,6 +47,12 @@ def demo_server(log_path, max_examples=8, start_s=240, extra_args=()):
                 "demos.demo",
                 f"--port={port}",
                 f"--max_examples={max_examples}",
+                # A store of its own per server: no test reads another's predictions.
+                *(
+                    []
+                    if any(a.startswith(("--cache_dir", "--no_cache")) for a in extra_args)
+                    else [f"--cache_dir={log_path.parent / 'served-cache'}"]
+                ),
                 *extra_args,
             ],
             cwd=ROOT,
