@@ -212,7 +212,9 @@ def load_dataset(models: dict | None = None) -> dict[str, loaders.RecordsDataset
 
 def tagged_dataset(model: HFTokenClassifier) -> dict:
     """For a token classifier: --dataset as a CoNLL-style file (one 'word TAG' per line,
-    sentences separated by blank lines), or the bundled NER sentences without it."""
+    sentences separated by blank lines), or the bundled NER sentences without it; with
+    the model's own tags as a field (`token_model.MODEL_TAGS`, for the token-level
+    probe)."""
     from lit_plugins.data import conll  # pylint: disable=g-import-not-at-top
 
     kw = dict(
@@ -222,9 +224,11 @@ def tagged_dataset(model: HFTokenClassifier) -> dict:
         max_examples=MAX_EXAMPLES.value,
     )
     if not DATASET.value or DATASET.value == conll.NER_DATASET_NAME:
-        return {conll.NER_DATASET_NAME: conll.load_bundled_ner(**kw)}
-    path = DATASET.value
-    return {os.path.basename(path.rstrip("/")) or path: conll.load_conll(path, **kw)}
+        name, data = conll.NER_DATASET_NAME, conll.load_bundled_ner(**kw)
+    else:
+        path = DATASET.value
+        name, data = os.path.basename(path.rstrip("/")) or path, conll.load_conll(path, **kw)
+    return {name: token_model.with_model_tags(data, model)}
 
 
 def flag_values(names: Sequence[str]) -> dict:

@@ -215,15 +215,20 @@ class HFTokenTagger:
 
     # ------------------------------------------------------------- forward
     def forward(
-        self, batch: dict[str, Any], targets: Sequence[tuple[int, int]] | None = None
+        self,
+        batch: dict[str, Any],
+        targets: Sequence[tuple[int, int]] | None = None,
+        hidden_states: bool = False,
     ) -> dict[str, Any]:
         """Tag probabilities per word (float32 or better); with `targets` ((word, tag
-        index) per example), also F = p(tag | word) and dF/d(input word embeddings)."""
+        index) per example), also F = p(tag | word) and dF/d(input word embeddings);
+        with `hidden_states`, every layer's token states (0 = embedding output)."""
         enc = batch["enc"]
         other = {k: v for k, v in enc.items() if k != "input_ids"}
         embs = batch["embs"].clone().requires_grad_(targets is not None)
         with torch.set_grad_enabled(targets is not None):
-            logits = self.model(inputs_embeds=embs, **other).logits
+            out = self.model(inputs_embeds=embs, output_hidden_states=hidden_states, **other)
+            logits = out.logits
             probs = torch.softmax(heads.at_least_float32(logits), dim=-1)
             grads = f = None
             if targets is not None:
@@ -232,7 +237,14 @@ class HFTokenTagger:
         word_probs = [
             probs[i, batch["first"][i]].detach().cpu().numpy() for i in range(len(batch["words"]))
         ]
-        return {"word_probs": word_probs, "f": f, "grads": grads, "embs": embs.detach()}
+        states = [h.detach() for h in out.hidden_states] if hidden_states else None
+        return {
+            "word_probs": word_probs,
+            "f": f,
+            "grads": grads,
+            "embs": embs.detach(),
+            "hidden_states": states,
+        }
 
     @staticmethod
     def _score(probs, batch, rows: Sequence[int], targets) -> torch.Tensor:
@@ -242,18 +254,27 @@ class HFTokenTagger:
         tags = torch.tensor([t[1] for t in targets], device=probs.device)
         return probs[index, torch.tensor(pos, device=probs.device), tags]
 
-    def predict_words(self, inputs: list[JsonDict]) -> list[JsonDict]:
+    def predict_words(self, inputs: list[JsonDict], layers: Sequence[int] = ()) -> list[JsonDict]:
         """Per example: words, word pieces, predicted tags, per-word tag probabilities
-        [words, tags] and entity spans (BIO tags) with character offsets."""
+        [words, tags], entity spans (BIO tags) with character offsets and, for
+        `layers` (hidden_states indices, 0 = embedding output), {layer: [pieces, H]}
+        token states (float32 or better)."""
+        bad = [l for l in layers if not 0 <= l <= self.num_layers]
+        if bad:
+            raise ValueError(f"Layers {bad} out of range: 0 (embeddings) to {self.num_layers}.")
         results = []
         for start in range(0, len(inputs), self.batch_size):
             chunk = inputs[start : start + self.batch_size]
             with self.inference_lock, torch.no_grad():
                 batch = self.encode(chunk)
-                out = self.forward(batch)
+                out = self.forward(batch, hidden_states=bool(layers))
+            states = {
+                l: heads.at_least_float32(out["hidden_states"][l]).cpu().numpy() for l in layers
+            }
             for i, ex in enumerate(chunk):
                 p = out["word_probs"][i]
                 tags = [self.labels[int(k)] for k in p.argmax(-1)]
+                n = batch["lengths"][i]
                 results.append(
                     {
                         "words": batch["words"][i],
@@ -261,6 +282,7 @@ class HFTokenTagger:
                         "tags": tags,
                         "probs": p,
                         "entities": entity_spans(ex[self.text_field], tags, p.max(-1)),
+                        "layers": {l: h[i, :n] for l, h in states.items()},
                     }
                 )
         return results

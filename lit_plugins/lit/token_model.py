@@ -18,13 +18,17 @@ the gold tags in the data table and the datapoint editor. LIT 1.3 has no module 
 draws predicted SequenceTags, hence the entity annotations. Metrics: `lit.tag_metrics`
 (LIT 1.3 ships no sequence or span metric). "Why is word j tagged X":
 `lit.interpreters.tag_salience` (gradient x input and integrated gradients over the
-word pieces, in the Salience Maps module).
+word pieces, in the Salience Maps module). `layer_<i>/token_activations` (on request)
+let the Linear Probe and TX-Ray read the layers; `with_model_tags` adds the model's own
+tags to a dataset, for a token-level probe of them.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
+from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import dtypes
 from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
@@ -39,6 +43,7 @@ TOKENS = "tokens"
 TAGS = "tags"
 TAG_CONFIDENCE = "tag_confidence"
 ENTITIES = "entities"
+MODEL_TAGS = "model_tags"  # the model's own tags as a dataset field (`with_model_tags`)
 
 
 class HFTokenClassifier(HFTokenTagger, lit_model.BatchedModel):
@@ -76,21 +81,43 @@ class HFTokenClassifier(HFTokenTagger, lit_model.BatchedModel):
             TAGS: lit_types.SequenceTags(align=WORDS),
             TAG_CONFIDENCE: lit_types.SequenceTags(align=WORDS),
             ENTITIES: lit_types.MultiSegmentAnnotations(),
+            **{
+                specs.LAYER_ACTIVATIONS_TEMPLATE.format(i): lit_types.TokenEmbeddings(
+                    align=TOKENS, required=False
+                )
+                for i in range(self.num_layers + 1)
+            },
         }
 
-    def predict_minibatch(self, inputs: list[JsonDict]) -> list[JsonDict]:
+    def predict_minibatch(
+        self,
+        inputs: list[JsonDict],
+        activation_layers: str | Iterable[int] | None = None,
+        gradients: bool = False,
+    ) -> list[JsonDict]:
+        """One batch; `activation_layers` ('all' or layer indices, 0 = the embedding
+        output) adds `layer_<i>/token_activations` (the probe and TX-Ray ask for them);
+        `gradients` is accepted for the dataset-level interpreters and unused."""
+        del gradients
+        if activation_layers is None:
+            layers: list[int] = []
+        elif activation_layers == "all":
+            layers = list(range(self.num_layers + 1))
+        else:
+            layers = [int(l) for l in activation_layers]
         results = []
-        for out in self.predict_words(inputs):
+        for out in self.predict_words(inputs, layers):
             confidence = out["probs"].max(-1)
-            results.append(
-                {
-                    WORDS: out["words"],
-                    TOKENS: out["tokens"],
-                    TAGS: out["tags"],
-                    TAG_CONFIDENCE: [f"{c:.3f}" for c in confidence],
-                    ENTITIES: entity_annotations(out["entities"], self.text_field),
-                }
-            )
+            result = {
+                WORDS: out["words"],
+                TOKENS: out["tokens"],
+                TAGS: out["tags"],
+                TAG_CONFIDENCE: [f"{c:.3f}" for c in confidence],
+                ENTITIES: entity_annotations(out["entities"], self.text_field),
+            }
+            for l, states in out["layers"].items():
+                result[specs.LAYER_ACTIVATIONS_TEMPLATE.format(l)] = states
+            results.append(result)
         return results
 
 
@@ -118,6 +145,23 @@ def token_kwargs(kw: dict) -> dict:
             raise ValueError(f"A token classifier tags one text field, got {fields!r}.")
         kw["text_field"] = fields[0]
     return kw
+
+
+def with_model_tags(
+    dataset: lit_dataset.Dataset, model: lit_model.Model, field: str = MODEL_TAGS
+) -> lit_dataset.Dataset:
+    """`dataset` plus `field`: each example's tags as `model` predicts them
+    (`SequenceTags` aligned to its text), a label field for the token-level Linear
+    Probe: what a layer's word vectors encode of the model's own tags."""
+    raw = specs.unwrap(model)
+    if not isinstance(raw, HFTokenClassifier):
+        raise ValueError(f"{type(raw).__name__} is not a token classifier.")
+    if field in dataset.spec():
+        raise ValueError(f"The dataset already has a field {field!r}.")
+    outputs = list(raw.predict(dataset.examples))
+    spec = {**dataset.spec(), field: lit_types.SequenceTags(align=raw.text_field)}
+    examples = [{**ex, field: list(out[TAGS])} for ex, out in zip(dataset.examples, outputs)]
+    return lit_dataset.Dataset(spec=spec, examples=examples, description=dataset.description())
 
 
 def from_pretrained(path: str, **kw) -> HFTokenClassifier:

@@ -2,7 +2,8 @@
 checkpoint saved to a temporary directory (``--models=ner:<dir>``, the kind read from
 its config) with the bundled NER sentences; LIT's front end in headless Chromium shows
 the predicted entities ("Annotated Text (predicted)"), the gold ones and the gold tags,
-and our tag salience runs in the Salience Maps module and over HTTP for a chosen word.
+and our tag salience runs in the Salience Maps module and over HTTP for a chosen word;
+the Linear Probe fits the model's own tags over HTTP.
 
 Chromium and the no-network rule as in tests/app/test_browser_e2e.py.
 """
@@ -12,8 +13,10 @@ import math
 import pytest
 from playwright.sync_api import sync_playwright
 
+from lit_plugins.app import registration
 from lit_plugins.data import conll
-from lit_plugins.lit.interpreters import tag_salience
+from lit_plugins.lit import token_model
+from lit_plugins.lit.interpreters import linear_probe, tag_salience
 from lit_plugins.lit.interpreters.integrated_gradients import completeness_dict
 from tests.kit import browser as browser_kit
 from tests.kit import tiny_taggers
@@ -81,6 +84,17 @@ def test_ner_checkpoint_served_tags_shown_and_salience_in_the_browser(server):
     assert all(math.isfinite(v) for v in ig[tag_salience.PIECES]["salience"])
     assert f"word 1 '{words[1]}' is tagged B-LOC" in ig[tag_salience.TARGET]["tokens"][0]
     assert completeness_dict(ig["completeness"])["relative completeness error"] <= 0.01
+
+    # The token-level Linear Probe on the model's own tags (a field the demo adds).
+    assert token_model.MODEL_TAGS in ex["data"]
+    (probe,) = _interpret(
+        port,
+        registration.LINEAR_PROBE,
+        [ex],
+        {linear_probe.LABEL_FIELD_KEY: token_model.MODEL_TAGS, linear_probe.POOLING_KEY: "first"},
+    )
+    sweep = probe[linear_probe.LAYER_SWEEP]["tokens"]
+    assert [t.split(" = ")[0] for t in sweep] == ["layer 0", "layer 1", "layer 2"], sweep
 
     chromium = browser_kit.chromium_or_skip()
     errors = []

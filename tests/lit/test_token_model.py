@@ -184,3 +184,42 @@ def test_conll_loader(tmp_path):
         conll.TaggedDataset([(["a", "b"], ["O"])])
     with pytest.raises(ValueError, match="has 1 words but 0 tags"):
         conll.TaggedDataset([(["a"], [])])
+
+
+def test_token_level_probe_on_the_models_own_tags(tagger):
+    """The Linear Probe runs on a token classifier with its own tags as the label field
+    (`with_model_tags`); the rows it trains on at the last layer ("first" pooling) are
+    exactly the states the head reads: the head applied to them gives those tags."""
+    import torch
+
+    from lit_plugins.lit import probe_inputs
+    from lit_plugins.lit.interpreters import linear_probe
+
+    data = token_model.with_model_tags(DATA, tagger)
+    field = token_model.MODEL_TAGS
+    assert isinstance(data.spec()[field], lit_types.SequenceTags)
+    tags = [ex[field] for ex in data.examples]
+    assert tags == [o["tags"] for o in tagger.predict(DATA.examples)]
+    last = tagger.num_layers
+    rows = probe_inputs.collect_word_vectors(
+        tagger, data.examples, tags, "sentence", [last], pooling="first"
+    )
+    with torch.no_grad():
+        logits = tagger.model.classifier(torch.from_numpy(rows.vectors[last]))
+    assert [tagger.labels[k] for k in logits.argmax(-1)] == list(rows.tags)
+    assert len(rows.tags) == sum(len(t) for t in tags)
+
+    probe = registration.plugin_interpreters()[registration.LINEAR_PROBE]
+    assert probe.is_compatible(tagger, data)
+    config = {linear_probe.LABEL_FIELD_KEY: field, linear_probe.POOLING_KEY: "first"}
+    (out,) = probe.run(data.examples[:1], tagger, data, config=config)
+    sweep = {
+        t.split(" = ")[0]: v
+        for t, v in zip(
+            out[linear_probe.LAYER_SWEEP].tokens, out[linear_probe.LAYER_SWEEP].salience
+        )
+    }
+    majority = max(np.unique(rows.tags, return_counts=True)[1]) / len(rows.tags)
+    assert set(sweep) == {f"layer {l}" for l in range(last + 1)}
+    assert majority < sweep[f"layer {last}"] <= 1.0
+    assert out[linear_probe.TOKEN_SALIENCE].tokens[0] == "[CLS]"
