@@ -33,11 +33,13 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import torch
+import tqdm
 from absl import logging
 from lit_nlp import app as lit_app
 from lit_nlp.api import model as lit_model
@@ -55,6 +57,7 @@ JsonDict = dict[str, Any]
 DEFAULT_HEAVY_CACHE_MB = 512
 DEFAULT_STORE_MB = 4096
 STORE_FILE = "served-outputs.sqlite"
+PROGRESS_MIN_EXAMPLES = 256  # fewer print no progress bar
 # Fields that need a backward pass or hold one vector per token (or per token
 # pair): kept only for recently explained examples.
 HEAVY_TYPES = (
@@ -142,7 +145,7 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
         # Other keywords (the request's URL parameters, from LIT's /get_preds) are
         # ignored, as LIT's own caching wrapper does.
         inputs = list(inputs)
-        progress = progress_indicator or (lambda x: x)
+        progress = progress_indicator or self._console_progress
         keys = [self.key_fn(ex) for ex in inputs]
         if fields is None and getattr(_light_request, "on", False):
             fields = self._light_keys
@@ -204,6 +207,18 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
         if key is not None:
             self._light[key] = light
         return light
+
+    def _console_progress(self, examples: list[JsonDict]) -> Iterable[JsonDict]:
+        """Examples/s and time left in the server's console for whole-dataset work
+        (a few examples, e.g. the one being explained, print nothing)."""
+        return tqdm.tqdm(
+            examples,
+            desc=f"{self._name}: predictions",
+            unit="ex",
+            file=sys.stderr,
+            mininterval=2.0,
+            disable=len(examples) < PROGRESS_MIN_EXAMPLES,
+        )
 
     def _predict_light(self, inputs: list[JsonDict], progress) -> list[JsonDict]:
         """Forward passes without gradients over `inputs`, longest texts first so
