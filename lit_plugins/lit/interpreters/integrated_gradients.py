@@ -349,12 +349,19 @@ def _lit_path_fn(
     return path_fn, tokens
 
 
+_SCORE_TYPES = (
+    lit_types.MulticlassPreds,
+    lit_types.SparseMultilabelPreds,
+    lit_types.RegressionScore,
+)
+
+
 def _score_field(output_spec: lit_types.Spec) -> str:
     for name, field in output_spec.items():
-        if isinstance(field, (lit_types.MulticlassPreds, lit_types.RegressionScore)):
+        if isinstance(field, _SCORE_TYPES):
             return name
     raise ValueError(
-        "Integrated gradients needs a MulticlassPreds or "
+        "Integrated gradients needs a MulticlassPreds, SparseMultilabelPreds or "
         "RegressionScore output to measure completeness."
     )
 
@@ -363,6 +370,9 @@ def _score(output: JsonDict, field: str, vocab, target) -> float:
     value = output[field]
     if np.ndim(value) == 0:
         return float(value)
+    if len(value) and isinstance(value[0], (list, tuple)):  # SparseMultilabelPreds pairs
+        scores = dict(value)
+        return float(max(scores.values()) if target is None else scores[target])
     if vocab is None or target is None:
         return float(np.max(value))
     return float(np.asarray(value)[list(vocab).index(target)])
