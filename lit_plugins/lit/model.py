@@ -103,7 +103,10 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
         }
 
     def description(self) -> str:
-        return f"HFSequenceClassifier({self.name_or_path})"
+        text = f"HFSequenceClassifier({self.name_or_path})"
+        if self.is_multi_label:  # LIT's UI shows it with the model (Global settings)
+            text += f", multi-label, threshold {self.threshold:g}"
+        return text
 
     def max_minibatch_size(self, **unused_kw) -> int:
         return self.batch_size

@@ -116,6 +116,7 @@ def test_specs_and_metrics_over_http(served):
     assert spec["input"]["label"]["__name__"] == "SparseMultilabel"
     assert spec["input"]["grad_class"]["vocab"] == LABELS
     assert "multilabel" in info["models"][MODEL]["metrics"]
+    assert info["models"][MODEL]["description"].endswith(f"multi-label, threshold {THRESHOLD}")
     (result,) = post(
         port,
         "get_metrics",
