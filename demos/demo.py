@@ -92,6 +92,13 @@ _TXRAY_RESULTS = flags.DEFINE_list(
     "Output directories of `python -m lit_plugins txray` runs: TX-Ray shows these "
     "corpus aggregations (for their models, layer, mode and features).",
 )
+_ATTRIBUTION_RESULTS = flags.DEFINE_list(
+    "attribution_results",
+    [],
+    "Output directories of `python -m lit_plugins attribute` runs: their salience maps "
+    "show for a selected example (interpreter 'Precomputed attributions') without "
+    "recomputing them.",
+)
 _MAX_REQUEST_MB = flags.DEFINE_float(
     "max_request_mb", 32.0, "Larger request bodies are refused (413)."
 )
@@ -127,7 +134,11 @@ def main(argv: Sequence[str]) -> dev_server.LitServerType | None:
     all_models = {**models, **references}
     try:
         registration.load_corpus_results(
-            interpreters, all_models, _PROBE_RESULTS.value, _TXRAY_RESULTS.value
+            interpreters,
+            all_models,
+            _PROBE_RESULTS.value,
+            _TXRAY_RESULTS.value,
+            _ATTRIBUTION_RESULTS.value,
         )
     except ValueError as e:
         raise app.UsageError(str(e)) from None

@@ -105,10 +105,13 @@ def load_corpus_results(
     models: Mapping[str, lit_model.Model],
     probe_results: Sequence[str] = (),
     txray_results: Sequence[str] = (),
+    attribution_results: Sequence[str] = (),
 ) -> None:
-    """Puts the results of ``python -m lit_plugins probe|txray`` runs into the
-    Linear Probe and TX-Ray interpreters of `interpreters` (from
-    `plugin_interpreters`), so the UI shows those corpus fits without refitting.
+    """Puts the results of ``python -m lit_plugins probe|txray|attribute`` runs into
+    the Linear Probe and TX-Ray interpreters of `interpreters` (from
+    `plugin_interpreters`), so the UI shows those corpus fits without refitting;
+    `attribute` runs become the "Precomputed attributions" interpreter (added to
+    `interpreters`), whose maps appear for a selected example without recomputing.
 
     Each entry is a command's --output_dir. A probe result is used when its
     model (by name in `models`) is selected with the options it was fitted
@@ -143,6 +146,15 @@ def load_corpus_results(
             meta["model"], fit, loaded["reference"], loaded["model"], loaded["feature_names"]
         )
         logging.info("TX-Ray: loaded %r vs %r from %s", meta["model"], meta["reference"], out_dir)
+    if attribution_results:
+        precomputed = ours.PrecomputedAttributions(models)
+        for out_dir in attribution_results:
+            run = saved_results.load_attribution_results(out_dir)
+            name = precomputed.preload(run)
+            logging.info(
+                "Precomputed attributions: %d rows for %r from %s", len(run.rows), name, out_dir
+            )
+        interpreters[methods.PRECOMPUTED_ATTRIBUTIONS] = precomputed
 
 
 def wrap_model(model, tokenizer, **kw) -> HFSequenceClassifier | HFTokenClassifier:

@@ -32,9 +32,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from lit_plugins.cli import progress
+from lit_plugins.lit.saved_results import RUN_MANIFEST as MANIFEST
 from lit_plugins.util import distributed
 
-MANIFEST = "run.json"
 CHECKPOINTS_KEY = "checkpoints"  # config entry: {role: checkpoint_digest or None}
 COMPLETE = "COMPLETE"
 _FORMAT = "lit_plugins.corpus.run/1"

@@ -24,6 +24,7 @@ from lit_plugins.lit import dataset_level
 from lit_plugins.lit.interpreters.conductance import TOP_FIELD, NeuronConductance
 from lit_plugins.lit.interpreters.gradient_salience import GradientDotInput, GradientNorm
 from lit_plugins.lit.interpreters.integrated_gradients import COMPLETENESS_KEY, IntegratedGradients
+from lit_plugins.lit.interpreters.precomputed import PrecomputedAttributions
 from lit_plugins.lit.interpreters.tag_salience import TagSalience
 
 # LIT's display names for its methods (as `lit_core.default_interpreters` names them).
@@ -40,6 +41,7 @@ NEURON_CONDUCTANCE = "lit-plugins: Neuron Conductance"
 TXRAY_SHIFT = "lit-plugins: TX-Ray Neuron Shift"
 LINEAR_PROBE = "lit-plugins: Linear Probe"
 SALIENCE_FAITHFULNESS = "lit-plugins: Salience Faithfulness"
+PRECOMPUTED_ATTRIBUTIONS = "lit-plugins: Precomputed attributions"
 # LIT's own name: ours replaces LIT's default one in the UI's Salience Clustering module.
 SALIENCE_CLUSTERING = "Salience Clustering"
 
@@ -86,13 +88,14 @@ def is_salience_method(interpreter: lit_components.Interpreter) -> bool:
     """Returns a token-salience map of the model's prediction: a TokenSalience field in its
     meta_spec that is not a report, and not a dataset-level interpreter (probe, TX-Ray:
     their maps explain a probe or neurons), neuron conductance (the flow through chosen
-    neurons), a token classifier's tag salience (it explains one word's tag) or Salience
-    Clustering. Salience Faithfulness is dataset-level."""
+    neurons), a token classifier's tag salience (it explains one word's tag), the
+    `attribute` command's precomputed maps (a lookup) or Salience Clustering. Salience Faithfulness is dataset-level."""
     if isinstance(
         interpreter,
         dataset_level.DatasetInterpreter
         | NeuronConductance
         | TagSalience
+        | PrecomputedAttributions
         | salience_clustering.SalienceClustering,
     ):
         return False

@@ -1,10 +1,15 @@
-"""Results of the corpus commands (`python -m lit_plugins probe|txray`) as the LIT
-interpreters preload them: the file names both sides agree on, and their loaders."""
+"""Results of the corpus commands (`python -m lit_plugins probe|txray|attribute`) as
+the LIT interpreters preload them: the file names both sides agree on, and their
+loaders."""
 
 from __future__ import annotations
 
+import dataclasses
+import glob
 import json
 import os
+
+import pandas as pd
 
 from lit_plugins import txray
 from lit_plugins.lit.interpreters import linear_probe
@@ -14,6 +19,10 @@ from lit_plugins.probing import persistence
 SWEEP_FILE = "sweep.npz"
 RESULTS_FILE = "probe.json"
 PROBE_FORMAT = "lit_plugins.corpus.probe/1"  # a file-format id, kept across the package move
+# Every corpus run's manifest: {"config": {...}, "num_items": ..., ...} (cli/shards.py)
+RUN_MANIFEST = "run.json"
+# `attribute`'s rows: Parquet shards beside the manifest
+ATTRIBUTE_SHARDS = "shard-*.parquet"
 # `txray`'s output directory
 REFERENCE_FILE = "reference.npz"
 MODEL_FILE = "model.npz"
@@ -70,3 +79,53 @@ def load_txray_results(out_dir: str) -> dict:
         "feature_names": names or names_ref,
         "meta": meta,
     }
+
+
+@dataclasses.dataclass
+class AttributionRun:
+    """A (finished or partial) `attribute` run: its rows and what they depend on."""
+
+    out_dir: str
+    model: str  # the --models name the rows were computed for
+    checkpoint: str  # that checkpoint's digest (util.digest), "" if not recorded
+    text_fields: tuple[str, ...]
+    num_items: int  # examples in the run's dataset
+    rows: pd.DataFrame  # one row per computed example (cli/attribute.py's columns)
+
+
+def load_attribution_results(out_dir: str) -> AttributionRun:
+    """The rows an `attribute` run wrote to `out_dir`, with its model and settings."""
+    manifest_path = os.path.join(out_dir, RUN_MANIFEST)
+    try:
+        with open(manifest_path, encoding="utf-8") as f:
+            manifest = json.load(f)
+        config = manifest["config"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(
+            f"{out_dir!r} holds no lit-plugins run ({RUN_MANIFEST} missing or unreadable: {e}); "
+            "run `python -m lit_plugins attribute --output_dir=...` first."
+        ) from e
+    if config.get("command") != "attribute":
+        raise ValueError(
+            f"{out_dir!r} holds a {config.get('command')!r} run, not an `attribute` run."
+        )
+    paths = sorted(glob.glob(os.path.join(out_dir, ATTRIBUTE_SHARDS)))
+    if not paths:
+        raise ValueError(f"{out_dir!r} holds no attribution rows yet (no {ATTRIBUTE_SHARDS}).")
+    rows = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    # --text_fields entries are "LIT field=source column"; the rows hold the LIT fields.
+    text_fields = tuple(str(t).split("=", 1)[0] for t in config.get("text_fields") or ())
+    if not text_fields or any(f not in rows.columns for f in text_fields):
+        raise ValueError(
+            f"{out_dir!r}: the rows lack the text fields {list(text_fields)} they were "
+            "computed from; rerun `attribute` with this version."
+        )
+    checkpoints = config.get("checkpoints") or {}
+    return AttributionRun(
+        out_dir=out_dir,
+        model=str(config.get("model") or ""),
+        checkpoint=str((checkpoints.get("model") or {}).get("digest", "")),
+        text_fields=text_fields,
+        num_items=int(manifest.get("num_items", len(rows))),
+        rows=rows.sort_values("example", ignore_index=True),
+    )

@@ -5,6 +5,7 @@ from lit_plugins.lit.interpreters.faithfulness import SalienceFaithfulness
 from lit_plugins.lit.interpreters.gradient_salience import GradientDotInput, GradientNorm
 from lit_plugins.lit.interpreters.integrated_gradients import IntegratedGradients
 from lit_plugins.lit.interpreters.linear_probe import LinearProbeInterpreter
+from lit_plugins.lit.interpreters.precomputed import PrecomputedAttributions
 from lit_plugins.lit.interpreters.txray_shift import TXRayNeuronShift
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "LayerConductance",
     "LinearProbeInterpreter",
     "NeuronConductance",
+    "PrecomputedAttributions",
     "SalienceFaithfulness",
     "TXRayNeuronShift",
 ]
