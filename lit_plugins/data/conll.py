@@ -17,7 +17,7 @@ from lit_nlp.api import dtypes
 from lit_nlp.api import types as lit_types
 
 from lit_plugins.data import loaders
-from lit_plugins.hf.token_classifier import entity_spans
+from lit_plugins.hf.words import entity_spans
 from lit_plugins.util import bio
 
 NER_DATASET_NAME = "ner-dev"

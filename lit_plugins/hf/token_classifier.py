@@ -16,7 +16,7 @@ quadrature). No `lit_nlp` here: `lit_plugins.lit.token_model` is the LIT model o
 
 from __future__ import annotations
 
-import re
+import contextlib
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -28,8 +28,10 @@ import transformers
 from lit_plugins.attribution import baselines as baselines_lib
 from lit_plugins.attribution import integrated_gradients as ig_lib
 from lit_plugins.hf import heads
+from lit_plugins.hf import live_ablation as ablation
 from lit_plugins.hf import paths as hf_paths
 from lit_plugins.hf.classifier import DTYPES
+from lit_plugins.hf.words import entity_spans, parse_word
 from lit_plugins.util import bio
 from lit_plugins.util.devices import pick_device
 
@@ -339,7 +341,7 @@ class HFTokenTagger:
         """Integrated gradients of F = p(tag | word) over the input word embeddings,
         with the completeness report of `attribution.integrated_gradients`."""
         path_fn, batch, chosen = self.integrated_gradients_path(
-            inputs, targets, options.baseline, options.keep_special
+            inputs, targets, options.baseline, options.keep_special, options.layer
         )
         results = ig_lib.integrated_gradients(len(inputs), path_fn, **options.quadrature())
         return [
@@ -355,11 +357,19 @@ class HFTokenTagger:
         ]
 
     def integrated_gradients_path(
-        self, inputs, targets=None, baseline: str = "zero", keep_special: bool = False
+        self,
+        inputs,
+        targets=None,
+        baseline: str = "zero",
+        keep_special: bool = False,
+        layer: int | None = None,
     ):
         """(path_fn, batch, targets) for `attribution.integrated_gradients`: the straight
         path from a baseline (zero, pad or mask embeddings) to the input's word
-        embeddings, F = p(tag | word) at each point."""
+        embeddings, F = p(tag | word) at each point; with `layer` (a hidden_states
+        index, 0 = the embedding output), the path between the baseline's and the
+        input's token states of that layer instead (layer integrated gradients,
+        substituted with `hf.live_ablation.hidden_state_hook`)."""
         with self.inference_lock:
             batch = self.encode(inputs)
             with torch.no_grad():
@@ -381,15 +391,31 @@ class HFTokenTagger:
         other = {k: v for k, v in batch["enc"].items() if k != "input_ids"}
         positions = [torch.nonzero(m).flatten() for m in batch["enc"]["attention_mask"]]
         setup = hf_paths._Setup(batch, other, positions, batch["tokens"], x, b, None, None)
-        diff = x - b
+        x_space, b_space = x, b
+        if layer is not None:
+            ablation.check_layer(layer, self.num_layers)
+            with self.inference_lock, torch.no_grad():
+                states = [
+                    self.model(inputs_embeds=e, output_hidden_states=True, **other).hidden_states
+                    for e in (x, b)
+                ]
+            x_space, b_space = states[0][layer], states[1][layer]
+            self._check_substitution(x, x_space, other, layer)
+        diff = x_space - b_space
 
         def run(points):
             rows, alpha, width = hf_paths._rows(self, setup, points)
             sub = diff[rows, :width]
-            point = (b[rows, :width] + alpha * sub).requires_grad_(True)
+            point = (b_space[rows, :width] + alpha * sub).requires_grad_(True)
             kwargs = {k: v[rows, :width] for k, v in other.items()}
-            with torch.enable_grad():
-                logits = self.model(inputs_embeds=point, **kwargs).logits
+            hook = (
+                contextlib.nullcontext()
+                if layer is None
+                else ablation.hidden_state_hook(self.model, self.num_layers, layer, lambda _: point)
+            )
+            with torch.enable_grad(), hook:
+                embs = point if layer is None else x[rows, :width]
+                logits = self.model(inputs_embeds=embs, **kwargs).logits
                 probs = torch.softmax(heads.at_least_float32(logits), dim=-1)
                 r = [i for i, _ in points]
                 f = self._score(probs, batch, r, [chosen[i] for i in r])
@@ -400,43 +426,20 @@ class HFTokenTagger:
 
         return hf_paths._chunked(self, setup, run), batch, chosen
 
-
-def parse_word(word, words: Sequence[str]) -> int:
-    """A word index from an index (int or digits) or the word itself (first match)."""
-    if isinstance(word, (int, np.integer)) or (isinstance(word, str) and word.strip().isdigit()):
-        index = int(word)
-        if not 0 <= index < len(words):
+    def _check_substitution(self, x, x_space, other, layer: int) -> None:
+        """ValueError unless putting the input's own hidden_states[layer] back at the
+        hooked site reproduces the model's logits (GPT-2's last hidden state is taken
+        after its final norm, which the hook site precedes)."""
+        with self.inference_lock, torch.no_grad():
+            plain = self.model(inputs_embeds=x, **other).logits
+            with ablation.hidden_state_hook(self.model, self.num_layers, layer, lambda _: x_space):
+                hooked = self.model(inputs_embeds=x, **other).logits
+        if not torch.allclose(hooked, plain, rtol=1e-4, atol=1e-4):
             raise ValueError(
-                f"Word index {index} is out of range: the text has {len(words)} words "
-                f"(0 to {len(words) - 1})."
+                f"Layer {layer} of {type(self.model).__name__} cannot be substituted "
+                "exactly (its hidden state is not the input of the layers above it); "
+                "choose a lower layer or the input embeddings."
             )
-        return index
-    if isinstance(word, str) and word.strip() in words:
-        return words.index(word.strip())
-    raise ValueError(
-        f"Target word {word!r} is neither a word index nor one of the words {list(words)[:20]}."
-    )
-
-
-def entity_spans(text: str, tags: Sequence[str], scores=None) -> list[dict[str, Any]]:
-    """BIO entities as {label, start, end (character offsets in `text`), words, score
-    (mean of the words' scores)}; none when the tags are not BIO."""
-    if not bio.is_bio(tags):
-        return []
-    offsets = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
-    found = []
-    for a, b, kind in bio.spans(tags):
-        score = None if scores is None else float(np.mean(scores[a:b]))
-        found.append(
-            {
-                "label": kind,
-                "start": offsets[a][0],
-                "end": offsets[b - 1][1],
-                "words": (a, b),
-                "score": score,
-            }
-        )
-    return found
 
 
 def _check_split_words(tokenizer) -> None:

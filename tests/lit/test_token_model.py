@@ -143,6 +143,20 @@ def test_lit_app_serves_tags_metrics_and_tag_salience(tagger):
                 )
 
 
+def test_tag_ig_on_a_layer_via_the_interpreter(tagger):
+    interp = tag_salience.TagSalience(tag_salience.INTEGRATED_GRADIENTS)
+    ex = DATA.examples[2]
+    config = {tag_salience.TARGET_LAYER_KEY: "layer 1", tag_salience.WORD_KEY: "Tom"}
+    (out,) = interp.run([ex], tagger, DATA, config=config)
+    report = completeness_dict(out["completeness"])
+    assert report["relative completeness error"] <= 0.01
+    assert "word 0 'Tom'" in out[tag_salience.TARGET].tokens[0]
+    with pytest.raises(ValueError, match="'layer N'"):
+        interp.run([ex], tagger, DATA, config={tag_salience.TARGET_LAYER_KEY: "top"})
+    with pytest.raises(ValueError, match="layer must be in"):
+        interp.run([ex], tagger, DATA, config={tag_salience.TARGET_LAYER_KEY: "layer 9"})
+
+
 def test_salience_config_errors_are_clear(tagger):
     interp = tag_salience.TagSalience(tag_salience.GRADIENT_X_INPUT)
     ex = DATA.examples[0]

@@ -11,7 +11,9 @@ Two methods, each a row of LIT's Salience Maps module:
 * gradient x input: ∇F · x per word piece (one forward and backward pass);
 * integrated gradients: `attribution.integrated_gradients` on the path from a
   baseline to the input word embeddings, at its defaults (the `auto` rule, 64 nodes),
-  with its completeness report (Σ attributions = F(x) − F(baseline)).
+  with its completeness report (Σ attributions = F(x) − F(baseline)); "Attribution
+  target" = 'layer N' integrates over hidden_states[N] instead (layer integrated
+  gradients, same completeness).
 
 Each result holds the map over the word pieces (special tokens included), the same
 map summed over each word's pieces, and a chip row naming the target; integrated
@@ -34,7 +36,9 @@ from lit_plugins.lit.interpreters import common
 from lit_plugins.lit.interpreters.integrated_gradients import (
     BASELINE_KEY,
     COMPLETENESS_KEY,
+    INPUT_TARGET,
     RULE_KEY,
+    TARGET_LAYER_KEY,
     completeness_salience,
 )
 from lit_plugins.lit.token_model import HFTokenClassifier
@@ -83,6 +87,7 @@ class TagSalience(lit_components.Interpreter):
             spec[BASELINE_KEY] = lit_types.CategoryLabel(
                 required=False, vocab=list(baselines_lib.BASELINES), default=defaults.baseline
             )
+            spec[TARGET_LAYER_KEY] = lit_types.TextSegment(required=False, default=INPUT_TARGET)
         return spec
 
     def meta_spec(self) -> lit_types.Spec:
@@ -129,6 +134,7 @@ class TagSalience(lit_components.Interpreter):
             baseline=common.parse_choice(
                 config, BASELINE_KEY, ig_lib.DEFAULTS.baseline, baselines_lib.BASELINES
             ),
+            layer=_layer(config),
         )
         results = []
         for r in raw.integrated_gradients(inputs, targets, options):
@@ -157,6 +163,21 @@ def _result(raw: HFTokenClassifier, found: JsonDict, values, f: float | None) ->
         WORDS: dtypes.TokenSalience(list(words), np.asarray(per_word, dtype=np.float32)),
         PIECES: dtypes.TokenSalience(list(found["tokens"]), values.astype(np.float32)),
     }
+
+
+def _layer(config: JsonDict) -> int | None:
+    """None for the input embeddings, else the N of 'layer N' (layer integrated
+    gradients on hidden_states[N], 0 = the embedding output)."""
+    text = str(config.get(TARGET_LAYER_KEY, INPUT_TARGET) or INPUT_TARGET).strip().lower()
+    if text == INPUT_TARGET:
+        return None
+    number = text.removeprefix("layer").strip()
+    if not number.isdigit():
+        raise ValueError(
+            f"{TARGET_LAYER_KEY!r} must be {INPUT_TARGET!r} or 'layer N' (N = 0 for the "
+            f"embedding output), got {config.get(TARGET_LAYER_KEY)!r}."
+        )
+    return int(number)
 
 
 def interpreters() -> dict[str, TagSalience]:
