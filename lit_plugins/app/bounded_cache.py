@@ -225,6 +225,9 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
         each batch holds similar lengths (little padding); outputs in input order."""
         self.model_calls += 1
         self.light_calls += 1
+        logging.info(
+            "%s: %d predictions without gradients (light fields).", self._name, len(inputs)
+        )
         order = sorted(range(len(inputs)), key=lambda i: -_text_length(inputs[i]))
         kw = {"gradients": False} if specs.hf_classifier(self.wrapped) is not None else {}
         outputs = list(self.wrapped.predict(progress([inputs[i] for i in order]), **kw))
