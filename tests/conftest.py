@@ -18,7 +18,9 @@ ARCHS = ("bert", "distilbert", "roberta")
 SLOW_MODULES = frozenset(
     {
         "tests/app/test_browser_e2e.py",
+        "tests/app/test_browser_large_dataset.py",
         "tests/app/test_browser_multilabel.py",
+        "tests/app/test_browser_ner.py",
         "tests/app/test_concurrency.py",
         "tests/app/test_demo_server.py",
         "tests/app/test_readme_snippets.py",
