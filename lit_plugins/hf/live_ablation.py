@@ -120,16 +120,17 @@ def hidden_state_hook(
     Layer 0 is the first block's input, so the embedding output after any
     projection (ELECTRA's `embeddings_project`, ALBERT's mapping) is what `fn`
     sees, with the width of the other layers; the last layer of a model with
-    a final norm (ModernBERT) is that norm's output. Hooks are removed on exit, also
+    a final norm (ModernBERT, decoders: `_FINAL_NORMS`) is that norm's output. Hooks are removed on exit, also
     after an exception.
     """
     check_layer(layer, num_layers)
     handles = []
     try:
         blocks = _blocks(model, num_layers)
-        final_norm = getattr(getattr(model, "base_model", model), "final_norm", None)
-        if layer == num_layers and isinstance(final_norm, torch.nn.Module):
-            # ModernBERT: the last hidden state is after the encoder's final norm.
+        final_norm = _final_norm(model)
+        if layer == num_layers and final_norm is not None:
+            # ModernBERT, GPT-2, Llama, Qwen2, ...: the last hidden state is after the
+            # final norm (substituting it before the norm would apply the norm twice).
             handles.append(final_norm.register_forward_hook(_output_hook(fn)))
         elif blocks is not None:
             if layer == 0:
@@ -144,6 +145,21 @@ def hidden_state_hook(
     finally:
         for handle in handles:
             handle.remove()
+
+
+# Where transformers keeps the norm applied after the last block, whose output is
+# `hidden_states[-1]`: ModernBERT `final_norm`; GPT-2, Falcon, Bloom `ln_f`; Llama,
+# Mistral, Qwen2, Gemma `norm`; Phi `final_layernorm`.
+_FINAL_NORMS = ("final_norm", "ln_f", "norm", "final_layernorm")
+
+
+def _final_norm(model: torch.nn.Module) -> torch.nn.Module | None:
+    base = getattr(model, "base_model", model)
+    for name in _FINAL_NORMS:
+        module = getattr(base, name, None)
+        if isinstance(module, torch.nn.Module):
+            return module
+    return None
 
 
 def _shared_layer_hooks(model: torch.nn.Module, layer: int, fn: HiddenFn) -> list:

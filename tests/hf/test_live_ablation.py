@@ -18,8 +18,11 @@ LABELLED = [
 ]
 
 
-@pytest.mark.parametrize("arch", tiny_models.ARCHS)
+@pytest.mark.parametrize("arch", [*tiny_models.ARCHS, *tiny_models.DECODERS])
 def test_hook_sees_and_replaces_hidden_states_on_every_family(arch):
+    """Decoders included: their last hidden state is after the final norm (ln_f /
+    norm), so the last layer's hook must be there, or a substituted state is
+    normed twice."""
     clf = tiny_models.classifier(arch)
     batch = clf.encode([{"sentence": t} for t in TEXTS])
     out = clf.forward(batch, gradients=False)
