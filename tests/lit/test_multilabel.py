@@ -389,11 +389,14 @@ def test_demo_flags_read_a_multi_label_file(tmp_path):
         label_separator=";",
         text_fields=["sentence=text"],
         max_examples=None,
+        labels=None,  # the model's labels (other tests may leave --labels set)
     ):
         (ds,) = model_data.load_dataset({"m": clf}).values()
     assert [ex["label"] for ex in ds.examples] == [["food", "price"], ["service"], []]
     assert clf.is_compatible_with_dataset(ds)
-    with flagsaver.flagsaver(dataset=model_data.MULTI_LABEL_DATASET_NAME, max_examples=3):
+    with flagsaver.flagsaver(
+        dataset=model_data.MULTI_LABEL_DATASET_NAME, max_examples=3, labels=None
+    ):
         (ds,) = model_data.load_dataset({"m": clf}).values()
     assert len(ds) == 3 and clf.is_compatible_with_dataset(ds)
 
