@@ -428,8 +428,8 @@ class HFTokenTagger:
 
     def _check_substitution(self, x, x_space, other, layer: int) -> None:
         """ValueError unless putting the input's own hidden_states[layer] back at the
-        hooked site reproduces the model's logits (GPT-2's last hidden state is taken
-        after its final norm, which the hook site precedes)."""
+        hooked site reproduces the model's logits (a guard for architectures whose
+        hidden states the hooks do not know where to find)."""
         with self.inference_lock, torch.no_grad():
             plain = self.model(inputs_embeds=x, **other).logits
             with ablation.hidden_state_hook(self.model, self.num_layers, layer, lambda _: x_space):
