@@ -5,6 +5,7 @@ store) against LIT's own `LitApp` (its caching wrapper keeps every output of a
 predict with gradients), on the fine-tuned MiniLM.
 
   .venv/bin/python -m tests.benchmarks.bench_serving [--sizes 1000,10000] [--lit_max 10000]
+      [--device auto|cpu|cuda]
 
 Each measurement runs in a fresh process (the model loaded, the app built,
 then the whole dataset's data-table request, as the UI sends it:
@@ -58,7 +59,7 @@ def _dataset(size: int):
     )
 
 
-def _child(mode: str, size: int, store_dir: str) -> dict:
+def _child(mode: str, size: int, store_dir: str, device: str) -> dict:
     import torch
     from lit_nlp import app as lit_app
     from lit_nlp.components import gradient_maps
@@ -67,7 +68,7 @@ def _child(mode: str, size: int, store_dir: str) -> dict:
     from lit_plugins.lit import demo_models
     from tests.kit import lit_apps
 
-    model = demo_models.finetuned_minilm(batch_size=BATCH)
+    model = demo_models.finetuned_minilm(batch_size=BATCH, device=device)
     ds = _dataset(size)
     inputs = {"inputs": [{"id": ex["_id"], "data": ex} for ex in ds.examples]}
     if mode == "plain":
@@ -81,8 +82,10 @@ def _child(mode: str, size: int, store_dir: str) -> dict:
                     truncation=True,
                     max_length=model.max_length,
                     return_tensors="pt",
-                )
+                ).to(model.device)
                 model.model(**enc)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
         return {"table_s": time.perf_counter() - start}
     kw = dict(
         interpreters={"grad_norm": gradient_maps.GradientNorm()},
@@ -111,7 +114,7 @@ def _child(mode: str, size: int, store_dir: str) -> dict:
     return result
 
 
-def _run(mode: str, size: int, store_dir: str) -> dict:
+def _run(mode: str, size: int, store_dir: str, device: str) -> dict:
     out = subprocess.run(
         [
             sys.executable,
@@ -123,6 +126,8 @@ def _run(mode: str, size: int, store_dir: str) -> dict:
             str(size),
             "--store_dir",
             store_dir,
+            "--device",
+            device,
         ],
         capture_output=True,
         text=True,
@@ -137,12 +142,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--lit_max", type=int, default=10000, help="largest size LIT's app runs")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--store_dir", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.child:
-        print(json.dumps(_child(args.child, sizes[0], args.store_dir)))
+        print(json.dumps(_child(args.child, sizes[0], args.store_dir, args.device)))
         return
     from tests.benchmarks import machine
 
@@ -157,11 +163,11 @@ def main(argv=None):
     print("|---:|---|---:|---:|---:|---:|---|")
     for size in sizes:
         with tempfile.TemporaryDirectory() as store:
-            plain = _run("plain", size, store)["table_s"]
-            rows = [("lit-plugins BoundedLitApp", _run("ours", size, store))]
-            restart = _run("ours", size, store)
+            plain = _run("plain", size, store, args.device)["table_s"]
+            rows = [("lit-plugins BoundedLitApp", _run("ours", size, store, args.device))]
+            restart = _run("ours", size, store, args.device)
             if size <= args.lit_max:
-                rows.append(("LIT 1.3 LitApp", _run("lit", size, store)))
+                rows.append(("LIT 1.3 LitApp", _run("lit", size, store, args.device)))
         print(f"| {size} | plain no-grad forward | {plain:.1f} | 1.00x | | | |")
         for name, r in rows:
             again = (
