@@ -20,7 +20,8 @@ Here each model is wrapped in `BoundedCachingModelWrapper` instead:
 * with an `OutputStore` (`lit_plugins.util.store`, SQLite), the light fields
   are also kept on disk under a key of the weights and settings
   (`model_key`): a restart on the same model and data reads them instead of
-  running the model, and changed weights are never served old rows.
+  running the model, and changed weights are never served old rows; the
+  per-example salience methods' maps are stored too (by method and config).
 
 `BoundedLitApp` is LIT's `LitApp` with every model so wrapped, including models
 loaded later from the UI. Everything else (interpreters, generators, the HTTP
@@ -46,10 +47,11 @@ from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 from lit_nlp.components import projection
 from lit_nlp.lib import caching
+from lit_nlp.lib import serialize as lit_serialize
 from lit_nlp.lib import utils as lit_utils
 
 from lit_plugins.hf import finetune
-from lit_plugins.lit import specs
+from lit_plugins.lit import methods, specs
 from lit_plugins.util.lru import ByteLRU, nbytes
 from lit_plugins.util.store import SCHEMA_VERSION, OutputStore
 
@@ -124,6 +126,11 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
     @property
     def light_keys(self) -> frozenset[str]:
         return self._light_keys
+
+    @property
+    def store_key(self) -> str | None:
+        """The model's key in the output store (None: its outputs are not stored)."""
+        return self._store_key
 
     def memory(self) -> dict[str, int]:
         """Examples held and bytes used by the light store and the heavy cache."""
@@ -344,7 +351,52 @@ class BoundedLitApp(lit_app.LitApp):
         # The embeddings projector reads pooled embeddings (light) of every example.
         light = isinstance(self._interpreters.get(interpreter), projection.ProjectionManager)
         with predictions_only() if light else contextlib.nullcontext():
-            return super()._get_interpretations(data, model, dataset_name, interpreter, **kw)
+            key = self._stored_interpretation_key(data, model, interpreter)
+            if key is None:
+                return super()._get_interpretations(data, model, dataset_name, interpreter, **kw)
+            return self._stored_interpretations(key, data, model, dataset_name, interpreter, **kw)
+
+    def _stored_interpretation_key(self, data, model, interpreter) -> str | None:
+        """The store key of a per-example salience method's results on `model` with
+        this request's config; None when they are not stored (no store, not a
+        per-example salience method, a model without a key)."""
+        wrapper = self._models.get(model) if model is not None else None
+        interp = self._interpreters.get(interpreter) if interpreter is not None else None
+        if (
+            self.store is None
+            or not isinstance(wrapper, BoundedCachingModelWrapper)
+            or wrapper.store_key is None
+            or interp is None
+            or not methods.is_salience_method(interp)
+        ):
+            return None
+        config = json.dumps(data.get("config") or {}, sort_keys=True, default=str)
+        return f"{wrapper.store_key}|{interpreter}|{hashlib.sha256(config.encode()).hexdigest()}"
+
+    def _stored_interpretations(self, key, data, model, dataset_name, interpreter, **kw):
+        """Results read from the store where present; the rest computed (for those
+        inputs only) and stored. A salience method's result for an example does not
+        depend on the other selected examples beyond float32 rounding."""
+        inputs = data["inputs"]
+        ids = [str(ex.get("id") or ex["data"].get("_id") or "") for ex in inputs]
+        found = self.store.get_many(key, [i for i in ids if i])
+        missing = [n for n, i in enumerate(ids) if not i or i not in found]
+        results: list = [None] * len(inputs)
+        for n, i in enumerate(ids):
+            if i and i in found:
+                results[n] = lit_serialize.from_json(found[i]["json"])
+        if missing:
+            todo = {**data, "inputs": [inputs[n] for n in missing]}
+            computed = super()._get_interpretations(todo, model, dataset_name, interpreter, **kw)
+            if computed is None:
+                return None
+            rows = {}
+            for n, result in zip(missing, computed):
+                results[n] = result
+                if ids[n]:
+                    rows[ids[n]] = {"json": lit_serialize.to_json(result)}
+            self.store.put_many(key, rows)
+        return results
 
     def memory(self) -> dict[str, dict[str, int]]:
         """Per model: examples and bytes held (see BoundedCachingModelWrapper.memory)."""

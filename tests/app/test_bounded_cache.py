@@ -246,6 +246,41 @@ def test_app_build_with_and_without_the_store(tmp_path, classifier, examples):
     assert off.store is None and off._models["m"]._store_key is None
 
 
+class _CountingGradientNorm(gradient_maps.GradientNorm):
+    calls = 0
+
+    def run(self, inputs, *args, **kw):
+        type(self).calls += len(inputs)
+        return super().run(inputs, *args, **kw)
+
+
+def test_salience_maps_persist_and_are_computed_once_per_example(tmp_path, examples):
+    clf = tiny_models.classifier("bert", labels=sentiment_data.LABELS, batch_size=4)
+    kw = dict(metrics={}, client_root=lit_apps.CLIENT_ROOT, cache_dir=str(tmp_path))
+    datasets = {"d": sentiment_data.indexed_dataset()}
+    args = dict(model="m", dataset_name="d", interpreter="grad_norm")
+    first = bounded_cache.build(
+        {"m": clf}, datasets, interpreters={"grad_norm": _CountingGradientNorm()}, **kw
+    )
+    want = first._get_interpretations(_inputs(examples[:3]), **args)
+    assert _CountingGradientNorm.calls == 3
+    # Two stored, one new: only the new one is computed.
+    mixed = first._get_interpretations(_inputs(examples[1:4]), **args)
+    assert _CountingGradientNorm.calls == 4
+    # A restart: every map from the store, none computed, the same numbers.
+    again = bounded_cache.build(
+        {"m": clf}, datasets, interpreters={"grad_norm": _CountingGradientNorm()}, **kw
+    )
+    got = again._get_interpretations(_inputs(examples[:3]), **args)
+    assert _CountingGradientNorm.calls == 4
+    for g, w in zip([*got, mixed[2]], [*want, mixed[2]]):
+        assert g["token_grads"].tokens == w["token_grads"].tokens
+        np.testing.assert_allclose(g["token_grads"].salience, w["token_grads"].salience, rtol=0)
+    # Another config is another result.
+    again._get_interpretations({**_inputs(examples[:1]), "config": {"x": 1}}, **args)
+    assert _CountingGradientNorm.calls == 5
+
+
 # ------------------------------------------------- memory at MiniLM's size
 def _retained_bytes(outputs) -> int:
     """Memory the outputs keep alive: every array's outermost buffer (a view of a
