@@ -9,6 +9,8 @@ computed here from HF's own forward of the saved checkpoint:
 * /get_info: LIT's multi-label types, and LIT's multi-label metrics offered;
 * /get_metrics: exact match, precision, recall and F1 equal scikit-learn's on the
   sigmoid probabilities thresholded at 0.3 (not LIT's fixed 0.5);
+* /create_model (what LIT's load-model dialog sends): the same checkpoint with
+  threshold 0.55 gets its metrics counted at 0.55;
 * our Integrated Gradients for a chosen label: F(input) - F(baseline) of that label's
   sigmoid, and attributions that sum to it within 1 %;
 * in Chromium: the Multilabel Results module lists every label with the selected
@@ -82,7 +84,7 @@ def _probs(model, tok, text) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """(port, HF model, tokenizer, served examples, seconds to start)."""
+    """(port, HF model, tokenizer, served examples, seconds to start, checkpoint dir)."""
     ckpt = tmp_path_factory.mktemp("multilabel_ckpt")
     model, tok = _checkpoint(ckpt)
     log = tmp_path_factory.mktemp("multilabel_server") / "server.log"
@@ -90,13 +92,13 @@ def served(tmp_path_factory):
     args = (f"--models={MODEL}:{ckpt}", f"--dataset={DATASET}", f"--threshold={THRESHOLD}")
     with demo_server(log, max_examples=80, start_s=240, extra_args=args) as (port, _, _):
         examples = post(port, "get_dataset", {"dataset_name": DATASET})
-        yield port, model, tok, examples, time.time() - start
+        yield port, model, tok, examples, time.time() - start, ckpt
 
 
-def _by_hand(examples, model, tok) -> dict[str, float]:
+def _by_hand(examples, model, tok, threshold=THRESHOLD) -> dict[str, float]:
     gold = np.array([[l in ex["data"]["label"] for l in LABELS] for ex in examples], dtype=int)
     probs = np.array([_probs(model, tok, ex["data"]["sentence"]) for ex in examples])
-    pred = (probs > THRESHOLD).astype(int)
+    pred = (probs > threshold).astype(int)
     kw = dict(average="samples", zero_division=0)
     return {
         "exactmatch": sk_metrics.accuracy_score(gold, pred),
@@ -107,7 +109,7 @@ def _by_hand(examples, model, tok) -> dict[str, float]:
 
 
 def test_specs_and_metrics_over_http(served):
-    port, model, tok, examples, _ = served
+    port, model, tok, examples, *_ = served
     assert len(examples) == len(loaders.load_bundled_restaurant())
     info = post(port, "get_info")
     spec = info["models"][MODEL]["spec"]
@@ -128,7 +130,7 @@ def test_specs_and_metrics_over_http(served):
 
 
 def test_integrated_gradients_explain_the_chosen_label(served):
-    port, model, tok, examples, _ = served
+    port, model, tok, examples, *_ = served
     ex = examples[EXAMPLE_INDEX]
     config = {common.CLASS_KEY: CHOSEN, common.NORMALIZATION_KEY: False}
     (out,) = interpret(
@@ -147,6 +149,33 @@ def test_integrated_gradients_explain_the_chosen_label(served):
     assert sum(out["token_grads"]["salience"]) == pytest.approx(f[0] - f[1], rel=1e-2, abs=1e-6)
 
 
+def test_load_model_dialog_sets_another_threshold(served):
+    """What LIT's Global settings -> load model sends: the same checkpoint with
+    threshold 0.55, under a new name; its metrics are counted at 0.55."""
+    port, model, tok, examples, _, ckpt = served
+    config = {
+        "new_name": "topics@0.55",
+        "model_name_or_path": str(ckpt),
+        "batch_size": 16,
+        "max_length": 64,
+        "threshold": 0.55,
+    }
+    info, (name,) = post(
+        port, "create_model", {"model_name": "HFSequenceClassifier"}, {"config": config}
+    )
+    assert name == "topics@0.55"
+    assert info["models"][name]["description"].endswith("threshold 0.55")
+    (result,) = post(
+        port,
+        "get_metrics",
+        {"model": "topics@0.55", "dataset_name": DATASET, "metrics": "multilabel"},
+        {"inputs": examples},
+    )["multilabel"]
+    want = _by_hand(examples, model, tok, threshold=0.55)
+    assert result["metrics"] == pytest.approx(want, rel=1e-6)
+    assert want != pytest.approx(_by_hand(examples, model, tok))  # 0.55 and 0.3 differ here
+
+
 DEEP_TEXT_JS = """el => {
   const parts = [];
   const walk = n => {
@@ -161,7 +190,7 @@ DEEP_TEXT_JS = """el => {
 
 def test_browser_shows_predictions_metrics_and_a_chosen_labels_map(served):
     chromium = browser_kit.chromium_or_skip()
-    port, model, tok, examples, started_s = served
+    port, model, tok, examples, started_s, _ = served
     ex = examples[EXAMPLE_INDEX]
     sentence = ex["data"]["sentence"]
     probs = _probs(model, tok, sentence)
