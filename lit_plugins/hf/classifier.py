@@ -168,9 +168,9 @@ class HFClassifier:
 
     @property
     def padding_side(self) -> str:
-        """The side batches are padded on: left for decoders (see `hf.heads`), else the
-        tokenizer's."""
-        return self.head.padding_side or self.tokenizer.padding_side
+        """The side batches are padded on (see `hf.heads`): left for heads that read
+        the last token, right for those that read the first."""
+        return self.head.padding_side
 
     def encode(self, inputs: list[JsonDict]) -> dict[str, Any]:
         """Tokenises a batch (or takes its given `tokens`); returns tensors on

@@ -11,11 +11,13 @@ transformers class it holds:
 
 Decoder heads find their last real token from ``input_ids`` and the pad id; given
 ``inputs_embeds`` (which every gradient method needs) they read the last position,
-padding or not. So decoders are always padded on the left here, whatever the
-tokenizer's own side, with position ids counted from the attention mask: the last
-position is then every row's last real token and each row sees the positions it would
-see alone, so an example gives the same logits alone, in a padded batch, and in HF's
-own forward on the unpadded text.
+padding or not. So decoders (and XLNet, whose summary reads the last position) are
+always padded on the left here, encoders on the right, whatever the tokenizer's own
+side (a left-padding tokenizer would shift an encoder's absolute positions).
+Decoders also get position ids counted from the attention mask: the last position is
+then every row's last real token and each row sees the positions it would see alone,
+so an example gives the same logits alone, in a padded batch, and in HF's own
+forward on the unpadded text.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ class Head:
         return self.pooling == "last"
 
     @property
-    def padding_side(self) -> str | None:
-        """The side every batch is padded on (None: the tokenizer's own)."""
-        return "left" if self.is_decoder else None
+    def padding_side(self) -> str:
+        """The side every batch is padded on, whatever the tokenizer's own: the right
+        for heads that read the first token (absolute positions then match the
+        unpadded text), the left for heads that read the last one."""
+        return "left" if self.is_decoder else "right"
 
     @property
     def pooled_name(self) -> str:
@@ -81,8 +85,10 @@ def head_of(model: torch.nn.Module) -> Head:
     elif problem not in (SINGLE_LABEL, MULTI_LABEL):
         problem = SINGLE_LABEL
     # Decoder heads are a `score` projection applied at every position, pooled at the
-    # last real token; encoder heads (`classifier`, `pooler`, ...) read the first.
-    decoder = isinstance(getattr(model, "score", None), torch.nn.Linear)
+    # last real token; XLNet's summary reads the last position too; encoder heads
+    # (`classifier`, `pooler`, ...) read the first.
+    summary = getattr(getattr(model, "sequence_summary", None), "summary_type", None)
+    decoder = isinstance(getattr(model, "score", None), torch.nn.Linear) or summary == "last"
     takes_positions = decoder and "position_ids" in inspect.signature(model.forward).parameters
     return Head("last" if decoder else "first", problem, num_outputs, takes_positions)
 

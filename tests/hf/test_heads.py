@@ -1,4 +1,6 @@
-"""Decoder-only heads pooled right, and heads we do not support refused when wrapped.
+"""Each head read at the right position and padded on the side that keeps its
+positions (decoders and XLNet left, encoders right), and heads we do not support
+refused when wrapped.
 
 Every number is checked against HF's own forward on the unpadded text (input ids, so
 HF finds the last real token itself) or against finite differences."""
@@ -54,6 +56,50 @@ def test_decoder_batch_equals_alone_equals_hf(arch, padding_side):
     spec = clf.output_spec()
     assert "last_token_emb" in spec and "cls_emb" not in spec
     assert spec["last_token_grad"].grad_for == "last_token_emb"
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert", "deberta-v2", "modernbert"])
+def test_encoder_with_a_left_padding_tokenizer_is_padded_right(arch):
+    """A tokenizer that pads on the left would shift an encoder's absolute positions
+    (0.05-0.07 off in a batch before): encoders are padded on the right."""
+    clf = _wrap(arch, padding_side="left")
+    assert not clf.head.is_decoder and clf.padding_side == "right"
+    batch = list(clf.predict([{"sentence": t} for t in TEXTS]))
+    for text, b in zip(TEXTS, batch):
+        (alone,) = clf.predict([{"sentence": text}])
+        np.testing.assert_allclose(b["probas"], alone["probas"], atol=1e-5)
+        np.testing.assert_allclose(
+            b["probas"], _hf_probs(clf.model, clf.tokenizer, text), atol=1e-5
+        )
+        np.testing.assert_allclose(b["token_grads"], alone["token_grads"], atol=1e-5)
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_xlnet_reads_the_last_position_and_is_padded_left(padding_side):
+    """XLNet's sequence summary reads the last position, as decoders do: padded on
+    the left whatever the tokenizer says (6e-2 off in a right-padded batch before)."""
+    tok = tiny_models.bert_tokenizer()
+    tok.padding_side = padding_side
+    config = transformers.XLNetConfig(
+        vocab_size=tok.vocab_size,
+        d_model=32,
+        n_layer=2,
+        n_head=4,
+        d_inner=64,
+        num_labels=2,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = transformers.XLNetForSequenceClassification(config).eval()
+    with torch.no_grad():
+        model.logits_proj.weight.mul_(20.0)  # probabilities away from 0.5
+    clf = HFSequenceClassifier(model=model, tokenizer=tok, labels=["neg", "pos"], batch_size=4)
+    assert clf.head.pooling == "last" and clf.padding_side == "left"
+    batch = list(clf.predict([{"sentence": t} for t in TEXTS]))
+    for text, b in zip(TEXTS, batch):
+        (alone,) = clf.predict([{"sentence": text}])
+        np.testing.assert_allclose(b["probas"], alone["probas"], atol=1e-5)
+        np.testing.assert_allclose(b["probas"], _hf_probs(model, tok, text), atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", tiny_models.DECODERS)
