@@ -1,0 +1,129 @@
+"""The Trust Checks interpreter (LIT glue over faithfulness.sanity and
+faithfulness.plausibility) on a tiny BERT: gradient maps move under cascading
+randomization, a token-length map and the random baseline fail, plausibility
+chips on hand-made rationales, bad rationales shown as messages."""
+
+import numpy as np
+import pytest
+from lit_nlp.api import components as lit_components
+from lit_nlp.api import dataset as lit_dataset
+from lit_nlp.api import dtypes
+from lit_nlp.api import types as lit_types
+
+from lit_plugins.faithfulness import metrics as core
+from lit_plugins.lit import interpreters as ours
+from lit_plugins.lit.interpreters import trust_checks
+from tests.kit import tiny_models
+
+LABELS = ["neg", "pos"]
+SPEC = {
+    "sentence": lit_types.TextSegment(),
+    "label": lit_types.CategoryLabel(vocab=LABELS),
+}
+EXAMPLES = [
+    {"sentence": "terrible acting", "label": "neg", "rationale": "terrible"},
+    {
+        "sentence": "i loved this brilliant movie",
+        "label": "pos",
+        "rationale": ["loved", "brilliant"],
+    },
+    {"sentence": "a slow start but a stunning finale", "label": "pos", "rationale": [9]},
+    {"sentence": "the plot was boring", "label": "neg"},
+    {"sentence": "fun", "label": "pos", "rationale": [0]},
+]
+
+
+class TokenLength(lit_components.Interpreter):
+    """A 'salience method' that reads the input only: each piece's length."""
+
+    def run(self, inputs, model, dataset, model_outputs=None, config=None):
+        outputs = model_outputs or list(model.predict(inputs))
+        return [
+            {
+                "length": dtypes.TokenSalience(
+                    o["tokens"], np.array([len(t) for t in o["tokens"]], float)
+                )
+            }
+            for o in outputs
+        ]
+
+    def meta_spec(self):
+        return {"length": lit_types.TokenSalience(autorun=False, signed=False)}
+
+
+@pytest.fixture(scope="module")
+def results():
+    model = tiny_models.classifier("bert", labels=LABELS)
+    interps = {
+        "Gradient Dot Input": ours.GradientDotInput(),
+        "Token length": TokenLength(),
+    }
+    interps["Trust Checks"] = trust_checks.TrustChecks(interps)
+    checks = interps["Trust Checks"]
+    assert set(checks.methods()) == {"Gradient Dot Input", "Token length"}
+    dataset = lit_dataset.Dataset(spec=SPEC, examples=list(EXAMPLES))
+    # Only plain gradient maps are ticked by default; the token-length map is ticked here.
+    spec = checks.config_spec()
+    assert spec[f"{trust_checks.METHOD_PREFIX}Gradient Dot Input"].default is True
+    assert spec[f"{trust_checks.METHOD_PREFIX}Token length"].default is False
+    config = {f"{trust_checks.METHOD_PREFIX}Token length": True}
+    return checks.run(list(EXAMPLES), model, dataset, config=config), checks
+
+
+def test_spec_lists_methods_and_baseline(results):
+    _, checks = results
+    meta = checks.meta_spec()
+    assert {"Gradient Dot Input", "Token length", core.RANDOM, "settings"} <= set(meta)
+    assert any(k.startswith("summary · ") for k in meta)
+
+
+def test_sanity_chips(results):
+    out, _ = results
+    steps = ["head", "layer 2", "layer 1", "embeddings"]
+    for i in range(4):  # multi-token examples
+        length = trust_checks.chips_values(out[i]["Token length"])
+        assert [length[f"ρ after {s}"] for s in steps] == [1.0] * 4
+        assert "sanity: fails" in out[i]["Token length"].tokens
+        assert "sanity: fails" in out[i][core.RANDOM].tokens
+    rhos = [trust_checks.chips_values(out[i]["Gradient Dot Input"]) for i in range(4)]
+    assert np.mean([r["ρ after embeddings"] for r in rhos]) < 0.5
+    assert all(-1.0 <= r[f"ρ after {s}"] <= 1.0 for r in rhos for s in steps)
+    # One-token text: undefined, never NaN.
+    one = out[4]["Gradient Dot Input"].tokens
+    assert any(t.startswith("sanity: undefined") for t in one)
+    assert not any("nan" in t for i in range(5) for t in out[i]["Gradient Dot Input"].tokens)
+
+
+def test_plausibility_chips(results):
+    out, _ = results
+    # "terrible acting" -> [CLS] terrible acting [SEP]: the token-length map ranks
+    # "terrible" (8) above "acting" (6): the one evidence token is the top-1.
+    first = trust_checks.chips_values(out[0]["Token length"])
+    assert (first["token F1 ↑"], first["IOU-F1 ↑"], first["AUPRC ↑"]) == (1.0, 1.0, 1.0)
+    # "i loved this brilliant movie": evidence loved (5), brilliant (9); lengths
+    # i 1, loved 5, this 4, brilliant 9, movie 5 -> top-2 = brilliant plus the tie
+    # group {loved, movie} at 5: 3 predicted, 2 right -> P 2/3, R 1, F1 0.8.
+    # Spans: predicted [2, 3) ∪ [4, 6) vs human [2, 3), [4, 5): [2,3) matches
+    # (IOU 1), [4,6) vs [4,5) IOU 1/2 matches -> IOU-F1 1.
+    # AUPRC: ranking brilliant T, then loved T / movie F tied (one threshold, as in
+    # sklearn): precision 1 at recall 1/2, 2/3 at recall 1 -> AP = 0.5·1 + 0.5·(2/3).
+    second = trust_checks.chips_values(out[1]["Token length"])
+    assert second["token F1 ↑"] == pytest.approx(0.8, abs=1e-4)
+    assert second["IOU-F1 ↑"] == pytest.approx(1.0)
+    expected_ap = 0.5 + 0.5 * 2 / 3
+    assert second["AUPRC ↑"] == pytest.approx(expected_ap, abs=1e-4)
+    # Word index 9 in a 7-word text: shown, not raised; no rationale: said so.
+    assert any("outside the text's 7 words" in t for t in out[2]["Token length"].tokens)
+    assert any("no rationale in 'rationale'" in t for t in out[3]["Token length"].tokens)
+    # One-token text with its word as evidence: well defined.
+    one = trust_checks.chips_values(out[4]["Token length"])
+    assert one["AUPRC ↑"] == 1.0
+
+
+def test_summary_rows(results):
+    out, _ = results
+    rho = out[0]["summary · ρ all randomized ↓"].tokens
+    assert rho[0] == "5 examples selected"
+    assert any(t.startswith("Token length: 1.0000 [1.0000, 1.0000]") for t in rho)
+    f1 = out[0]["summary · token F1 ↑"].tokens
+    assert any(t.startswith("Token length: ") for t in f1)
