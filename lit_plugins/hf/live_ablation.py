@@ -124,6 +124,12 @@ def hidden_state_hook(
     after an exception.
     """
     check_layer(layer, num_layers)
+    if getattr(getattr(model, "config", None), "model_type", "") in _TIME_MAJOR:
+        raise ValueError(
+            f"{type(model).__name__} runs its layers time-major ([tokens, batch, hidden]), "
+            "so layer-level methods (layer IG, layer and neuron conductance, neuron "
+            "ablation) are not supported for it; the input-level methods are."
+        )
     handles = []
     try:
         blocks = _blocks(model, num_layers)
@@ -146,6 +152,9 @@ def hidden_state_hook(
         for handle in handles:
             handle.remove()
 
+
+# Models whose blocks see [tokens, batch, hidden] tensors (the hooks assume batch-first).
+_TIME_MAJOR = frozenset({"xlnet"})
 
 # Where transformers keeps the norm applied after the last block, whose output is
 # `hidden_states[-1]`: ModernBERT `final_norm`; GPT-2, Falcon, Bloom `ln_f`; Llama,
