@@ -14,7 +14,7 @@ from lit_plugins.app import bounded_cache
 from lit_plugins.hf import kinds
 from lit_plugins.lit import interpreters as ours
 from lit_plugins.lit import methods, multilabel, saved_results, tag_metrics, token_model
-from lit_plugins.lit.interpreters import tag_salience, txray_shift
+from lit_plugins.lit.interpreters import tag_salience, trust_checks, txray_shift
 from lit_plugins.lit.model import HFSequenceClassifier
 from lit_plugins.lit.token_model import HFTokenClassifier
 
@@ -95,6 +95,7 @@ def plugin_interpreters(
             **found,
         }
     found[SALIENCE_FAITHFULNESS] = ours.SalienceFaithfulness(found)
+    found["lit-plugins: Trust Checks"] = trust_checks.TrustChecks(found)
     # Token classifiers' "why is word j tagged X" (only they are compatible).
     found.update(tag_salience.interpreters())
     return found

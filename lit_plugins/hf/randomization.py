@@ -141,12 +141,18 @@ def randomized(model: torch.nn.Module, steps: Sequence[str], seed: int = 0) -> t
 
 
 def cascading(
-    model: torch.nn.Module, seed: int = 0, steps: Sequence[str] | None = None
+    model: torch.nn.Module,
+    seed: int = 0,
+    steps: Sequence[str] | None = None,
+    in_place: bool = False,
 ) -> Iterator[tuple[str, torch.nn.Module]]:
     """(step name, model with that step and every step above it randomized),
-    top first, on one deep copy changed in place from step to step."""
+    top first, on one deep copy changed in place from step to step (`in_place`:
+    on `model` itself, for a caller that made its copy already, e.g. under
+    the served model's lock so that no other request's forward hook is copied
+    along)."""
     chosen = _check_steps(randomization_steps(model), steps)
-    out = copy.deepcopy(model).eval()
+    out = (model if in_place else copy.deepcopy(model)).eval()
     params = dict(out.named_parameters())
     for step in chosen:
         _redraw(params, step, seed)

@@ -85,6 +85,11 @@ def test_cascading_and_independent_match_the_one_shot_copies():
         ref = randomization.randomized(model, names[: j + 1], seed=3)
         assert changed(m, params(ref)) == set()
     assert seen == names
+    # in_place: the caller's own copy is randomized (and yielded) itself.
+    own = randomization.randomized(model, [], seed=3)
+    for j, (name, m) in enumerate(randomization.cascading(own, seed=3, in_place=True)):
+        assert m is own
+        assert changed(m, params(randomization.randomized(model, names[: j + 1], seed=3))) == set()
     for name, m in randomization.independent(model, seed=3):
         ref = randomization.randomized(model, [name], seed=3)
         assert changed(m, params(ref)) == set()

@@ -34,6 +34,7 @@ conductance and LIME are one click away.
 
 from __future__ import annotations
 
+import copy
 import re
 import string
 from collections.abc import Mapping
@@ -253,7 +254,11 @@ class TrustChecks(dataset_level.DatasetInterpreter):
         original = evaluation.run_methods(chosen, pinned, model, dataset, tokens, None, errors)
         original[core.RANDOM] = [core.random_salience(e, seed) for e in examples]
         cascade: dict[str, dict[str, list]] = {name: {} for name in original}
-        for step, hf_model in randomization.cascading(raw.model, seed=seed):
+        # Copied under the model's lock: a concurrent layer-IG request's forward
+        # hook (installed under that lock) must not be copied along.
+        with raw.inference_lock:
+            randomized = copy.deepcopy(raw.model)
+        for step, hf_model in randomization.cascading(randomized, seed=seed, in_place=True):
             wrapper = _randomized_wrapper(raw, hf_model)
             maps = evaluation.run_methods(
                 {k: v for k, v in chosen.items() if k not in errors},
