@@ -82,17 +82,7 @@ def _is_salience_map_interpreter(info, name) -> bool:
     return bool(set(meta.values()) & SALIENCE_MAP_TYPES)
 
 
-# Text of an element and everything below it, shadow DOMs included.
-DEEP_TEXT_JS = """el => {
-  const parts = [];
-  const walk = n => {
-    if (n.nodeType === Node.TEXT_NODE) parts.push(n.textContent);
-    if (n.shadowRoot) walk(n.shadowRoot);
-    for (const c of n.childNodes) if (!['STYLE', 'SCRIPT'].includes(c.nodeName)) walk(c);
-  };
-  walk(el);
-  return parts.join(' ').replace(/\\s+/g, ' ');
-}"""
+DEEP_TEXT_JS = browser_kit.DEEP_TEXT_JS
 
 # Every rendered Material icon (mwc-icon) with its ligature word, the width
 # its text takes on screen, and the width of the same word in a text font.

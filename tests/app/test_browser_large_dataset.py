@@ -16,13 +16,11 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from playwright.sync_api import sync_playwright
 
 from lit_plugins.app import registration
 from lit_plugins.data import loaders
 from lit_plugins.hf import finetune
 from tests.kit import browser as browser_kit
-from tests.kit.browser import CHROMIUM_ARGS
 from tests.kit.demo_server import count_in_log, demo_server, interpret, post
 
 SIZE = 3000
@@ -113,49 +111,31 @@ def test_browser_shows_the_table_and_a_map(served):
     """The table lists all 3,000 examples; the map LIT shows for a clicked row is
     the HTTP API's for that example (its token-level outputs recomputed: 1 MB
     holds only a few examples' worth)."""
-    chromium = browser_kit.chromium_or_skip()
     port, _, dataset, examples, _, _ = served
-    errors = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            pg = browser.new_page(viewport={"width": 1600, "height": 1400})
-            pg.set_default_timeout(UI_TIMEOUT_MS)
-            pg.route(
-                "**/*",
-                lambda r: (
-                    r.continue_()
-                    if r.request.url.startswith(f"http://127.0.0.1:{port}/")
-                    else r.abort()
-                ),
-            )
-            pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            pg.goto(
-                f"http://127.0.0.1:{port}/?models={MODEL}&dataset={dataset}",
-                wait_until="domcontentloaded",
-            )
-            pg.get_by_text(f"{SIZE} datapoints").first.wait_for()
-            example = examples[3]
-            row = pg.locator("lit-data-table tbody tr").filter(has_text=example["data"]["sentence"])
-            row.click()
-            pg.get_by_text(f"1 of {SIZE} datapoints").wait_for()
-            (want,) = interpret(
-                port, registration.GRADIENT_NORM, [example], {}, model=MODEL, dataset=dataset
-            )
-            want = want["token_grads"]
-            pg.locator(".tab", has_text="Explanations").first.click()
-            salience = pg.locator("salience-map-module").first
-            method = salience.locator(f'div.method-row[id="{registration.GRADIENT_NORM.lower()}"]')
-            method.wait_for()
-            chips = method.locator("lit-token-chips").first
-            chips.wait_for()
-            pg.wait_for_function(
-                "([c, n]) => (c.tokensWithWeights || []).length === n",
-                arg=[chips.element_handle(), len(want["tokens"])],
-            )
-            got = chips.evaluate("c => c.tokensWithWeights.map(t => [t.token, t.weight])")
-            assert [t for t, _ in got] == want["tokens"]
-            np.testing.assert_allclose([w for _, w in got], want["salience"], rtol=1e-5, atol=1e-7)
-        finally:
-            browser.close()
+    with browser_kit.lit_page(port, f"models={MODEL}&dataset={dataset}", UI_TIMEOUT_MS) as (
+        pg,
+        errors,
+    ):
+        pg.get_by_text(f"{SIZE} datapoints").first.wait_for()
+        example = examples[3]
+        row = pg.locator("lit-data-table tbody tr").filter(has_text=example["data"]["sentence"])
+        row.click()
+        pg.get_by_text(f"1 of {SIZE} datapoints").wait_for()
+        (want,) = interpret(
+            port, registration.GRADIENT_NORM, [example], {}, model=MODEL, dataset=dataset
+        )
+        want = want["token_grads"]
+        pg.locator(".tab", has_text="Explanations").first.click()
+        salience = pg.locator("salience-map-module").first
+        method = salience.locator(f'div.method-row[id="{registration.GRADIENT_NORM.lower()}"]')
+        method.wait_for()
+        chips = method.locator("lit-token-chips").first
+        chips.wait_for()
+        pg.wait_for_function(
+            "([c, n]) => (c.tokensWithWeights || []).length === n",
+            arg=[chips.element_handle(), len(want["tokens"])],
+        )
+        got = chips.evaluate("c => c.tokensWithWeights.map(t => [t.token, t.weight])")
+        assert [t for t, _ in got] == want["tokens"]
+        np.testing.assert_allclose([w for _, w in got], want["salience"], rtol=1e-5, atol=1e-7)
     assert not errors, errors

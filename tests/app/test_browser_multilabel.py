@@ -28,7 +28,6 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from playwright.sync_api import sync_playwright
 from sklearn import metrics as sk_metrics
 
 from lit_plugins.app import registration
@@ -37,7 +36,6 @@ from lit_plugins.hf import heads
 from lit_plugins.lit.interpreters import common
 from lit_plugins.lit.interpreters import integrated_gradients as ig_interp
 from tests.kit import browser as browser_kit
-from tests.kit.browser import CHROMIUM_ARGS
 from tests.kit.demo_server import demo_server, interpret, post
 
 MODEL = "topics"
@@ -176,20 +174,10 @@ def test_load_model_dialog_sets_another_threshold(served):
     assert want != pytest.approx(_by_hand(examples, model, tok))  # 0.55 and 0.3 differ here
 
 
-DEEP_TEXT_JS = """el => {
-  const parts = [];
-  const walk = n => {
-    if (n.nodeType === Node.TEXT_NODE) parts.push(n.textContent);
-    if (n.shadowRoot) walk(n.shadowRoot);
-    for (const c of n.childNodes) if (!['STYLE', 'SCRIPT'].includes(c.nodeName)) walk(c);
-  };
-  walk(el);
-  return parts.join(' ').replace(/\\s+/g, ' ');
-}"""
+DEEP_TEXT_JS = browser_kit.DEEP_TEXT_JS
 
 
 def test_browser_shows_predictions_metrics_and_a_chosen_labels_map(served):
-    chromium = browser_kit.chromium_or_skip()
     port, model, tok, examples, started_s, _ = served
     ex = examples[EXAMPLE_INDEX]
     sentence = ex["data"]["sentence"]
@@ -206,97 +194,80 @@ def test_browser_shows_predictions_metrics_and_a_chosen_labels_map(served):
     assert not np.allclose(
         want_map["token_grads"]["salience"], default_map["token_grads"]["salience"], atol=1e-6
     )
-    errors = []
     start = time.time()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            pg = browser.new_page(viewport={"width": 1600, "height": 1400})
-            pg.set_default_timeout(UI_TIMEOUT_MS)
-            pg.route(
-                "**/*",
-                lambda r: (
-                    r.continue_()
-                    if r.request.url.startswith(f"http://127.0.0.1:{port}/")
-                    else r.abort()
-                ),
-            )
-            pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            pg.goto(
-                f"http://127.0.0.1:{port}/?models={MODEL}&dataset={DATASET}",
-                wait_until="domcontentloaded",
-            )
-            row = pg.locator("lit-data-table tbody tr").filter(has_text=sentence[:50]).first
-            row.click()
-            pg.get_by_text(f"1 of {len(examples)} datapoints").wait_for()
+    with browser_kit.lit_page(port, f"models={MODEL}&dataset={DATASET}", UI_TIMEOUT_MS) as (
+        pg,
+        errors,
+    ):
+        row = pg.locator("lit-data-table tbody tr").filter(has_text=sentence[:50]).first
+        row.click()
+        pg.get_by_text(f"1 of {len(examples)} datapoints").wait_for()
 
-            # Predictions: every label, its probability (3 decimals) and gold flag.
-            pg.locator(".tab", has_text="Predictions").first.click()
-            module = pg.locator("multilabel-module").first
-            module.wait_for()
-            pg.wait_for_function(
-                "m => m.shadowRoot && m.shadowRoot.querySelector('lit-data-table')",
-                arg=module.element_handle(),
-            )
-            table = module.locator("lit-data-table")
-            pg.wait_for_function(
-                "t => t.shadowRoot && t.shadowRoot.querySelectorAll('tbody tr').length >= 4",
-                arg=table.element_handle(),
-            )
-            rows = table.evaluate(  # cells' text, score bars' shadow DOMs included
-                """(t, js) => [...t.shadowRoot.querySelectorAll('tbody tr')].map(
-                    r => [...r.querySelectorAll('td')].map(d => eval(js)(d).trim()))""",
-                DEEP_TEXT_JS,
-            )
-            by_label = {r[0]: r for r in rows}
-            assert sorted(by_label) == sorted(LABELS), rows
-            for label, p in zip(LABELS, probs):
-                text = " ".join(by_label[label])
-                assert f"{p:.3f}" in text, (label, p, text)
-                gold = label in ex["data"]["label"]
-                assert ("✔" in text or "true" in text.lower()) == gold, (label, text)
+        # Predictions: every label, its probability (3 decimals) and gold flag.
+        pg.locator(".tab", has_text="Predictions").first.click()
+        module = pg.locator("multilabel-module").first
+        module.wait_for()
+        pg.wait_for_function(
+            "m => m.shadowRoot && m.shadowRoot.querySelector('lit-data-table')",
+            arg=module.element_handle(),
+        )
+        table = module.locator("lit-data-table")
+        pg.wait_for_function(
+            "t => t.shadowRoot && t.shadowRoot.querySelectorAll('tbody tr').length >= 4",
+            arg=table.element_handle(),
+        )
+        rows = table.evaluate(  # cells' text, score bars' shadow DOMs included
+            """(t, js) => [...t.shadowRoot.querySelectorAll('tbody tr')].map(
+                r => [...r.querySelectorAll('td')].map(d => eval(js)(d).trim()))""",
+            DEEP_TEXT_JS,
+        )
+        by_label = {r[0]: r for r in rows}
+        assert sorted(by_label) == sorted(LABELS), rows
+        for label, p in zip(LABELS, probs):
+            text = " ".join(by_label[label])
+            assert f"{p:.3f}" in text, (label, p, text)
+            gold = label in ex["data"]["label"]
+            assert ("✔" in text or "true" in text.lower()) == gold, (label, text)
 
-            # Metrics: the multi-label metrics at the model's threshold.
-            pg.locator(".tab", has_text="Metrics").first.click()
-            metrics = pg.locator("metrics-module").first
-            metrics.wait_for()
-            row_text = f"{MODEL} dataset probas {len(examples)} " + " ".join(
-                f"{want_metrics[name]:.3f}" for name in ("exactmatch", "precision", "recall", "f1")
-            )
-            # The table's row for the whole dataset: model, source, field, N, the four
-            # metrics (LIT prints 3 decimals).
-            pg.wait_for_function(
-                f"([m, js]) => eval(js)(m).includes({row_text!r})",
-                arg=[metrics.element_handle(), DEEP_TEXT_JS],
-            )
-            metrics_text = metrics.evaluate(DEEP_TEXT_JS)
-            for name in ("exactmatch", "precision", "recall", "f1"):
-                assert f"multilabel {name}" in metrics_text, metrics_text[:2000]
+        # Metrics: the multi-label metrics at the model's threshold.
+        pg.locator(".tab", has_text="Metrics").first.click()
+        metrics = pg.locator("metrics-module").first
+        metrics.wait_for()
+        row_text = f"{MODEL} dataset probas {len(examples)} " + " ".join(
+            f"{want_metrics[name]:.3f}" for name in ("exactmatch", "precision", "recall", "f1")
+        )
+        # The table's row for the whole dataset: model, source, field, N, the four
+        # metrics (LIT prints 3 decimals).
+        pg.wait_for_function(
+            f"([m, js]) => eval(js)(m).includes({row_text!r})",
+            arg=[metrics.element_handle(), DEEP_TEXT_JS],
+        )
+        metrics_text = metrics.evaluate(DEEP_TEXT_JS)
+        for name in ("exactmatch", "precision", "recall", "f1"):
+            assert f"multilabel {name}" in metrics_text, metrics_text[:2000]
 
-            # Explanations: our Gradient Norm for the label typed into its settings.
-            pg.locator(".tab", has_text="Explanations").first.click()
-            salience = pg.locator("salience-map-module").first
-            method = salience.locator(f'div.method-row[id="{registration.GRADIENT_NORM.lower()}"]')
-            method.wait_for()
-            method.locator(".controls-toggle").click()
-            holder = method.locator("lit-interpreter-controls .control-holder").filter(
-                has_text=common.CLASS_KEY
-            )
-            holder.locator("input").fill(CHOSEN)
-            method.locator("lit-interpreter-controls button", has_text="Apply").click()
-            chips = method.locator("lit-token-chips").first
-            chips.wait_for()
-            want = want_map["token_grads"]
-            pg.wait_for_function(  # the chosen label's map (not a default one) is shown
-                """([c, w]) => (c.tokensWithWeights || []).length === w.length &&
-                    c.tokensWithWeights.every((t, i) => Math.abs(t.weight - w[i]) < 1e-6)""",
-                arg=[chips.element_handle(), want["salience"]],
-            )
-            got = chips.evaluate("c => c.tokensWithWeights.map(t => [t.token, t.weight])")
-            assert [t for t, _ in got] == want["tokens"]
-            np.testing.assert_allclose([w for _, w in got], want["salience"], rtol=1e-5, atol=1e-7)
-        finally:
-            browser.close()
+        # Explanations: our Gradient Norm for the label typed into its settings.
+        pg.locator(".tab", has_text="Explanations").first.click()
+        salience = pg.locator("salience-map-module").first
+        method = salience.locator(f'div.method-row[id="{registration.GRADIENT_NORM.lower()}"]')
+        method.wait_for()
+        method.locator(".controls-toggle").click()
+        holder = method.locator("lit-interpreter-controls .control-holder").filter(
+            has_text=common.CLASS_KEY
+        )
+        holder.locator("input").fill(CHOSEN)
+        method.locator("lit-interpreter-controls button", has_text="Apply").click()
+        chips = method.locator("lit-token-chips").first
+        chips.wait_for()
+        want = want_map["token_grads"]
+        pg.wait_for_function(  # the chosen label's map (not a default one) is shown
+            """([c, w]) => (c.tokensWithWeights || []).length === w.length &&
+                c.tokensWithWeights.every((t, i) => Math.abs(t.weight - w[i]) < 1e-6)""",
+            arg=[chips.element_handle(), want["salience"]],
+        )
+        got = chips.evaluate("c => c.tokensWithWeights.map(t => [t.token, t.weight])")
+        assert [t for t, _ in got] == want["tokens"]
+        np.testing.assert_allclose([w for _, w in got], want["salience"], rtol=1e-5, atol=1e-7)
     elapsed = time.time() - start
     print(f"multi-label browser test: server start {started_s:.1f}s, browser {elapsed:.1f}s")
     assert not errors, errors

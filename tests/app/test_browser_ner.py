@@ -11,7 +11,6 @@ Chromium and the no-network rule as in tests/app/test_browser_e2e.py.
 import math
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from lit_plugins.app import registration
 from lit_plugins.data import conll
@@ -20,7 +19,6 @@ from lit_plugins.lit.interpreters import linear_probe, tag_salience
 from lit_plugins.lit.interpreters.integrated_gradients import completeness_dict
 from tests.kit import browser as browser_kit
 from tests.kit import tiny_taggers
-from tests.kit.browser import CHROMIUM_ARGS
 from tests.kit.demo_server import demo_server, post
 
 pytestmark = pytest.mark.slow
@@ -30,16 +28,7 @@ DATASET = conll.NER_DATASET_NAME
 MAX_EXAMPLES = 12
 UI_TIMEOUT_MS = 60_000
 IG = tag_salience.NAMES[tag_salience.INTEGRATED_GRADIENTS]
-DEEP_TEXT_JS = """el => {
-  const parts = [];
-  const walk = n => {
-    if (n.nodeType === Node.TEXT_NODE) parts.push(n.textContent);
-    if (n.shadowRoot) walk(n.shadowRoot);
-    for (const c of n.childNodes) if (!['STYLE', 'SCRIPT'].includes(c.nodeName)) walk(c);
-  };
-  walk(el);
-  return parts.join(' ').replace(/\\s+/g, ' ');
-}"""
+DEEP_TEXT_JS = browser_kit.DEEP_TEXT_JS
 
 
 @pytest.fixture(scope="module")
@@ -96,72 +85,52 @@ def test_ner_checkpoint_served_tags_shown_and_salience_in_the_browser(server):
     sweep = probe[linear_probe.LAYER_SWEEP]["tokens"]
     assert [t.split(" = ")[0] for t in sweep] == ["layer 0", "layer 1", "layer 2"], sweep
 
-    chromium = browser_kit.chromium_or_skip()
-    errors = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium, args=CHROMIUM_ARGS, headless=True, timeout=UI_TIMEOUT_MS
+    with browser_kit.lit_page(port, f"models={MODEL}&dataset={DATASET}", UI_TIMEOUT_MS) as (
+        pg,
+        errors,
+    ):
+        row = pg.locator("lit-data-table tbody tr").filter(has_text=" ".join(words[:4])).first
+        row.wait_for()
+        # The gold tags are a column of the data table.
+        assert ", ".join(ex["data"]["tags"]) in row.evaluate(DEEP_TEXT_JS)
+        row.click()
+        pg.get_by_text(f"1 of {MAX_EXAMPLES} datapoints").wait_for()
+        # Predictions tab: the predicted entities over the text, and the gold ones.
+        pg.locator(".tab", has_text="Predictions").first.click()
+        predicted = pg.locator("annotated-text-module").first
+        predicted.wait_for()
+        first = entities[0]
+        span = ex["data"]["sentence"][first["spans"][0]["start"] : first["spans"][0]["end"]]
+        pg.wait_for_function(
+            f"([el, want]) => want.every(w => ({DEEP_TEXT_JS})(el).includes(w))",
+            arg=[predicted.element_handle(), ["entities", first["label"], span]],
         )
-        try:
-            pg = browser.new_page(viewport={"width": 1600, "height": 1400})
-            pg.set_default_timeout(UI_TIMEOUT_MS)
-            pg.route(
-                "**/*",
-                lambda r: (
-                    r.continue_()
-                    if r.request.url.startswith(f"http://127.0.0.1:{port}/")
-                    else r.abort()
-                ),
-            )
-            pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            pg.goto(
-                f"http://127.0.0.1:{port}/?models={MODEL}&dataset={DATASET}",
-                wait_until="domcontentloaded",
-            )
-            row = pg.locator("lit-data-table tbody tr").filter(has_text=" ".join(words[:4])).first
-            row.wait_for()
-            # The gold tags are a column of the data table.
-            assert ", ".join(ex["data"]["tags"]) in row.evaluate(DEEP_TEXT_JS)
-            row.click()
-            pg.get_by_text(f"1 of {MAX_EXAMPLES} datapoints").wait_for()
-            # Predictions tab: the predicted entities over the text, and the gold ones.
-            pg.locator(".tab", has_text="Predictions").first.click()
-            predicted = pg.locator("annotated-text-module").first
-            predicted.wait_for()
-            first = entities[0]
-            span = ex["data"]["sentence"][first["spans"][0]["start"] : first["spans"][0]["end"]]
-            pg.wait_for_function(
-                f"([el, want]) => want.every(w => ({DEEP_TEXT_JS})(el).includes(w))",
-                arg=[predicted.element_handle(), ["entities", first["label"], span]],
-            )
-            text = predicted.evaluate(DEEP_TEXT_JS)
-            assert "entities" in text and first["label"] in text and span in text, text
-            gold = pg.locator("annotated-text-gold-module").first.evaluate(DEEP_TEXT_JS)
-            assert conll.GOLD_ENTITIES in gold, gold
+        text = predicted.evaluate(DEEP_TEXT_JS)
+        assert "entities" in text and first["label"] in text and span in text, text
+        gold = pg.locator("annotated-text-gold-module").first.evaluate(DEEP_TEXT_JS)
+        assert conll.GOLD_ENTITIES in gold, gold
 
-            # Explanations tab: our integrated gradients row runs at its defaults (the
-            # first entity word, its predicted tag) and renders chips.
-            pg.locator(".tab", has_text="Explanations").first.click()
-            module = pg.locator("salience-map-module").first
-            module.wait_for()
-            row = module.locator(f'div.method-row[id="{IG.lower()}"]')
-            row.wait_for()
-            if not row.locator("expansion-panel").evaluate("e => e.expanded"):
-                row.locator("expansion-panel .expansion-header").dispatch_event("click")
-            handle = row.element_handle()
-            pg.wait_for_function(
-                """row => !row.querySelector('lit-spinner') &&
-                    [...row.querySelectorAll('lit-token-chips')].some(
-                        c => (c.tokensWithWeights || []).length > 0)""",
-                arg=handle,
-            )
-            chips = handle.evaluate(
-                """row => [...row.querySelectorAll('lit-token-chips')].map(
-                    c => c.tokensWithWeights.map(t => t.token))"""
-            )
-            assert words in chips, chips
-            assert any("is tagged" in " ".join(c) for c in chips), chips
-        finally:
-            browser.close()
+        # Explanations tab: our integrated gradients row runs at its defaults (the
+        # first entity word, its predicted tag) and renders chips.
+        pg.locator(".tab", has_text="Explanations").first.click()
+        module = pg.locator("salience-map-module").first
+        module.wait_for()
+        row = module.locator(f'div.method-row[id="{IG.lower()}"]')
+        row.wait_for()
+        if not row.locator("expansion-panel").evaluate("e => e.expanded"):
+            row.locator("expansion-panel .expansion-header").dispatch_event("click")
+        handle = row.element_handle()
+        pg.wait_for_function(
+            """row => !row.querySelector('lit-spinner') &&
+                [...row.querySelectorAll('lit-token-chips')].some(
+                    c => (c.tokensWithWeights || []).length > 0)""",
+            arg=handle,
+        )
+        chips = handle.evaluate(
+            """row => [...row.querySelectorAll('lit-token-chips')].map(
+                c => c.tokensWithWeights.map(t => t.token))"""
+        )
+        assert words in chips, chips
+        assert any("is tagged" in " ".join(c) for c in chips), chips
     assert not errors, errors
     assert "Traceback" not in log.read_text()
