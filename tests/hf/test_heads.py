@@ -78,21 +78,8 @@ def test_encoder_with_a_left_padding_tokenizer_is_padded_right(arch):
 def test_xlnet_reads_the_last_position_and_is_padded_left(padding_side):
     """XLNet's sequence summary reads the last position, as decoders do: padded on
     the left whatever the tokenizer says (6e-2 off in a right-padded batch before)."""
-    tok = tiny_models.bert_tokenizer()
+    model, tok = tiny_models.xlnet()
     tok.padding_side = padding_side
-    config = transformers.XLNetConfig(
-        vocab_size=tok.vocab_size,
-        d_model=32,
-        n_layer=2,
-        n_head=4,
-        d_inner=64,
-        num_labels=2,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = transformers.XLNetForSequenceClassification(config).eval()
-    with torch.no_grad():
-        model.logits_proj.weight.mul_(20.0)  # probabilities away from 0.5
     clf = HFSequenceClassifier(model=model, tokenizer=tok, labels=["neg", "pos"], batch_size=4)
     assert clf.head.pooling == "last" and clf.padding_side == "left"
     batch = list(clf.predict([{"sentence": t} for t in TEXTS]))

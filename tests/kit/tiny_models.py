@@ -301,6 +301,26 @@ def make(arch: str = "bert", num_labels: int = 2, seed: int = 0):
     return model.eval(), tok
 
 
+def xlnet(seed: int = 0, num_labels: int = 2):
+    """(model, tokenizer): a tiny random XLNet classifier (its sequence summary reads
+    the last position; its layers run time-major) with the tiny BERT tokenizer."""
+    tok = bert_tokenizer()
+    config = transformers.XLNetConfig(
+        vocab_size=tok.vocab_size,
+        d_model=32,
+        n_layer=2,
+        n_head=4,
+        d_inner=64,
+        num_labels=num_labels,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = transformers.XLNetForSequenceClassification(config).eval()
+    with torch.no_grad():
+        model.logits_proj.weight.mul_(20.0)  # probabilities away from 0.5
+    return model, tok
+
+
 def classifier(arch: str = "bert", seed: int = 0, labels=("neg", "pos"), **wrapper_kw):
     """A tiny random model of `arch` wrapped as an `HFSequenceClassifier`."""
     from lit_plugins.lit.model import HFSequenceClassifier

@@ -11,8 +11,6 @@ docs/model-wrapper.md's table is written from (`pytest -s`)."""
 
 import numpy as np
 import pytest
-import torch
-import transformers
 from absl import logging as absl_logging
 from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import dtypes
@@ -63,18 +61,7 @@ def _kind(name):
     clfs = []
     for seed in (0, 1):
         if name == "XLNet":
-            tok = tiny_models.bert_tokenizer()
-            config = transformers.XLNetConfig(
-                vocab_size=tok.vocab_size,
-                d_model=32,
-                n_layer=2,
-                n_head=4,
-                d_inner=64,
-                num_labels=2,
-                pad_token_id=tok.pad_token_id,
-            )
-            torch.manual_seed(seed)
-            model = transformers.XLNetForSequenceClassification(config).eval()
+            model, tok = tiny_models.xlnet(seed=seed)
         else:
             model, tok = tiny_models.make(arch, num_labels=len(labels), seed=seed)
             if name == "multi-label":
