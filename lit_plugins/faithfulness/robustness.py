@@ -20,7 +20,9 @@ batches of `batch_size` rows.
   dimension, has infidelity → 0 as I → 0; for a linear f it is exactly 0.
   Lower is better. `normalize=True` rescales the map by the least-squares
   β = E[Iᵀs · Δf] / E[(Iᵀs)²] first (Captum's ``normalize``, Yeh et al.'s
-  official code), so the score ignores the map's scale.
+  official code), so the score ignores the map's scale; computed as the
+  mean squared residual itself (Captum expands the square, which cancels to
+  rounding noise, even below 0, when the rescaled map fits well).
 
 Where this differs from Captum (documented choices; the parity tests feed
 Captum the same perturbations):
@@ -233,9 +235,10 @@ def infidelity_from_values(
         return np.mean((explained - delta) ** 2, axis=1)
     a2 = np.sum(explained**2, axis=1)
     ab = np.sum(explained * delta, axis=1)
-    b2 = np.sum(delta**2, axis=1)
     beta = ab / np.where(a2 == 0.0, 1.0, a2)
-    return (beta * beta * a2 - 2 * beta * ab + b2) / s
+    # The residual itself, not Captum's expansion β²Σa² − 2βΣab + ΣΔf², which
+    # cancels (down to rounding, even below 0) when the rescaled map fits well.
+    return np.mean((beta[:, None] * explained - delta) ** 2, axis=1)
 
 
 def infidelity(

@@ -18,7 +18,10 @@ which ignores the model and so always fails the sanity check: the baseline):
 * with a rationale in the example (*Rationale field*, default ``rationale``:
   evidence words of the text, as a string or a list of words, or a list of word
   indices): "token F1 ↑", "IOU-F1 ↑", "AUPRC ↑"; a bad rationale (an index
-  outside the text) shows its message instead.
+  outside the text) shows its message instead;
+* "infidelity ↓" (Yeh et al., normalized: the map rescaled by its best β):
+  random subsets of the non-special tokens (each with probability 0.25) moved
+  to the zero embedding, *Infidelity samples* of them (0: off).
 
 Chip colours: how much better than the random baseline (ρ: lower is better,
 range 2; plausibility: higher is better, range 1). ``summary · …`` rows give,
@@ -46,9 +49,10 @@ from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 
 from lit_plugins.faithfulness import metrics as core
-from lit_plugins.faithfulness import plausibility, sanity
+from lit_plugins.faithfulness import plausibility, robustness, sanity
 from lit_plugins.faithfulness import summary as summary_lib
 from lit_plugins.hf import randomization
+from lit_plugins.hf import robustness as hf_robustness
 from lit_plugins.hf.perturb import PerturbationRunner
 from lit_plugins.lit import alignment, dataset_level, specs
 from lit_plugins.lit import salience_evaluation as evaluation
@@ -67,7 +71,10 @@ SUMMARY_METRICS = {
     "token_f1": "token F1 ↑",
     "iou_f1": "IOU-F1 ↑",
     "auprc": "AUPRC ↑",
+    "infidelity": "infidelity ↓",
 }
+INFIDELITY_KEY = "Infidelity samples (0: off)"
+SUBSET_PROBABILITY = 0.25  # each non-special token replaced by the zero baseline
 _PUNCTUATION = re.compile(
     f"^[{re.escape(string.punctuation)}]+|[{re.escape(string.punctuation)}]+$"
 )
@@ -177,6 +184,9 @@ class TrustChecks(dataset_level.DatasetInterpreter):
             required=False, min_val=-1, max_val=1, default=sanity.DEFAULT_THRESHOLD, step=0.05
         )
         spec[RATIONALE_KEY] = lit_types.TextSegment(required=False, default="rationale")
+        spec[INFIDELITY_KEY] = lit_types.Scalar(
+            required=False, min_val=0, max_val=256, default=16, step=1
+        )
         return spec
 
     def meta_spec(self) -> lit_types.Spec:
@@ -214,6 +224,7 @@ class TrustChecks(dataset_level.DatasetInterpreter):
         seed = common.parse_int(config, SEED_KEY, 0, 0, 10_000)
         threshold = common.parse_float(config, THRESHOLD_KEY, sanity.DEFAULT_THRESHOLD, -1, 1)
         field = str(config.get(RATIONALE_KEY) or "rationale").strip()
+        samples = common.parse_int(config, INFIDELITY_KEY, 16, 0, 256)
         if not inputs:
             return []
         if not self.is_compatible(model, dataset):
@@ -282,12 +293,13 @@ class TrustChecks(dataset_level.DatasetInterpreter):
             for name in original
         }
         plaus, rationale_notes = self._plausibility(raw, inputs, tokens, special, original, field)
+        infidelity = self._infidelity(raw, pinned, original, seed, samples)
         results = []
         for i in range(len(inputs)):
             out: JsonDict = {name: _chips([(why, 0.0)]) for name, why in notes.items()}
             for name in original:
                 out[name] = self._method_chips(
-                    correlations, plaus, name, i, threshold, rationale_notes[i]
+                    correlations, plaus, infidelity, name, i, threshold, rationale_notes[i]
                 )
             label = raw.labels[targets[i]]
             out[SETTINGS] = _chips(
@@ -296,9 +308,16 @@ class TrustChecks(dataset_level.DatasetInterpreter):
                     (f"randomization seed {seed}, cascading from the top", 0.0),
                     (f"passes: mean ρ and |ρ| below {threshold:g} fully randomized", 0.0),
                     (f"rationale field {field!r}", 0.0),
+                    (
+                        f"infidelity: {samples} random subsets (p = {SUBSET_PROBABILITY:g}) "
+                        "replaced by zero embeddings, map rescaled by the best β"
+                        if samples
+                        else "infidelity off",
+                        0.0,
+                    ),
                 ]
             )
-            out.update(self._summary(correlations, plaus, seed, len(inputs)))
+            out.update(self._summary(correlations, plaus, infidelity, seed, len(inputs)))
             results.append(out)
         return results
 
@@ -324,7 +343,27 @@ class TrustChecks(dataset_level.DatasetInterpreter):
         return scores, notes
 
     @staticmethod
-    def _method_chips(correlations, plaus, name, i, threshold, note):
+    def _infidelity(raw, pinned, maps, seed, samples) -> dict[str, np.ndarray] | None:
+        """Normalized infidelity of every map (Yeh et al.; `faithfulness.robustness`)
+        under random token subsets moved to the zero embedding."""
+        if not samples:
+            return None
+        batch = hf_robustness.embed(raw, pinned)
+        n, t = batch.token_mask.shape
+        perturb = batch.token_mask & ~batch.special
+        pert = robustness.token_perturbations(
+            (n, t), samples, "subset", SUBSET_PROBABILITY, seed, perturb
+        )
+        forward = hf_robustness.forward_fn(raw, batch)
+        return {
+            name: robustness.infidelity(
+                forward, batch.padded(values), pert, batch.token_mask, normalize=True
+            )
+            for name, values in maps.items()
+        }
+
+    @staticmethod
+    def _method_chips(correlations, plaus, infidelity, name, i, threshold, note):
         corr, random_corr = correlations[name], correlations[core.RANDOM]
         items = []
         for step, base in zip(corr, random_corr):
@@ -344,12 +383,16 @@ class TrustChecks(dataset_level.DatasetInterpreter):
             for metric, value in result.metrics().items():
                 label = SUMMARY_METRICS[metric]
                 items.append((f"{label} = {value:.4f}", value - base[metric]))
+        if infidelity is not None:
+            value, base = float(infidelity[name][i]), float(infidelity[core.RANDOM][i])
+            better = (base - value) / (base + value) if base + value > 0 else 0.0
+            items.append((f"{SUMMARY_METRICS['infidelity']} = {value:.4g}", better))
         if note:
             items.append((note, 0.0))
         return _chips(items)
 
     @staticmethod
-    def _summary(correlations, plaus, seed, n) -> JsonDict:
+    def _summary(correlations, plaus, infidelity, seed, n) -> JsonDict:
         out = {}
         for metric, label in SUMMARY_METRICS.items():
             items = [(f"{n} example{'' if n == 1 else 's'} selected", 0.0)]
@@ -357,14 +400,20 @@ class TrustChecks(dataset_level.DatasetInterpreter):
                 if metric == "rho_all":
                     last = correlations[name][-1]
                     values = last.spearman[last.defined]
+                elif metric == "infidelity":
+                    values = [] if infidelity is None else infidelity[name]
                 else:
                     values = [r.metrics()[metric] for r in plaus[name] if r is not None]
                 if len(values) == 0:
                     items.append((f"{name}: n/a", 0.0))
                     continue
                 s = summary_lib.summarize(values, seed=seed)
+                fmt = ".4g" if metric == "infidelity" else ".4f"
                 items.append(
-                    (f"{name}: {s['mean']:.4f} [{s['ci_low']:.4f}, {s['ci_high']:.4f}]", 0.0)
+                    (
+                        f"{name}: {s['mean']:{fmt}} [{s['ci_low']:{fmt}}, {s['ci_high']:{fmt}}]",
+                        0.0,
+                    )
                 )
             out[f"{SUMMARY_PREFIX}{label}"] = _chips(items)
         return out

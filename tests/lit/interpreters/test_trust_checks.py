@@ -127,3 +127,38 @@ def test_summary_rows(results):
     assert any(t.startswith("Token length: 1.0000 [1.0000, 1.0000]") for t in rho)
     f1 = out[0]["summary · token F1 ↑"].tokens
     assert any(t.startswith("Token length: ") for t in f1)
+
+
+def test_infidelity_chips_match_the_metric_on_our_gradient_maps(results):
+    """The interpreter's infidelity for its Gradient · Input maps (LIT's path,
+    L2-normalized) equals the metric on the HF glue's own gradient × input maps:
+    normalized infidelity ignores the map's positive scale."""
+    from lit_plugins.faithfulness import robustness
+    from lit_plugins.hf import robustness as hf_robustness
+
+    out, _ = results
+    model = tiny_models.classifier("bert", labels=LABELS)
+    # The interpreter pinned every input to the served model's prediction.
+    probs = np.array([o["probas"] for o in model.predict(EXAMPLES)])
+    pinned = [{**ex, "grad_class": LABELS[int(p.argmax())]} for ex, p in zip(EXAMPLES, probs)]
+    batch = hf_robustness.embed(model, pinned)
+    n, t = batch.token_mask.shape
+    perturb = batch.token_mask & ~batch.special
+    pert = robustness.token_perturbations((n, t), 16, "subset", 0.25, 0, perturb)
+    maps = hf_robustness.gradient_explain_fn(model, batch)(np.arange(n), batch.embeddings)
+    forward = hf_robustness.forward_fn(model, batch)
+    expected = robustness.infidelity(forward, maps, pert, batch.token_mask, normalize=True)
+    got = [
+        trust_checks.chips_values(out[i]["Gradient Dot Input"])["infidelity ↓"] for i in range(n)
+    ]
+    # The two maps differ by float32 rounding (LIT's path L2-normalizes); on this
+    # tiny model the β-fit residual is ~1e-9, a small part of E[Δf²], so such
+    # rounding moves it by up to ~1 %. Maps shifted by one token change it 3× to
+    # 10⁵×; perturbations of another seed by up to 25 % (measured).
+    np.testing.assert_allclose(got, expected, rtol=2e-2)
+    for i in range(n):
+        for name in ("Token length", core.RANDOM):
+            assert np.isfinite(trust_checks.chips_values(out[i][name])["infidelity ↓"])
+    assert any(
+        t.startswith("Gradient Dot Input: ") for t in out[0]["summary · infidelity ↓"].tokens
+    )
