@@ -95,7 +95,7 @@ def plugin_interpreters(
             **found,
         }
     found[SALIENCE_FAITHFULNESS] = ours.SalienceFaithfulness(found)
-    found["lit-plugins: Trust Checks"] = trust_checks.TrustChecks(found)
+    found[trust_checks.NAME] = trust_checks.TrustChecks(found)
     # Token classifiers' "why is word j tagged X" (only they are compatible).
     found.update(tag_salience.interpreters())
     return found
@@ -173,7 +173,11 @@ def safe_model_loader(allowed_roots, **model_kw):
     local checkpoint directories under `allowed_roots` (never hub names, never
     remote code), so a UI user cannot make the server fetch or run code.
 
-    Use as `model_loaders={"HFSequenceClassifier": safe_model_loader([...])}`.
+    Use as `model_loaders={"HFSequenceClassifier": safe_model_loader([...])}`. The
+    kind comes from the checkpoint's config (`hf.kinds.checkpoint_kind`): a token
+    classifier loads as `HFTokenClassifier` (with the `model_kw` it takes: the first
+    of `text_fields` as its text field, the device and dtype; its tags from its
+    config, `threshold` unused), any other task head is refused with a message.
     """
     import os  # pylint: disable=g-import-not-at-top
 
@@ -184,7 +188,7 @@ def safe_model_loader(allowed_roots, **model_kw):
         batch_size: int = 16,
         max_length: int = 128,
         threshold: float = 0.5,
-    ) -> HFSequenceClassifier:
+    ) -> HFSequenceClassifier | HFTokenClassifier:
         path = os.path.realpath(str(model_name_or_path))
         inside = any(os.path.commonpath([path, r]) == r for r in roots)
         if not inside or not os.path.isdir(path):
@@ -192,6 +196,11 @@ def safe_model_loader(allowed_roots, **model_kw):
                 f"{model_name_or_path!r} is not an allowed checkpoint directory; "
                 f"the server operator allows directories under: {roots}."
             )
+        if kinds.checkpoint_kind(path) == kinds.TOKEN:
+            kw = token_model.token_kwargs(model_kw)
+            taken = ("text_field", "tags_field", "device", "dtype")
+            kw = {k: v for k, v in kw.items() if k in taken}
+            return HFTokenClassifier(path, batch_size=batch_size, max_length=max_length, **kw)
         return HFSequenceClassifier(
             path,
             batch_size=batch_size,

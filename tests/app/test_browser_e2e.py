@@ -24,7 +24,7 @@ from playwright.sync_api import sync_playwright
 
 from lit_plugins.app import registration
 from lit_plugins.data import loaders
-from lit_plugins.lit.interpreters import common, neuron_use, txray_shift
+from lit_plugins.lit.interpreters import common, neuron_use, trust_checks, txray_shift
 from tests.kit import browser as browser_kit
 from tests.kit.browser import CHROMIUM_ARGS
 from tests.kit.demo_server import ROOT, demo_server, post
@@ -44,7 +44,7 @@ OUR_INTERPRETERS = [
 ]
 # Interpreters whose chips are labelled numbers, not a map over the sentence:
 # a chip's colour may be 0 (e.g. the random baseline against itself).
-LABELLED_CHIP_INTERPRETERS = {registration.SALIENCE_FAITHFULNESS}
+LABELLED_CHIP_INTERPRETERS = {registration.SALIENCE_FAITHFULNESS, trust_checks.NAME}
 OUR_PREFIX = "lit-plugins:"
 
 MODEL = "minilm-finetuned"

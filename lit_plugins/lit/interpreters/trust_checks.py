@@ -60,6 +60,7 @@ from lit_plugins.lit.interpreters import common
 
 JsonDict = specs.JsonDict
 
+NAME = "lit-plugins: Trust Checks"  # as registered in app.registration
 METHOD_PREFIX = "Check method: "
 SEED_KEY = "Randomization seed"
 RATIONALE_KEY = "Rationale field"
