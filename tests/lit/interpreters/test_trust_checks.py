@@ -162,3 +162,22 @@ def test_infidelity_chips_match_the_metric_on_our_gradient_maps(results):
     assert any(
         t.startswith("Gradient Dot Input: ") for t in out[0]["summary · infidelity ↓"].tokens
     )
+
+
+def test_rationale_pieces_words_indices_and_errors():
+    model = tiny_models.classifier("bert", labels=LABELS)
+    example = {"sentence": "the plot was awful, really"}
+    tokens = list(model.predict([example]))[0]["tokens"]
+    # "awful," is two pieces (the tiny vocabulary has no comma: [UNK]).
+    assert tokens == ["[CLS]", "the", "plot", "was", "awful", "[UNK]", "really", "[SEP]"]
+    by_word = trust_checks.rationale_pieces(model, example, "sentence", tokens, "Awful")
+    assert np.flatnonzero(by_word).tolist() == [4, 5]
+    by_index = trust_checks.rationale_pieces(model, example, "sentence", tokens, [3, 0])
+    assert np.flatnonzero(by_index).tolist() == [1, 4, 5]
+    assert trust_checks.rationale_pieces(model, example, "sentence", tokens, []) is None
+    with pytest.raises(ValueError, match=r"indices \[5\] are outside the text's 5 words"):
+        trust_checks.rationale_pieces(model, example, "sentence", tokens, [5])
+    with pytest.raises(ValueError, match="no rationale word"):
+        trust_checks.rationale_pieces(model, example, "sentence", tokens, ["brilliant"])
+    with pytest.raises(ValueError, match="evidence words"):
+        trust_checks.rationale_pieces(model, example, "sentence", tokens, [1.5])
