@@ -28,9 +28,10 @@ range 2; plausibility: higher is better, range 1). ``summary · …`` rows give,
 per method, the mean over the selected examples with a 95 % bootstrap
 interval (`faithfulness.summary`, the one bootstrap).
 
-Every randomized model explains the class the served model predicts (inputs
-pinned with ``grad_class``), so a map cannot move only because the randomized
-model predicts another class. Cost: (layers + 2) × every method's cost, so
+Every randomized model explains the class the served model predicts, or the
+example's own ``grad_class`` where it has one (inputs pinned with
+``grad_class``), so a map cannot move only because the randomized model
+predicts another class. Cost: (layers + 2) × every method's cost, so
 only the plain gradient maps are ticked by default (`ticked`); IG,
 conductance and LIME are one click away.
 """
@@ -250,16 +251,17 @@ class TrustChecks(dataset_level.DatasetInterpreter):
         examples, prob_fn = runner.encode(inputs)
         tokens = [runner.tokens(e) for e in examples]
         special = [e.special for e in examples]
-        # The class each map explains: the served model's prediction, pinned for
-        # the randomized models too.
+        # The class each map explains: the example's own `grad_class` if it has
+        # one, else the served model's prediction; pinned for the randomized models.
+        probs = prob_fn(
+            [
+                core.render(i, e.input_ids, np.ones(e.input_ids.size, bool), "delete")
+                for i, e in enumerate(examples)
+            ]
+        )
         targets = [
-            int(np.argmax(p))
-            for p in prob_fn(
-                [
-                    core.render(i, e.input_ids, np.ones(e.input_ids.size, bool), "delete")
-                    for i, e in enumerate(examples)
-                ]
-            )
+            int(np.argmax(p)) if e.target is None else int(e.target)
+            for p, e in zip(probs, examples)
         ]
         pinned = [{**ex, "grad_class": raw.labels[t]} for ex, t in zip(inputs, targets)]
         errors: dict[str, str] = {}

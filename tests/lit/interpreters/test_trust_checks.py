@@ -167,7 +167,8 @@ def test_infidelity_chips_match_the_metric_on_our_gradient_maps(results):
 def test_rationale_pieces_words_indices_and_errors():
     model = tiny_models.classifier("bert", labels=LABELS)
     example = {"sentence": "the plot was awful, really"}
-    tokens = list(model.predict([example]))[0]["tokens"]
+    (output,) = model.predict([example])
+    tokens = output["tokens"]
     # "awful," is two pieces (the tiny vocabulary has no comma: [UNK]).
     assert tokens == ["[CLS]", "the", "plot", "was", "awful", "[UNK]", "really", "[SEP]"]
     by_word = trust_checks.rationale_pieces(model, example, "sentence", tokens, "Awful")
@@ -181,3 +182,19 @@ def test_rationale_pieces_words_indices_and_errors():
         trust_checks.rationale_pieces(model, example, "sentence", tokens, ["brilliant"])
     with pytest.raises(ValueError, match="evidence words"):
         trust_checks.rationale_pieces(model, example, "sentence", tokens, [1.5])
+
+
+def test_a_pinned_class_is_kept():
+    """An example's own grad_class is the explained class (settings chip)."""
+    model = tiny_models.classifier("bert", labels=LABELS)
+    checks = trust_checks.TrustChecks({"Gradient Dot Input": ours.GradientDotInput()})
+    dataset = lit_dataset.Dataset(spec=SPEC, examples=[])
+    probs = np.array([o["probas"] for o in model.predict(EXAMPLES[:2])])
+    flipped = [
+        {**ex, "grad_class": LABELS[1 - int(p.argmax())]} for ex, p in zip(EXAMPLES[:2], probs)
+    ]
+    out = checks.run(flipped, model, dataset, config={trust_checks.INFIDELITY_KEY: 0})
+    for ex, result in zip(flipped, out):
+        settings = result["settings"].tokens
+        assert settings[0] == f"explained class {ex['grad_class']} on every randomized model"
+        assert "infidelity off" in settings
