@@ -26,7 +26,6 @@ SLOW_MODULES = frozenset(
         "tests/app/test_readme_snippets.py",
         "tests/cli/test_corpus.py",
         "tests/cli/test_docs_commands.py",
-        "tests/lit/test_kind_matrix.py",
         "tests/lit/test_lit_compatibility.py",
         "tests/probing/test_distributed_probe.py",
     }
