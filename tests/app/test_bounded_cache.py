@@ -330,6 +330,7 @@ def test_memory_per_example_at_minilm_size_stays_under_20_kb():
     assert wrapper.light_calls == 1 and wrapper.memory()["examples"] == len(texts)
     retained = _retained_bytes(outputs) / len(texts)
     counted = wrapper.memory()["light_bytes"] / len(texts)
+    print(f"light store per example: {retained:.0f} B retained, {counted:.0f} B counted")
     assert retained < 20_000 and counted < 20_000, (retained, counted)
     # 8 vectors of 384 float32 (pooled embeddings) are 12 KB: the floor.
     assert retained > 8 * 384 * 4 and retained < 1.2 * counted, (retained, counted)
