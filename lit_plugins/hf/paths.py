@@ -262,20 +262,31 @@ def make_layer_conductance_path_fn(
     Returns:
       (path_fn, tokens per example, target label per example).
     """
+    model = clf.model
+    with clf.inference_lock:
+        setup = _setup(clf, model, inputs, baseline, keep_special_tokens, targets)
+    path_fn = conductance_path_fn(
+        clf, setup, layer, lambda logits, points: _score(clf, setup, logits, points), jvp
+    )
+    return path_fn, setup.tokens, _labels(clf, setup)
+
+
+def conductance_path_fn(clf, setup: _Setup, layer: int, score, jvp: str = "auto"):
+    """The layer-conductance integrand of `make_layer_conductance_path_fn` for any
+    target: `score(logits, points)` gives F per point (the token classifier's tag
+    probability, `hf.token_paths`). `clf` supplies model, num_layers, device, lock."""
     layer = _check_conductance_layer(clf, layer)
     if jvp not in JVP_MODES:
         raise ValueError(f"Unknown jvp mode {jvp!r}; accepted: {', '.join(JVP_MODES)}.")
     model = clf.model
-    with clf.inference_lock:
-        setup = _setup(clf, model, inputs, baseline, keep_special_tokens, targets)
     diff = setup.x_word - setup.b_word
     mode = [jvp]
 
     def run(points):
         if mode[0] != "auto":
-            return _layer_points(clf, model, setup, diff, layer, points, mode[0])
+            return _layer_points(clf, model, setup, diff, layer, points, score, mode[0])
         try:
-            out = _layer_points(clf, model, setup, diff, layer, points, "forward")
+            out = _layer_points(clf, model, setup, diff, layer, points, score, "forward")
             mode[0] = "forward"
             return out
         except (NotImplementedError, RuntimeError) as err:
@@ -288,12 +299,12 @@ def make_layer_conductance_path_fn(
                 str(err).splitlines()[0],
             )
             mode[0] = "double_backward"
-            return _layer_points(clf, model, setup, diff, layer, points, "double_backward")
+            return _layer_points(clf, model, setup, diff, layer, points, score, "double_backward")
 
-    return _chunked(clf, setup, run), setup.tokens, _labels(clf, setup)
+    return _chunked(clf, setup, run)
 
 
-def _layer_points(clf, model, setup, diff, layer, points, jvp):
+def _layer_points(clf, model, setup, diff, layer, points, score, jvp):
     rows, alpha, width = _rows(clf, setup, points)
     sub_diff = diff[rows, :width]
     start = setup.b_word[rows, :width] + alpha * sub_diff
@@ -322,7 +333,7 @@ def _layer_points(clf, model, setup, diff, layer, points, jvp):
             dual = forward_ad.make_dual(start, sub_diff)
             logits = model(inputs_embeds=dual, **kwargs).logits
             with torch.enable_grad():
-                f = _score(clf, setup, forward_ad.unpack_dual(logits).primal, points)
+                f = score(forward_ad.unpack_dual(logits).primal, points)
                 (grad,) = torch.autograd.grad(f.sum(), state["h"])
     else:
         # dh/dα = J·(x − b) as d/du of the VJP uᵀJ (the "double-backward trick").
@@ -340,7 +351,7 @@ def _layer_points(clf, model, setup, diff, layer, points, jvp):
             ablation.hidden_state_hook(model, clf.num_layers, layer, split),
         ):
             logits = model(inputs_embeds=state["x"], **kwargs).logits
-            f = _score(clf, setup, logits, points)
+            f = score(logits, points)
             (grad,) = torch.autograd.grad(f.sum(), state["h"])
     integrand = (
         (heads.at_least_float32(grad) * heads.at_least_float32(state["dh"])).detach().cpu().numpy()

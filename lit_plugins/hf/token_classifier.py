@@ -370,27 +370,9 @@ class HFTokenTagger:
         index, 0 = the embedding output), the path between the baseline's and the
         input's token states of that layer instead (layer integrated gradients,
         substituted with `hf.live_ablation.hidden_state_hook`)."""
-        with self.inference_lock:
-            batch = self.encode(inputs)
-            with torch.no_grad():
-                probs = self.forward(batch)["word_probs"]
-        chosen = self.resolve_targets(batch, probs, targets)
-        ids = batch["enc"]["input_ids"]
-        special = torch.tensor(
-            np.isin(ids.cpu().numpy(), self.tokenizer.all_special_ids), device=self.device
-        )
-        x = batch["embs"]
-        b = baselines_lib.baseline_embeddings(
-            x,
-            baselines_lib.check_baseline(baseline),
-            self.model.get_input_embeddings().weight.detach(),
-            self.tokenizer.pad_token_id,
-            self.tokenizer.mask_token_id,
-            special if keep_special else None,
-        )
-        other = {k: v for k, v in batch["enc"].items() if k != "input_ids"}
-        positions = [torch.nonzero(m).flatten() for m in batch["enc"]["attention_mask"]]
-        setup = hf_paths._Setup(batch, other, positions, batch["tokens"], x, b, None, None)
+        setup, chosen = self.path_setup(inputs, targets, baseline, keep_special)
+        batch, other, x, b = setup.batch, setup.other, setup.x_word, setup.b_word
+        score = self.target_score(batch, chosen)
         x_space, b_space = x, b
         if layer is not None:
             ablation.check_layer(layer, self.num_layers)
@@ -415,16 +397,48 @@ class HFTokenTagger:
             )
             with torch.enable_grad(), hook:
                 embs = point if layer is None else x[rows, :width]
-                logits = self.model(inputs_embeds=embs, **kwargs).logits
-                probs = torch.softmax(heads.at_least_float32(logits), dim=-1)
-                r = [i for i, _ in points]
-                f = self._score(probs, batch, r, [chosen[i] for i in r])
+                f = score(self.model(inputs_embeds=embs, **kwargs).logits, points)
                 (grad,) = torch.autograd.grad(f.sum(), point)
             integrand = heads.at_least_float32(grad * sub).sum(-1).detach().cpu().numpy()
             f = f.detach().cpu().numpy().astype(np.float64)
             return list(zip(f.tolist(), hf_paths._per_token(setup, integrand, points)))
 
         return hf_paths._chunked(self, setup, run), batch, chosen
+
+    def path_setup(self, inputs, targets=None, baseline: str = "zero", keep_special=False):
+        """(setup, targets): the batch as `hf.paths` takes it (input and baseline word
+        embeddings) and the resolved (word, tag index) target per example."""
+        with self.inference_lock:
+            batch = self.encode(inputs)
+            with torch.no_grad():
+                probs = self.forward(batch)["word_probs"]
+        chosen = self.resolve_targets(batch, probs, targets)
+        ids = batch["enc"]["input_ids"]
+        special = torch.tensor(
+            np.isin(ids.cpu().numpy(), self.tokenizer.all_special_ids), device=self.device
+        )
+        x = batch["embs"]
+        b = baselines_lib.baseline_embeddings(
+            x,
+            baselines_lib.check_baseline(baseline),
+            self.model.get_input_embeddings().weight.detach(),
+            self.tokenizer.pad_token_id,
+            self.tokenizer.mask_token_id,
+            special if keep_special else None,
+        )
+        other = {k: v for k, v in batch["enc"].items() if k != "input_ids"}
+        positions = [torch.nonzero(m).flatten() for m in batch["enc"]["attention_mask"]]
+        return hf_paths._Setup(batch, other, positions, batch["tokens"], x, b, None, None), chosen
+
+    def target_score(self, batch, chosen):
+        """score(logits, points) → F = p(tag | word) per path point (example, α)."""
+
+        def score(logits, points):
+            probs = torch.softmax(heads.at_least_float32(logits), dim=-1)
+            rows = [i for i, _ in points]
+            return self._score(probs, batch, rows, [chosen[i] for i in rows])
+
+        return score
 
     def _check_substitution(self, x, x_space, other, layer: int) -> None:
         """ValueError unless putting the input's own hidden_states[layer] back at the

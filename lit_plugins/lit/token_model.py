@@ -17,8 +17,8 @@ tab; the dataset's gold entities, see `data.conll`, in "Annotated Text (gold)"),
 the gold tags in the data table and the datapoint editor. LIT 1.3 has no module that
 draws predicted SequenceTags, hence the entity annotations. Metrics: `lit.tag_metrics`
 (LIT 1.3 ships no sequence or span metric). "Why is word j tagged X":
-`lit.interpreters.tag_salience` (gradient x input and integrated gradients over the
-word pieces, in the Salience Maps module). `layer_<i>/token_activations` (on request)
+`lit.interpreters.tag_salience` (gradient x input, integrated gradients and layer
+conductance over the word pieces, in the Salience Maps module). `layer_<i>/token_activations` (on request)
 let the Linear Probe and TX-Ray read the layers; `with_model_tags` adds the model's own
 tags to a dataset, for a token-level probe of them.
 """

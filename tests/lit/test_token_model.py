@@ -157,6 +157,91 @@ def test_tag_ig_on_a_layer_via_the_interpreter(tagger):
         interp.run([ex], tagger, DATA, config={tag_salience.TARGET_LAYER_KEY: "layer 9"})
 
 
+def test_tag_layer_conductance_interpreter_sums_to_hfs_delta_f(tagger):
+    """Tag salience: Layer Conductance at layer 1 for a chosen word and tag: ΔF in the
+    completeness chips equals F(x) − F(0) from HF's own forward at the word's first piece;
+    the piece map and (all 32 neurons shown) the neuron chips each sum to it within 1 %,
+    the neuron chips ordered by |total|; the word map is the piece map summed per word."""
+    import torch
+
+    interp = tag_salience.TagSalience(tag_salience.LAYER_CONDUCTANCE)
+    assert tag_salience.NAMES[tag_salience.LAYER_CONDUCTANCE] in tag_salience.interpreters()
+    ex = DATA.examples[1]
+    words = ex["sentence"].split()
+    config = {
+        tag_salience.WORD_KEY: "Vienna",
+        tag_salience.TAG_KEY: "B-LOC",
+        tag_salience.LAYER_KEY: 1,
+        tag_salience.TOP_KEY: 100,
+    }
+    (out,) = interp.run([ex], tagger, DATA, config=config)
+    assert (
+        f"word {words.index('Vienna')} 'Vienna' is tagged B-LOC"
+        in out[tag_salience.TARGET].tokens[0]
+    )
+    enc = tagger.tokenizer(words, is_split_into_words=True, return_tensors="pt")
+    pos = enc.word_ids(0).index(words.index("Vienna"))
+    tag = tagger.labels.index("B-LOC")
+    x = tagger.model.get_input_embeddings()(enc["input_ids"]).detach()
+    with torch.no_grad():
+        f = [
+            float(torch.softmax(tagger.model(inputs_embeds=e).logits[0, pos], -1)[tag])
+            for e in (x, torch.zeros_like(x))
+        ]
+    delta = f[0] - f[1]
+    report = completeness_dict(out["completeness"])
+    assert report["F(input) - F(baseline)"] == pytest.approx(delta, rel=1e-5, abs=1e-7)
+    assert report["relative completeness error"] <= 0.01
+    pieces = out[tag_salience.PIECES]
+    assert list(pieces.tokens) == tagger.tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    assert abs(np.sum(pieces.salience) - delta) <= 0.01 * abs(delta) + 1e-7
+    specials = [k for k, t in enumerate(pieces.tokens) if t in ("[CLS]", "[SEP]")]
+    total = np.sum(pieces.salience) - np.sum(np.asarray(pieces.salience)[specials])
+    assert np.sum(out[tag_salience.WORDS].salience) == pytest.approx(total, rel=1e-5, abs=1e-7)
+    top = out[tag_salience.TOP_FIELD]
+    assert len(top.tokens) == tagger.model.config.hidden_size
+    assert all(t.startswith("L1 n") for t in top.tokens)
+    assert abs(np.sum(top.salience) - delta) <= 0.01 * abs(delta) + 1e-7
+    assert list(np.abs(top.salience)) == sorted(np.abs(top.salience), reverse=True)
+    with pytest.raises(ValueError, match=r"must be an integer in \[0, 2\]"):
+        interp.run([ex], tagger, DATA, config={tag_salience.LAYER_KEY: 3})
+
+
+def test_load_model_dialog_loads_a_token_classifier(tmp_path):
+    """The UI's "load model" loader (`safe_model_loader`, as the demo builds it) picks the
+    kind from the checkpoint's config: a saved tagger comes back as HFTokenClassifier on
+    the demo's text field with the in-memory model's word probabilities; a sequence
+    classifier as before; a question-answering head is refused, naming it."""
+    import transformers
+
+    model, tok = tiny_taggers.make("roberta")
+    model.save_pretrained(tmp_path / "ner")
+    tok.save_pretrained(tmp_path / "ner")
+    seq, seq_tok = tiny_models.make("bert")
+    seq.save_pretrained(tmp_path / "seq")
+    seq_tok.save_pretrained(tmp_path / "seq")
+    transformers.BertForQuestionAnswering(seq.config).save_pretrained(tmp_path / "qa")
+    seq_tok.save_pretrained(tmp_path / "qa")
+    load, spec = registration.safe_model_loader([tmp_path], text_fields=("text",), device="cpu")
+    assert "model_name_or_path" in spec
+    loaded = load(str(tmp_path / "ner"), batch_size=3, max_length=64, threshold=0.5)
+    assert isinstance(loaded, token_model.HFTokenClassifier)
+    assert loaded.text_field == "text" and loaded.batch_size == 3 and loaded.max_length == 64
+    assert loaded.labels == list(conll.NER_LABELS)
+    ex = {"text": DATA.examples[0]["sentence"]}
+    in_memory = token_model.HFTokenClassifier(model=model, tokenizer=tok, text_field="text")
+    np.testing.assert_allclose(
+        loaded.predict_words([ex])[0]["probs"],
+        in_memory.predict_words([ex])[0]["probs"],
+        atol=1e-6,
+    )
+    assert isinstance(load(str(tmp_path / "seq")), HFSequenceClassifier)
+    with pytest.raises(ValueError, match="BertForQuestionAnswering head"):
+        load(str(tmp_path / "qa"))
+    with pytest.raises(ValueError, match="not an allowed checkpoint directory"):
+        load(str(tmp_path.parent))
+
+
 def test_salience_config_errors_are_clear(tagger):
     interp = tag_salience.TagSalience(tag_salience.GRADIENT_X_INPUT)
     ex = DATA.examples[0]

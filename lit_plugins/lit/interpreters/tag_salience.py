@@ -6,18 +6,23 @@ as an entity, else the first word) and "Tag to explain" (empty: the word's predi
 tag). F = the softmax probability of the tag at the word's first word piece, the
 probability the model's tag is read from.
 
-Two methods, each a row of LIT's Salience Maps module:
+Three methods, each a row of LIT's Salience Maps module:
 
 * gradient x input: ∇F · x per word piece (one forward and backward pass);
 * integrated gradients: `attribution.integrated_gradients` on the path from a
   baseline to the input word embeddings, at its defaults (the `auto` rule, 64 nodes),
   with its completeness report (Σ attributions = F(x) − F(baseline)); "Attribution
   target" = 'layer N' integrates over hidden_states[N] instead (layer integrated
-  gradients, same completeness).
+  gradients, same completeness);
+* layer conductance: `hf.token_paths` at "Layer" (hidden_states index, 0 = the
+  embedding output) on IG's input path: each word piece's share of F(x) − F(baseline)
+  flowing through that layer (dh/dα exact, same completeness), and the layer's neurons
+  with the largest total conductance (the labels Neuron Conductance and TX-Ray use).
 
 Each result holds the map over the word pieces (special tokens included), the same
 map summed over each word's pieces, and a chip row naming the target; integrated
-gradients adds the completeness chips of `interpreters.integrated_gradients`.
+gradients and conductance add the completeness chips of
+`interpreters.integrated_gradients`, conductance its top neurons.
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ from lit_plugins.attribution import baselines as baselines_lib
 from lit_plugins.attribution import integrated_gradients as ig_lib
 from lit_plugins.lit import specs
 from lit_plugins.lit.interpreters import common
+from lit_plugins.lit.interpreters.conductance import (
+    LAYER_KEY,
+    TOP_FIELD,
+    TOP_KEY,
+    _completeness,
+    _top_neuron_chips,
+)
 from lit_plugins.lit.interpreters.integrated_gradients import (
     BASELINE_KEY,
     COMPLETENESS_KEY,
@@ -52,11 +64,15 @@ WORDS = "words"
 TARGET = "target"
 GRADIENT_X_INPUT = "gradient_x_input"
 INTEGRATED_GRADIENTS = "integrated_gradients"
-METHODS = (GRADIENT_X_INPUT, INTEGRATED_GRADIENTS)
+LAYER_CONDUCTANCE = "layer_conductance"
+METHODS = (GRADIENT_X_INPUT, INTEGRATED_GRADIENTS, LAYER_CONDUCTANCE)
 NAMES = {
     GRADIENT_X_INPUT: "Tag salience: Gradient ⋅ Input",
     INTEGRATED_GRADIENTS: "Tag salience: Integrated Gradients",
+    LAYER_CONDUCTANCE: "Tag salience: Layer Conductance",
 }
+DEFAULT_LAYER = 1  # every tagger has it (the config spec cannot see the model's depth)
+DEFAULT_TOP = 10
 
 
 class TagSalience(lit_components.Interpreter):
@@ -76,7 +92,7 @@ class TagSalience(lit_components.Interpreter):
             WORD_KEY: lit_types.TextSegment(required=False, default=""),
             TAG_KEY: lit_types.TextSegment(required=False, default=""),
         }
-        if self.method == INTEGRATED_GRADIENTS:
+        if self.method != GRADIENT_X_INPUT:
             defaults = ig_lib.DEFAULTS
             spec[common.INTERPOLATION_KEY] = lit_types.Scalar(
                 required=False, min_val=1, max_val=ig_lib.MAX_STEPS, default=defaults.steps, step=1
@@ -87,7 +103,15 @@ class TagSalience(lit_components.Interpreter):
             spec[BASELINE_KEY] = lit_types.CategoryLabel(
                 required=False, vocab=list(baselines_lib.BASELINES), default=defaults.baseline
             )
+        if self.method == INTEGRATED_GRADIENTS:
             spec[TARGET_LAYER_KEY] = lit_types.TextSegment(required=False, default=INPUT_TARGET)
+        if self.method == LAYER_CONDUCTANCE:
+            spec[LAYER_KEY] = lit_types.Scalar(
+                required=False, min_val=0, max_val=48, default=DEFAULT_LAYER, step=1
+            )
+            spec[TOP_KEY] = lit_types.Scalar(
+                required=False, min_val=1, max_val=100, default=DEFAULT_TOP, step=1
+            )
         return spec
 
     def meta_spec(self) -> lit_types.Spec:
@@ -96,7 +120,9 @@ class TagSalience(lit_components.Interpreter):
             WORDS: lit_types.TokenSalience(autorun=False, signed=True),
             PIECES: lit_types.TokenSalience(autorun=False, signed=True),
         }
-        if self.method == INTEGRATED_GRADIENTS:
+        if self.method == LAYER_CONDUCTANCE:
+            spec[TOP_FIELD] = lit_types.TokenSalience(autorun=False, signed=True)
+        if self.method != GRADIENT_X_INPUT:
             spec[COMPLETENESS_KEY] = lit_types.TokenSalience(autorun=False, signed=True)
         return spec
 
@@ -134,8 +160,10 @@ class TagSalience(lit_components.Interpreter):
             baseline=common.parse_choice(
                 config, BASELINE_KEY, ig_lib.DEFAULTS.baseline, baselines_lib.BASELINES
             ),
-            layer=_layer(config),
+            layer=None if self.method == LAYER_CONDUCTANCE else _layer(config),
         )
+        if self.method == LAYER_CONDUCTANCE:
+            return _conductance(raw, inputs, targets, options, config)
         results = []
         for r in raw.integrated_gradients(inputs, targets, options):
             res = r["result"]
@@ -143,6 +171,22 @@ class TagSalience(lit_components.Interpreter):
             out[COMPLETENESS_KEY] = completeness_salience(res)
             results.append(out)
         return results
+
+
+def _conductance(raw, inputs, targets, options: ig_lib.IGOptions, config: JsonDict):
+    """Layer conductance results: the piece and word maps, top neurons, completeness."""
+    from lit_plugins.hf import token_paths
+
+    layer = common.parse_int(config, LAYER_KEY, DEFAULT_LAYER, 0, raw.num_layers)
+    top = common.parse_int(config, TOP_KEY, DEFAULT_TOP, 1, 100)
+    results = []
+    for r in token_paths.layer_conductance(raw, inputs, layer, targets, options):
+        res = r["result"]
+        out = _result(raw, r, res.token_attributions, None)
+        out[TOP_FIELD] = _top_neuron_chips(res.neuron_attributions, layer, top)
+        out[COMPLETENESS_KEY] = _completeness(res)
+        results.append(out)
+    return results
 
 
 def _result(raw: HFTokenClassifier, found: JsonDict, values, f: float | None) -> JsonDict:
@@ -181,5 +225,5 @@ def _layer(config: JsonDict) -> int | None:
 
 
 def interpreters() -> dict[str, TagSalience]:
-    """{display name: interpreter} for both methods."""
+    """{display name: interpreter} for the three methods."""
     return {NAMES[m]: TagSalience(m) for m in METHODS}
