@@ -188,7 +188,7 @@ def safe_model_loader(allowed_roots, **model_kw):
         batch_size: int = 16,
         max_length: int = 128,
         threshold: float = 0.5,
-    ) -> HFSequenceClassifier | HFTokenClassifier:
+    ) -> lit_model.Model:  # one class: LIT reads this annotation (a union breaks it)
         path = os.path.realpath(str(model_name_or_path))
         inside = any(os.path.commonpath([path, r]) == r for r in roots)
         if not inside or not os.path.isdir(path):

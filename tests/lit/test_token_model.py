@@ -2,10 +2,13 @@
 kind pick, the tagging metrics (closed forms), the tag salience interpreters (map
 totals, IG completeness) and LIT's app serving them; the CoNLL loader."""
 
+import typing
+
 import numpy as np
 import pytest
 from lit_nlp import app as lit_app
 from lit_nlp.api import dataset as lit_dataset
+from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 from lit_nlp.components import core as lit_core
 from lit_nlp.lib import caching, validation
@@ -224,6 +227,9 @@ def test_load_model_dialog_loads_a_token_classifier(tmp_path):
     seq_tok.save_pretrained(tmp_path / "qa")
     load, spec = registration.safe_model_loader([tmp_path], text_fields=("text",), device="cpu")
     assert "model_name_or_path" in spec
+    # LIT's /create_model reads the loader's return annotation and needs a class there
+    # (`get_type_hints(...)["return"].__mro__`): a union of the two wrappers gave a 500.
+    assert lit_model.Model in typing.get_type_hints(load)["return"].__mro__
     loaded = load(str(tmp_path / "ner"), batch_size=3, max_length=64, threshold=0.5)
     assert isinstance(loaded, token_model.HFTokenClassifier)
     assert loaded.text_field == "text" and loaded.batch_size == 3 and loaded.max_length == 64
