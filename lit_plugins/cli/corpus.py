@@ -380,13 +380,15 @@ def main(argv: Sequence[str]) -> int:
         raise app.UsageError("--output_dir is required.")
     comm = distributed.Comm.from_env()
     start = time.time()
+    finished = False
     try:
         RUNNERS[command](comm)
+        finished = True
     except ValueError as e:
         print(f"lit_plugins {command}: error: {e}", file=sys.stderr, flush=True)
         return 2
     finally:
-        comm.close()
+        comm.close(wait_for_peers=finished)
     # ru_maxrss is in KiB on Linux: this process's peak resident memory.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(

@@ -121,9 +121,15 @@ class Comm:
         if self.distributed:
             dist.barrier()
 
-    def close(self) -> None:
-        """Leaves the process group if `from_env` created it."""
+    def close(self, wait_for_peers: bool = True) -> None:
+        """Leaves the process group if `from_env` created it. After a normal run
+        every rank first waits for the others (`wait_for_peers`): a rank that tore
+        its group down while a peer was still closing was seen to abort at exit
+        (gloo: "terminate called without an active exception"). After an error a
+        rank leaves at once, so it never waits on a peer that will not come."""
         if self._owns_group and dist.is_initialized():
+            if wait_for_peers:
+                dist.barrier()
             dist.destroy_process_group()
             self._owns_group = False
 
