@@ -167,6 +167,7 @@ def main(argv: Sequence[str]) -> int:
     if not cli_flags.OUTPUT_DIR.value:
         raise app.UsageError("--output_dir is required.")
     comm = distributed.Comm.from_env()
+    finished = False
     try:
         _, model = corpus.one_model(comm)
         examples = list(corpus.dataset_of(model).examples)
@@ -180,11 +181,12 @@ def main(argv: Sequence[str]) -> int:
             chunk_size=model_data.BATCH_SIZE.value,
             progress=True,
         )
+        finished = True
     except ValueError as e:
         print(f"lit_plugins faithfulness: error: {e}", file=sys.stderr, flush=True)
         return 2
     finally:
-        comm.close()
+        comm.close(wait_for_peers=finished)  # as the corpus commands (cli/corpus.py)
     title = cli_flags.TITLE.value or f"Salience faithfulness: {model.description()}"
     paths = write_report(result, cli_flags.OUTPUT_DIR.value, title)
     print(paths["summary_md"].read_text(encoding="utf-8"))
