@@ -153,12 +153,9 @@ def hidden_state_hook(
             handle.remove()
 
 
-# Models whose blocks see [tokens, batch, hidden] tensors (the hooks assume batch-first).
-_TIME_MAJOR = frozenset({"xlnet"})
-
-# Where transformers keeps the norm applied after the last block, whose output is
-# `hidden_states[-1]`: ModernBERT `final_norm`; GPT-2, Falcon, Bloom `ln_f`; Llama,
-# Mistral, Qwen2, Gemma `norm`; Phi `final_layernorm`.
+_TIME_MAJOR = frozenset({"xlnet"})  # blocks see [tokens, batch, hidden]; hooks assume batch-first
+# The norm after the last block, whose output is `hidden_states[-1]`: ModernBERT; GPT-2,
+# Falcon, Bloom; Llama, Mistral, Qwen2, Gemma; Phi.
 _FINAL_NORMS = ("final_norm", "ln_f", "norm", "final_layernorm")
 
 

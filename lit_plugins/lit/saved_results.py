@@ -4,7 +4,6 @@ loaders."""
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import os
@@ -13,6 +12,7 @@ import pandas as pd
 
 from lit_plugins import txray
 from lit_plugins.lit.interpreters import linear_probe
+from lit_plugins.lit.interpreters.precomputed import AttributionRun
 from lit_plugins.probing import persistence
 
 # `probe`'s output directory
@@ -79,18 +79,6 @@ def load_txray_results(out_dir: str) -> dict:
         "feature_names": names or names_ref,
         "meta": meta,
     }
-
-
-@dataclasses.dataclass
-class AttributionRun:
-    """A (finished or partial) `attribute` run: its rows and what they depend on."""
-
-    out_dir: str
-    model: str  # the --models name the rows were computed for
-    checkpoint: str  # that checkpoint's digest (util.digest), "" if not recorded
-    text_fields: tuple[str, ...]
-    num_items: int  # examples in the run's dataset
-    rows: pd.DataFrame  # one row per computed example (cli/attribute.py's columns)
 
 
 def load_attribution_results(out_dir: str) -> AttributionRun:

@@ -9,17 +9,19 @@ chip line saying where they come from (run directory, class explained, IG's
 rule and completeness error). It is a lookup, not a method: Salience
 Clustering and Salience Faithfulness leave it out (`methods.is_salience_method`).
 
-A run belongs to a served model when the run recorded the checkpoint digest
+Runs are read by `saved_results.load_attribution_results` (the file names of the
+corpus commands live there). A run belongs to a served model when the run recorded the checkpoint digest
 the model has on disk (`util.digest`), else when the run's model name is the
 served model's name; `preload` refuses a run that matches no served model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 from lit_nlp.api import components as lit_components
 from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import dtypes
@@ -30,9 +32,6 @@ from lit_plugins.lit import specs
 from lit_plugins.lit.interpreters import common
 from lit_plugins.util import digest
 
-if TYPE_CHECKING:  # saved_results imports the interpreters (it loads their results)
-    from lit_plugins.lit.saved_results import AttributionRun
-
 JsonDict = specs.JsonDict
 SOURCE_FIELD = "precomputed_source"
 # The `attribute` command's methods: (row column, signed map).
@@ -42,6 +41,18 @@ METHODS = {
     "integrated_gradients": True,
     "layer_conductance": True,
 }
+
+
+@dataclasses.dataclass
+class AttributionRun:
+    """A (finished or partial) `attribute` run: its rows and what they depend on."""
+
+    out_dir: str
+    model: str  # the --models name the rows were computed for
+    checkpoint: str  # that checkpoint's digest (util.digest), "" if not recorded
+    text_fields: tuple[str, ...]
+    num_items: int  # examples in the run's dataset
+    rows: pd.DataFrame  # one row per computed example (cli/attribute.py's columns)
 
 
 def served_checkpoint(model: lit_model.Model) -> str:
