@@ -53,3 +53,25 @@ def test_ig_on_a_bfloat16_model_reports_completeness_in_float32(bf16_checkpoint)
 def test_unknown_dtype_is_refused(bf16_checkpoint):
     with pytest.raises(ValueError, match="dtype must be one of"):
         HFSequenceClassifier(bf16_checkpoint, dtype="float8")
+
+
+def test_probe_on_a_bfloat16_model_fits_float32_activations(bf16_checkpoint):
+    """The probe's inputs (per-layer activations) come out of a bfloat16 model as
+    float32, so its solvers accumulate in float32 (weights float32 and finite); the
+    activations match those of the float32 copy of the weights to bfloat16's
+    rounding of the activations."""
+    from lit_plugins import probing
+
+    clf = HFSequenceClassifier(bf16_checkpoint)
+    examples = [{"sentence": t} for t in [*TEXTS, "a great film", "awful mess", "fun", "slow"]]
+    labels = np.array([0, 1, 1, 0, 1, 0])
+    outs = list(clf.predict(examples, activation_layers=[2], gradients=False))
+    acts = [o["layer_2/token_activations"] for o in outs]
+    assert all(a.dtype == np.float32 and np.isfinite(a).all() for a in acts)
+    pooled = np.stack([a.mean(axis=0) for a in acts])
+    probe = probing.LinearProbe(lambda_l1=0.0, lambda_l2=1e-3).fit(pooled, labels)
+    assert probe.weight_.dtype == np.float32 and np.isfinite(probe.weight_).all()
+    ref = _float32_reference(bf16_checkpoint)
+    ref_outs = list(ref.predict(examples, activation_layers=[2], gradients=False))
+    ref_pooled = np.stack([o["layer_2/token_activations"].mean(axis=0) for o in ref_outs])
+    np.testing.assert_allclose(pooled, ref_pooled, atol=0.05 * np.abs(ref_pooled).max())
