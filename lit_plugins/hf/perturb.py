@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from lit_plugins.faithfulness import metrics as core
+from lit_plugins.faithfulness.perturbed_inputs import ProbFn, Row, TokenizedExample
 from lit_plugins.hf import heads
 
 JsonDict = dict[str, Any]
@@ -56,12 +57,12 @@ class PerturbationRunner:
     def labels(self) -> list[str]:
         return list(getattr(self.raw, "labels", []))
 
-    def encode(self, inputs: Sequence[JsonDict]) -> tuple[list[core.TokenizedExample], core.ProbFn]:
+    def encode(self, inputs: Sequence[JsonDict]) -> tuple[list[TokenizedExample], ProbFn]:
         """The examples' token ids as the model runs them (specials marked),
         and the `prob_fn` for perturbations of them (rows name examples by
         their index in `inputs`)."""
         raw = self.raw
-        out: list[core.TokenizedExample] = []
+        out: list[TokenizedExample] = []
         type_ids: list[np.ndarray | None] = []
         with raw.inference_lock:
             for start in range(0, len(inputs), max(1, raw.batch_size)):
@@ -76,10 +77,10 @@ class PerturbationRunner:
                     # The class the gradient methods explain for this input: its
                     # `grad_class` when pinned, else (None) the highest-scoring one.
                     target = batch["targets"][j]
-                    out.append(core.TokenizedExample(ids, special, target))
+                    out.append(TokenizedExample(ids, special, target))
         return out, functools.partial(self._run, type_ids)
 
-    def tokens(self, example: core.TokenizedExample) -> list[str]:
+    def tokens(self, example: TokenizedExample) -> list[str]:
         return list(self.raw.tokenizer.convert_ids_to_tokens(example.input_ids.tolist()))
 
     def options(self, **kw) -> core.FaithfulnessOptions:
@@ -89,7 +90,7 @@ class PerturbationRunner:
         kw.setdefault("batch_size", 32 if torch.device(self.raw.device).type == "cpu" else 512)
         return core.FaithfulnessOptions(mask_id=self.mask_id, pad_id=self.pad_id, **kw)
 
-    def _run(self, type_ids: list[np.ndarray | None], rows: Sequence[core.Row]) -> np.ndarray:
+    def _run(self, type_ids: list[np.ndarray | None], rows: Sequence[Row]) -> np.ndarray:
         raw = self.raw
         width = max(r.input_ids.size for r in rows)
         ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)

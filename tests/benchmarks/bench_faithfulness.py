@@ -38,6 +38,7 @@ from lit_nlp.components import gradient_maps, lime_explainer
 
 from lit_plugins.data import loaders
 from lit_plugins.faithfulness import metrics as core
+from lit_plugins.faithfulness.perturbed_inputs import Row
 from lit_plugins.hf import finetune
 from lit_plugins.hf.perturb import PerturbationRunner
 from lit_plugins.lit import demo_models
@@ -110,7 +111,7 @@ def ferret_loop(examples, maps, prob_fn, seed):
     out = {}
     for i, ex in enumerate(examples):
         run = lambda seqs, i=i: prob_fn(
-            [core.Row(i, s, np.ones(len(s), np.int64), np.arange(len(s))) for s in seqs]
+            [Row(i, s, np.ones(len(s), np.int64), np.arange(len(s))) for s in seqs]
         )
         target = int(np.argmax(run([ex.input_ids])[0]))  # what the methods explain
         for name, values in [*maps.items(), (core.RANDOM, None)]:

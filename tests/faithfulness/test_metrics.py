@@ -10,6 +10,7 @@ import torch
 
 from lit_plugins.faithfulness import metrics as ff
 from lit_plugins.faithfulness import summary
+from lit_plugins.faithfulness.perturbed_inputs import REMOVALS, Row, TokenizedExample
 from lit_plugins.hf.perturb import PerturbationRunner
 from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import ferret_reference, tiny_models
@@ -42,7 +43,7 @@ class BagOfWords:
 def example(word_ids, target=1):
     ids = np.array([CLS, *word_ids, SEP])
     special = np.isin(ids, [CLS, SEP])
-    return ff.TokenizedExample(ids, special, target)
+    return TokenizedExample(ids, special, target)
 
 
 def full_salience(values):
@@ -144,7 +145,7 @@ def test_invariant_to_the_order_of_equal_scores():
     ex2, sal2, second = run([B, A, D, C], scores)
     assert first.metrics() == pytest.approx(second.metrics())
     # ferret's argsort order gives different numbers for the two orders.
-    run_bow = lambda seqs: model([ff.Row(0, s, np.ones(len(s)), np.arange(len(s))) for s in seqs])
+    run_bow = lambda seqs: model([Row(0, s, np.ones(len(s)), np.arange(len(s))) for s in seqs])
     f1 = ferret_reference.aopc_comprehensiveness(run_bow, ex1.input_ids, sal1, 1)
     f2 = ferret_reference.aopc_comprehensiveness(run_bow, ex2.input_ids, sal2, 1)
     assert f1 != pytest.approx(f2)
@@ -160,7 +161,7 @@ def test_tied_groups_are_removed_together():
     assert ff.aopc_prefixes(scores, ff.DEFAULT_PERCENTAGES, only_positive=False) == [3, 4, 5]
 
 
-@pytest.mark.parametrize("removal", ff.REMOVALS)
+@pytest.mark.parametrize("removal", REMOVALS)
 def test_special_tokens_are_never_removed(removal):
     model = BagOfWords({1: 1.0, 2: -0.5, 3: 0.7, CLS: 0.1, SEP: 0.1})
     ex = example([1, 2, 3, 1])
@@ -219,7 +220,7 @@ def test_runner_matches_the_wrapper_and_marks_specials(tiny_classifier):
     examples, prob_fn = PerturbationRunner(tiny_classifier).encode(inputs)
     outputs = list(tiny_classifier.predict(inputs))
     rows = [
-        ff.Row(i, e.input_ids, np.ones(e.input_ids.size, np.int64), np.arange(e.input_ids.size))
+        Row(i, e.input_ids, np.ones(e.input_ids.size, np.int64), np.arange(e.input_ids.size))
         for i, e in enumerate(examples)
     ]
     np.testing.assert_allclose(prob_fn(rows), [o["probas"] for o in outputs], atol=1e-5)
@@ -237,7 +238,7 @@ def test_text_pairs_keep_their_segments():
     examples, prob_fn = PerturbationRunner(pair).encode(inputs)
     e = examples[0]
     assert e.special.sum() == 3  # [CLS] ... [SEP] ... [SEP]
-    row = ff.Row(0, e.input_ids, np.ones(e.input_ids.size, np.int64), np.arange(e.input_ids.size))
+    row = Row(0, e.input_ids, np.ones(e.input_ids.size, np.int64), np.arange(e.input_ids.size))
     np.testing.assert_allclose(
         prob_fn([row])[0], next(iter(pair.predict(inputs)))["probas"], atol=1e-5
     )
@@ -254,7 +255,7 @@ def test_same_numbers_as_ferret(tiny_bert, removal):
     )
     for i, (ex, sal) in enumerate(zip(examples, maps)):
         run = lambda seqs: prob_fn(
-            [ff.Row(i, s, np.ones(len(s), np.int64), np.arange(len(s))) for s in seqs]
+            [Row(i, s, np.ones(len(s), np.int64), np.arange(len(s))) for s in seqs]
         )
         target = ours[i]["m"].target
         kw = dict(remove_tokens=removal == "delete", mask_id=runner.mask_id)
@@ -300,7 +301,7 @@ def test_bad_salience_raises_clear_errors():
         with pytest.raises(ValueError, match=r"\(0, 100\]"):
             ff.score([ex], {"m": [np.ones(4)]}, model, percentages=bad)
     with pytest.raises(ValueError, match="target 5"):
-        ff.score([ff.TokenizedExample(ex.input_ids, ex.special, 5)], {"m": [np.ones(4)]}, model)
+        ff.score([TokenizedExample(ex.input_ids, ex.special, 5)], {"m": [np.ones(4)]}, model)
 
 
 def test_neutral_values_are_finite_and_documented():
