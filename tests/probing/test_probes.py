@@ -553,7 +553,7 @@ def test_early_stopping_plateau_keeps_the_best_train_part_iterate():
 
 def test_lbfgs_memory_product_equals_the_two_loop_recursion():
     """The compact product vs Nocedal & Wright's alg. 7.4, written out."""
-    from lit_plugins.probing.solvers import LBFGSMemory as _LBFGSMemory
+    from lit_plugins.probing.quasi_newton import LBFGSMemory as _LBFGSMemory
 
     rng = np.random.default_rng(12)
     d, size = 40, 5
