@@ -21,7 +21,10 @@ Here each model is wrapped in `BoundedCachingModelWrapper` instead:
   are also kept on disk under a key of the weights and settings
   (`model_key`): a restart on the same model and data reads them instead of
   running the model, and changed weights are never served old rows; the
-  per-example salience methods' maps are stored too (by method and config).
+  per-example salience methods' maps are stored too (by method and config),
+  and so are the dataset-level interpreters' fits (the probe, TX-Ray, the
+  whole-dataset summaries: `lit_plugins.lit.fit_store`, keyed by the models'
+  `model_key`, the settings and the dataset's contents).
 
 `BoundedLitApp` is LIT's `LitApp` with every model so wrapped, including models
 loaded later from the UI. Everything else (interpreters, generators, the HTTP
@@ -51,7 +54,8 @@ from lit_nlp.lib import serialize as lit_serialize
 from lit_nlp.lib import utils as lit_utils
 
 from lit_plugins.hf import finetune
-from lit_plugins.lit import methods, specs
+from lit_plugins.lit import dataset_level, methods, specs
+from lit_plugins.lit.fit_store import FitStore
 from lit_plugins.util.lru import ByteLRU, nbytes
 from lit_plugins.util.store import SCHEMA_VERSION, OutputStore
 
@@ -316,6 +320,19 @@ class BoundedLitApp(lit_app.LitApp):
         self._heavy_cache_mb = heavy_cache_mb
         self.store = store
         super().__init__(*args, **kw)
+        self.fit_store = FitStore(store, model_key) if store is not None else None
+        self._hand_over_fit_store()
+
+    def _hand_over_fit_store(self) -> None:
+        """Every dataset-level interpreter keeps its fits in this app's store (or,
+        without one, in memory only, even if another app gave it a store)."""
+        if self.fit_store is not None:
+            for wrapper in self._models.values():
+                if isinstance(wrapper, BoundedCachingModelWrapper):
+                    self.fit_store.remember(wrapper, wrapper.store_key)  # hashed once
+        for interpreter in self._interpreters.values():
+            if isinstance(interpreter, dataset_level.DatasetInterpreter):
+                interpreter.use_fit_store(self.fit_store)
 
     # LitApp assigns `self._models = {}` and fills it; this property keeps every
     # entry bounded without repeating any of LitApp's set-up.

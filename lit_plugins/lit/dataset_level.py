@@ -13,7 +13,9 @@ interpreter needs lives here once:
 * `FitOnceCache`: one fit per key even under concurrent requests, bounded.
 * `DatasetInterpreter`: the base class holding the cache and batch size, and
   the checks every such interpreter repeats (non-empty data, per-layer
-  activations present).
+  activations present). With a `FitStore` (`use_fit_store`; the served app
+  hands its own to every dataset-level interpreter), fits also persist
+  across restarts (`lit_plugins.lit.fit_store`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from lit_nlp.api import model as lit_model
 from lit_nlp.lib import caching as lit_caching
 
 from lit_plugins.lit import specs
+from lit_plugins.lit.fit_store import FitStore
 
 JsonDict = specs.JsonDict
 ActivationLayers = str | Sequence[int]
@@ -187,11 +190,24 @@ class DatasetInterpreter(lit_components.Interpreter):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         self._batch_size = int(batch_size)
         self._cache = FitOnceCache(max_cached_fits)
+        self._fit_store: FitStore | None = None
+        self.stored_fit_count = 0  # fits read from the fit store (restarts)
 
     @property
     def fit_count(self) -> int:
-        """How many fits ran (cache misses); for tests and monitoring."""
+        """How many fits were missing from memory (computed, or read from the fit
+        store: `stored_fit_count` of them); for tests and monitoring."""
         return self._cache.fit_count
+
+    def use_fit_store(self, fit_store: FitStore | None) -> None:
+        """Keep fits in `fit_store` too (None: in memory only), so a restart on the
+        same model and data reads them back (`lit_plugins.lit.fit_store`)."""
+        self._fit_store = fit_store
+
+    @property
+    def fit_kind(self) -> str:
+        """The kind of fit in the persistent key: this interpreter's class."""
+        return f"{type(self).__module__}.{type(self).__qualname__}"
 
     @staticmethod
     def dataset_examples(dataset: lit_dataset.Dataset | None, purpose: str) -> list[JsonDict]:
@@ -204,8 +220,26 @@ class DatasetInterpreter(lit_components.Interpreter):
     def cached_fit(
         self, key: tuple, examples: Sequence[JsonDict], compute: Callable[[], Any]
     ) -> Any:
-        """`compute()` once per (key, dataset contents); the cached value after."""
-        return self._cache.get_or_fit((*key, dataset_fingerprint(examples)), compute)
+        """`compute()` once per (key, dataset contents); the cached value after.
+
+        With a fit store, a fit missing from memory is read from it when stored
+        and stored when computed. Key parts that are LIT models (keep the model
+        object itself in the key, not its id) stand there for their weights'
+        digest; see `lit_plugins.lit.fit_store` for which parts persist.
+        """
+        fingerprint = dataset_fingerprint(examples)
+        fit_store = self._fit_store
+        if fit_store is None:
+            return self._cache.get_or_fit((*key, fingerprint), compute)
+
+        def load_or_compute():
+            # Runs under the cache's per-key lock: concurrent requests read or fit once.
+            value, stored = fit_store.load_or_compute(self.fit_kind, key, fingerprint, compute)
+            if stored:
+                self.stored_fit_count += 1
+            return value
+
+        return self._cache.get_or_fit((*key, fingerprint), load_or_compute)
 
     def stream(
         self,

@@ -192,6 +192,13 @@ class OutputStore:
             self._trim()
         return len(rows)
 
+    def delete(self, model: str, examples: Iterable[str]) -> None:
+        """Drops the rows of `examples` under `model` (one transaction)."""
+        rows = [(model, e) for e in dict.fromkeys(examples)]
+        with self._lock, self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.executemany("DELETE FROM outputs WHERE model = ? AND example = ?", rows)
+
     def _trim(self) -> None:
         (total,) = self._conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM outputs").fetchone()
         if total <= self.max_bytes:

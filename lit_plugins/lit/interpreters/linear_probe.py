@@ -299,9 +299,13 @@ class LinearProbeInterpreter(dataset_level.DatasetInterpreter):
         preloaded = self._preloaded.get((id(raw), opts))
         if preloaded is not None:
             return preloaded
-        # The cached state holds `raw`, so its id cannot be reused while cached.
+        # The key holds `raw` itself (not its id, which a later model could reuse;
+        # with a fit store it stands for the weights' digest) and the split's
+        # settings, which are this interpreter's, not the config's.
         return self.cached_fit(
-            (id(raw), opts), examples, lambda: self._compute(model, examples, opts)
+            (("model", raw), opts, ("split", self._fraction, self._seed)),
+            examples,
+            lambda: self._compute(model, examples, opts),
         )
 
     def _compute(

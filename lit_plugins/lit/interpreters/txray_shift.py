@@ -373,10 +373,6 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
     ) -> txray.ShiftResult:
         examples = self.dataset_examples(dataset, "TX-Ray (to aggregate neuron activations over)")
         name = self._model_name(model)
-        # A model that is not one of self._models (e.g. loaded later in the UI)
-        # is keyed by the object itself, not id(): the key then keeps it alive,
-        # so a later model can never reuse its id and get its cached result.
-        model_key = ("name", name) if name is not None else ("model", specs.unwrap(model))
         preloaded = self._preloaded.get((name, *_preload_key(opts)))
         if preloaded is not None:
             agg_ref, agg_model, names = preloaded
@@ -394,8 +390,13 @@ class TXRayNeuronShift(dataset_level.DatasetInterpreter):
                     seed=opts.seed,
                 ),
             )
+        # Both models are keyed by the objects themselves, not id(): the key keeps
+        # them alive, so a later model can never reuse an id and get this result;
+        # with a fit store they stand for their weights' digests. The name labels
+        # the result.
+        reference = specs.unwrap(self._models[opts.reference_name])
         return self.cached_fit(
-            (model_key, opts),
+            (("model", specs.unwrap(model)), ("name", name), ("reference", reference), opts),
             examples,
             lambda: self._compute(model, name or model.description(), examples, opts),
         )
