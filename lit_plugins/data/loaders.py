@@ -11,6 +11,8 @@ import pandas as pd
 from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import types as lit_types
 
+from lit_plugins.data import rationales
+
 BUNDLED_DIR = os.path.join(os.path.dirname(__file__), "sentiment")
 # The bundled multi-label set: restaurant-review sentences tagged with the topics
 # they talk about, several per sentence ("food|service"; empty: none of them).
@@ -21,6 +23,9 @@ LABEL_SEPARATOR = "|"
 # Class names of the bundled set, in the head's output order; its files
 # store the class index (0, 1).
 SENTIMENT_LABELS = ("negative", "positive")
+# The field a rationale column becomes: the Trust Checks interpreter's default
+# "Rationale field" (its plausibility chips read it).
+RATIONALE_FIELD = "rationale"
 
 
 def _label_spec(labels: Sequence[str] | None, is_regression: bool):
@@ -52,6 +57,7 @@ class RecordsDataset(lit_dataset.Dataset):
         tags_columns: Mapping[str, str] | None = None,
         multi_label: bool = False,
         label_separator: str = LABEL_SEPARATOR,
+        rationale_column: str | None = None,
     ):
         """`tags_columns`: {LIT field: source column} of per-word labels
         (`SequenceTags` over the first text field's whitespace words, for the
@@ -62,7 +68,12 @@ class RecordsDataset(lit_dataset.Dataset):
         (a `SparseMultilabel` field): a list of strings (JSONL) or one string
         with the labels separated by `label_separator` ("food|service"; an
         empty cell: no label). With `labels` given, a label outside them is a
-        ValueError naming the row."""
+        ValueError naming the row.
+
+        `rationale_column`: a column of human rationales over the first text
+        field's whitespace words (evidence words, word indices or a 0/1 mask; see
+        `data.rationales`), checked here and kept as the `rationale` field
+        (RATIONALE_FIELD) in `rationales.stored_form`; an empty cell: none."""
         tags_columns = dict(tags_columns or {})
         if not text_fields:
             raise ValueError(
@@ -77,12 +88,14 @@ class RecordsDataset(lit_dataset.Dataset):
                 *text_fields.values(),
                 *([label_column] if label_column else []),
                 *tags_columns.values(),
+                *([rationale_column] if rationale_column else []),
             ]
             if c not in columns
         ]
         if records and missing:
             raise ValueError(f"Columns {missing} not found; available: {sorted(columns)}.")
         examples = []
+        first_text = next(iter(text_fields))
         for r in records:
             ex = {f: "" if r.get(c) is None else str(r[c]) for f, c in text_fields.items()}
             if label_column:
@@ -98,6 +111,14 @@ class RecordsDataset(lit_dataset.Dataset):
                     ex[label_field] = _label_str(value)
             for field, column in tags_columns.items():
                 ex[field] = _tags(r.get(column), column, len(examples))
+            if rationale_column:
+                ex[RATIONALE_FIELD] = rationales.stored_form(
+                    r.get(rationale_column),
+                    ex[first_text],
+                    row=len(examples),
+                    column=rationale_column,
+                    text_field=first_text,
+                )
             examples.append(ex)
         if label_column and multi_label:
             labels = _multi_label_vocab(examples, label_field, labels)
@@ -117,9 +138,13 @@ class RecordsDataset(lit_dataset.Dataset):
             self._spec[label_field] = lit_types.SparseMultilabel(vocab=list(labels))
         elif label_column:
             self._spec[label_field] = _label_spec(labels, is_regression)
-        first_text = next(iter(text_fields))
         for field in tags_columns:
             self._spec[field] = lit_types.SequenceTags(align=first_text)
+        if rationale_column:
+            # A String, not a TextSegment: LIT's data table shows it, and LIT's
+            # generators (word replacer, scrambler, back-translation), which edit the
+            # dataset's TextSegment fields, leave it alone.
+            self._spec[RATIONALE_FIELD] = lit_types.String(required=False)
         self.labels = list(labels) if labels else []
         super().__init__(spec=self._spec, examples=examples, description=description)
 
@@ -277,7 +302,9 @@ def load_bundled_restaurant(
 
 def load_bundled_sentiment(split: str = "dev", max_examples: int | None = None) -> RecordsDataset:
     """The project's own movie-review sentences, labelled 'negative' or
-    'positive' (SENTIMENT_LABELS; the files store 0 and 1)."""
+    'positive' (SENTIMENT_LABELS; the files store 0 and 1). The dev split also
+    has our own human-style rationales (the `rationale` field: the evidence words
+    of each sentence's label; docs/trust-checks.md)."""
     if split not in ("train", "dev"):
         raise ValueError(f"split must be 'train' or 'dev', got {split!r}.")
     return load_table(
@@ -286,4 +313,5 @@ def load_bundled_sentiment(split: str = "dev", max_examples: int | None = None) 
         "label",
         labels=SENTIMENT_LABELS,
         max_examples=max_examples,
+        rationale_column=RATIONALE_FIELD if split == "dev" else None,
     )
