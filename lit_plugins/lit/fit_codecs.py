@@ -109,9 +109,10 @@ class _Unencodable(Exception):
 
 # ------------------------------------------------------------- DataFrames
 def _frame_encode(frame: pd.DataFrame) -> Payload:
-    """Columns in order: numeric, bool and datetime columns as arrays, object
-    columns as JSON lists (their values must be JSON: strings, numbers, None).
-    Only a default index (0..n-1) is kept; another index is not encodable."""
+    """Columns in order: numeric, bool and datetime columns as arrays, string
+    columns (pandas' `str` / `string` dtypes) and object columns as JSON lists
+    (object values must be JSON: strings, numbers, None). Only a default index
+    (0..n-1) is kept; another index, or a categorical column, is not encodable."""
     if not frame.index.equals(pd.RangeIndex(len(frame))):
         raise _Unencodable
     names = [str(c) for c in frame.columns]
@@ -122,15 +123,19 @@ def _frame_encode(frame: pd.DataFrame) -> Payload:
         column = frame[name]
         if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biufcmM":
             payload[f"array/{i}"] = column.to_numpy()
+            continue
+        if isinstance(column.dtype, pd.StringDtype):
+            values = [None if pd.isna(v) else str(v) for v in column.tolist()]
+            payload[f"dtype/{i}"] = str(column.dtype)  # 'str' or 'string': which missing value
         elif column.dtype == object:
             values = [v.item() if isinstance(v, np.generic) else v for v in column.tolist()]
-            try:
-                json.dumps(values, allow_nan=True)
-            except (TypeError, ValueError):
-                raise _Unencodable from None
-            payload[f"list/{i}"] = values
-        else:  # categorical, pandas' own string / nullable dtypes
+        else:  # categorical, nullable integers, ...
             raise _Unencodable
+        try:
+            json.dumps(values, allow_nan=True)
+        except (TypeError, ValueError):
+            raise _Unencodable from None
+        payload[f"list/{i}"] = values
     return payload
 
 
@@ -140,6 +145,11 @@ def _frame_decode(payload: Mapping[str, Any]) -> pd.DataFrame:
     for i, name in enumerate(names):
         if f"array/{i}" in payload:
             columns[name] = pd.Series(np.asarray(payload[f"array/{i}"]))
+        elif f"dtype/{i}" in payload:
+            dtype = pd.api.types.pandas_dtype(payload[f"dtype/{i}"])
+            if not isinstance(dtype, pd.StringDtype):
+                raise ValueError(f"column {name!r}: not a string dtype")
+            columns[name] = pd.Series(list(payload[f"list/{i}"]), dtype=dtype)
         else:
             columns[name] = pd.Series(list(payload[f"list/{i}"]), dtype=object)
     frame = pd.DataFrame(columns, columns=names)
