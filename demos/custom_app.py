@@ -48,6 +48,12 @@ _DATASET = flags.DEFINE_string(
 )
 _TEXT_COLUMN = flags.DEFINE_string("text_column", "sentence", "The dataset's text column.")
 _LABEL_COLUMN = flags.DEFINE_string("label_column", "label", "The dataset's label column.")
+_RATIONALE_COLUMN = flags.DEFINE_string(
+    "rationale_column",
+    None,
+    "A column of human rationales (evidence words, word indices or a 0/1 mask; "
+    "Trust Checks' plausibility reads them).",
+)
 _MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Keep at most this many examples.")
 
 modules = layout.LitModuleName
@@ -109,6 +115,7 @@ def load_datasets(model: HFSequenceClassifier) -> dict[str, loaders.RecordsDatas
         labels=model.labels or None,
         is_regression=model.is_regression,
         max_examples=_MAX_EXAMPLES.value,
+        rationale_column=_RATIONALE_COLUMN.value or None,
     )
     return {os.path.basename(_DATASET.value): data}
 

@@ -73,6 +73,15 @@ TAGS_COLUMNS = flags.DEFINE_list(
     "field's whitespace words: a JSON list or a space-separated string), for the "
     "token-level probe and TX-Ray's tag features, e.g. pos=upos.",
 )
+RATIONALE_COLUMN = flags.DEFINE_string(
+    "rationale_column",
+    None,
+    "A column of human rationales over the first text field's whitespace words, "
+    "shown as the 'rationale' field (Trust Checks' plausibility reads it): evidence "
+    "words (text or a JSON list), word indices (a JSON list, 0-based) or a 0/1 mask "
+    "(a list or a string such as '0 1 1 0'); an empty cell: none. The bundled "
+    "sentiment-dev set has its own.",
+)
 MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Keep at most this many examples.")
 BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
 MAX_LENGTH = flags.DEFINE_integer("max_length", 128, "Max tokens per input.")
@@ -196,6 +205,7 @@ def load_dataset(models: dict | None = None) -> dict[str, loaders.RecordsDataset
         label_column=LABEL_COLUMN.value or None,
         max_examples=MAX_EXAMPLES.value,
         tags_columns=_pairs(TAGS_COLUMNS.value),
+        rationale_column=RATIONALE_COLUMN.value or None,
     )
     if first is not None and first.is_regression:
         kw["is_regression"] = True
@@ -245,6 +255,7 @@ MODEL_DATA_FLAGS = (
     "text_fields",
     "label_column",
     "tags_columns",
+    "rationale_column",
     "max_examples",
     "max_length",
     "dtype",
