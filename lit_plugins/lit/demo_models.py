@@ -3,12 +3,15 @@ sentiment set."""
 
 from __future__ import annotations
 
+import torch
+
 from lit_plugins.data import loaders
 from lit_plugins.hf import finetune
 from lit_plugins.lit.model import HFSequenceClassifier
 
 # The demo's fine-tuning recipe; part of the checkpoint cache key.
 FINETUNE_SETTINGS = dict(epochs=3, learning_rate=5e-5, batch_size=16, max_length=128, seed=0)
+PRETRAINED_HEAD_SEED = 0
 
 
 def finetuned_checkpoint(cache_dir: str | None = None) -> str:
@@ -31,10 +34,15 @@ def finetuned_minilm(cache_dir: str | None = None, **kw) -> HFSequenceClassifier
 
 def pretrained_minilm(**kw) -> HFSequenceClassifier:
     """The untouched pre-trained encoder (its classification head is new and
-    random: only its representations are meaningful, e.g. for TX-Ray)."""
-    model, tokenizer = finetune.load_classifier(
-        finetune.default_model_dir(), loaders.SENTIMENT_LABELS
-    )
+    random: only its representations are meaningful, e.g. for TX-Ray). The head
+    is drawn from a fixed seed, so every start serves the same weights: the
+    served app's store (keyed by the weights) then finds this model's
+    predictions and TX-Ray fits against it again after a restart."""
+    with torch.random.fork_rng(devices=[]):  # the caller's random state untouched
+        torch.manual_seed(PRETRAINED_HEAD_SEED)
+        model, tokenizer = finetune.load_classifier(
+            finetune.default_model_dir(), loaders.SENTIMENT_LABELS
+        )
     return HFSequenceClassifier(
         model=model, tokenizer=tokenizer, labels=loaders.SENTIMENT_LABELS, **kw
     )
