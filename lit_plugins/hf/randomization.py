@@ -160,12 +160,16 @@ def cascading(
 
 
 def independent(
-    model: torch.nn.Module, seed: int = 0, steps: Sequence[str] | None = None
+    model: torch.nn.Module,
+    seed: int = 0,
+    steps: Sequence[str] | None = None,
+    in_place: bool = False,
 ) -> Iterator[tuple[str, torch.nn.Module]]:
     """(step name, model with only that step randomized), on one deep copy whose
-    step is restored before the next one is randomized."""
+    step is restored before the next one is randomized (`in_place`: on `model`
+    itself, as in `cascading`; it is whole again after the last step)."""
     chosen = _check_steps(randomization_steps(model), steps)
-    out = copy.deepcopy(model).eval()
+    out = (model if in_place else copy.deepcopy(model)).eval()
     params = dict(out.named_parameters())
     for step in chosen:
         saved = {name: params[name].detach().clone() for name in step.parameters}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from lit_nlp.api import dtypes
@@ -118,6 +119,51 @@ def outputs_for_target(
 
 def is_salience_spec(field: lit_types.LitType) -> bool:
     return isinstance(field, (lit_types.TokenSalience, lit_types.FeatureSalience))
+
+
+# ------------------------------------------- methods checked by a meta-interpreter --
+def ticked_methods(
+    config: JsonDict, prefix: str, offered: Iterable[str], default: Callable[[str], bool]
+) -> tuple[str, ...]:
+    """The methods whose checkbox ``f"{prefix}{name}"`` is ticked (unset: `default(name)`),
+    in `offered`'s order; a checkbox naming a method that is not offered raises ValueError
+    (Salience Faithfulness and Trust Checks offer the app's salience maps this way)."""
+    offered = list(offered)
+    unknown = [
+        key[len(prefix) :]
+        for key in config
+        if isinstance(key, str) and key.startswith(prefix) and key[len(prefix) :] not in offered
+    ]
+    if unknown:
+        raise ValueError(
+            f"{unknown}: not a salience method served by this app; served: {sorted(offered)}."
+        )
+    return tuple(name for name in offered if parse_bool(config, f"{prefix}{name}", default(name)))
+
+
+def fitting_methods(
+    offered: Mapping[str, Any],
+    names: Sequence[str],
+    model: lit_model.Model,
+    dataset: Any,
+    verb: str,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """({name: interpreter} of `names` that fit the model, {name: why not} for the
+    rest of `offered`: "not <verb> (unticked)" or "(does not fit this model)")."""
+    chosen, notes = {}, {}
+    for name, interp in offered.items():
+        if name not in names:
+            notes[name] = f"not {verb} (unticked)"
+            continue
+        try:
+            fits = interp.is_compatible(model, dataset)
+        except Exception:  # a check that fails is treated as "does not fit"
+            fits = False
+        if fits:
+            chosen[name] = interp
+        else:
+            notes[name] = f"not {verb} (does not fit this model)"
+    return chosen, notes
 
 
 # ------------------------------------------------------ labelled chips --

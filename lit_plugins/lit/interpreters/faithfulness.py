@@ -218,18 +218,7 @@ class SalienceFaithfulness(dataset_level.DatasetInterpreter):
 
     def parse_config(self, config: JsonDict) -> FaithfulnessConfig:
         """Validated options; a bad value raises ValueError naming what's accepted."""
-        offered = self.methods()
-        for key in config:
-            if isinstance(key, str) and key.startswith(METHOD_PREFIX):
-                name = key[len(METHOD_PREFIX) :]
-                if name not in offered:
-                    raise ValueError(
-                        f"{name!r} is not a salience method served by this app; "
-                        f"served: {sorted(offered)}."
-                    )
-        chosen = tuple(
-            name for name in offered if common.parse_bool(config, f"{METHOD_PREFIX}{name}", True)
-        )
+        chosen = common.ticked_methods(config, METHOD_PREFIX, self.methods(), lambda _: True)
         text = config.get(PERCENT_KEY, _percent_text(core.DEFAULT_PERCENTAGES))
         try:
             parts = [float(p) for p in str(text).replace(";", ",").split(",") if p.strip()]
@@ -263,20 +252,9 @@ class SalienceFaithfulness(dataset_level.DatasetInterpreter):
                 "Salience faithfulness needs a classifier wrapped as HFSequenceClassifier "
                 "(it runs perturbed token ids through the HF model)."
             )
-        offered = self.methods()
-        chosen, skipped = {}, {}
-        for name in offered:
-            if name not in opts.methods:
-                skipped[name] = "not scored (unticked)"
-                continue
-            try:
-                fits = offered[name].is_compatible(model, dataset)
-            except Exception:  # treated as not fitting
-                fits = False
-            if fits:
-                chosen[name] = offered[name]
-            else:
-                skipped[name] = "not scored (does not fit this model)"
+        chosen, skipped = common.fitting_methods(
+            self.methods(), opts.methods, model, dataset, "scored"
+        )
         errors: dict[str, str] = {}
         scores, _, options = faithfulness.score_inputs(
             model, inputs, chosen, opts.options_kw(), dataset, model_outputs, errors

@@ -12,6 +12,7 @@ from lit_nlp.api import types as lit_types
 
 from lit_plugins.faithfulness import metrics as core
 from lit_plugins.lit import interpreters as ours
+from lit_plugins.lit import trust_evaluation
 from lit_plugins.lit.interpreters import trust_checks
 from tests.kit import tiny_models
 
@@ -143,8 +144,15 @@ def test_infidelity_chips_match_the_metric_on_our_gradient_maps(results):
     pinned = [{**ex, "grad_class": LABELS[int(p.argmax())]} for ex, p in zip(EXAMPLES, probs)]
     batch = hf_robustness.embed(model, pinned)
     n, t = batch.token_mask.shape
-    perturb = batch.token_mask & ~batch.special
-    pert = robustness.token_perturbations((n, t), 16, "subset", 0.25, 0, perturb)
+    # Each example's subsets are drawn from its own generator (seed 0 and its ids).
+    pert = np.zeros((n, 16, t))
+    for i, pos in enumerate(batch.positions):
+        ids = model.tokenizer(EXAMPLES[i]["sentence"])["input_ids"]
+        keep = ~batch.special[i, pos][None, :]
+        seed = trust_evaluation.example_seed(0, np.asarray(ids))
+        pert[i][:, pos] = robustness.token_perturbations(
+            (1, pos.size), 16, "subset", 0.25, seed, keep
+        )[0]
     maps = hf_robustness.gradient_explain_fn(model, batch)(np.arange(n), batch.embeddings)
     forward = hf_robustness.forward_fn(model, batch)
     expected = robustness.infidelity(forward, maps, pert, batch.token_mask, normalize=True)
@@ -198,3 +206,58 @@ def test_a_pinned_class_is_kept():
         settings = result["settings"].tokens
         assert settings[0] == f"explained class {ex['grad_class']} on every randomized model"
         assert "infidelity off" in settings
+
+
+def test_whole_dataset_summary_verdicts_and_cache():
+    """ "Summary over: whole dataset" summarizes every example of the dataset
+    (not only the selected one), once per settings; the verdict row says
+    which methods pass, and ticking independent randomization adds its chips."""
+    model = tiny_models.classifier("bert", labels=LABELS)
+    interps = {"Gradient Dot Input": ours.GradientDotInput(), "Token length": TokenLength()}
+    checks = trust_checks.TrustChecks(interps)
+    dataset = lit_dataset.Dataset(spec=SPEC, examples=list(EXAMPLES))
+    config = {
+        f"{trust_checks.METHOD_PREFIX}Token length": True,
+        trust_checks.SUMMARY_KEY: "whole dataset",
+        trust_checks.RANDOMIZATION_KEY: "cascading and independent",
+        trust_checks.SENSITIVITY_KEY: 2,
+    }
+    (out,) = checks.run(EXAMPLES[:1], model, dataset, config=config)
+    verdict = out[trust_checks.VERDICT].tokens
+    assert verdict[0] == "5 examples in the dataset"
+    assert any(t.startswith("Token length: fails (mean ρ 1.000") for t in verdict)
+    assert any(t.startswith(f"{core.RANDOM}: fails") for t in verdict)
+    expected = trust_evaluation.evaluate(
+        model,
+        EXAMPLES,
+        {
+            "Gradient Dot Input": interps["Gradient Dot Input"],
+            "Token length": interps["Token length"],
+        },
+        settings=checks.parse_config(config).settings,
+    ).summary()
+    rho = expected[(expected.metric == "rho_all") & (expected.method == "Gradient Dot Input")]
+    row = [t for t in out["summary · ρ all randomized ↓"].tokens if t.startswith("Gradient Dot")]
+    assert row == [
+        f"Gradient Dot Input: {rho['mean'].iloc[0]:.4f} "
+        f"[{rho['ci_low'].iloc[0]:.4f}, {rho['ci_high'].iloc[0]:.4f}]"
+    ]
+    values = trust_checks.chips_values(out["Token length"])
+    assert values["ρ with only embeddings randomized"] == 1.0
+    assert "max-sensitivity ↓" in trust_checks.chips_values(out["Gradient Dot Input"])
+    assert "max-sensitivity n/a" in " ".join(out["Token length"].tokens)
+    checks.run(EXAMPLES[1:2], model, dataset, config=config)
+    assert checks.fit_count == 1  # the dataset summary is cached for these settings
+
+
+def test_bad_config_values_are_refused():
+    checks = trust_checks.TrustChecks({"Gradient Dot Input": ours.GradientDotInput()})
+    model = tiny_models.classifier("bert", labels=LABELS)
+    dataset = lit_dataset.Dataset(spec=SPEC, examples=list(EXAMPLES))
+    for config, match in [
+        ({f"{trust_checks.METHOD_PREFIX}SHAP": True}, "not a salience method served"),
+        ({trust_checks.RANDOMIZATION_KEY: "sideways"}, "Randomization"),
+        ({trust_checks.RADIUS_KEY: 5}, "radius"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            checks.run(EXAMPLES[:1], model, dataset, config=config)
