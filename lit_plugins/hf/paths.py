@@ -21,8 +21,7 @@ import torch
 
 from lit_plugins.attribution import baselines as baselines_lib
 from lit_plugins.attribution import conductance as conductance_lib
-from lit_plugins.hf import heads
-from lit_plugins.hf import live_ablation as ablation
+from lit_plugins.hf import heads, layer_hooks
 
 JsonDict = dict[str, Any]
 
@@ -177,7 +176,7 @@ def _make_path_fn(clf, model, inputs, baseline, keep_special_tokens, layer, targ
             out_b = model(inputs_embeds=setup.b_word, output_hidden_states=True, **setup.other)
             x_space = setup.out_x.hidden_states[layer]
             b_space = out_b.hidden_states[layer]
-            module = layer  # substituted by ablation.hidden_state_hook below
+            module = layer  # substituted by layer_hooks.hidden_state_hook below
     diff = x_space - b_space
 
     # Bound activation memory whatever the UI's batch size: chunks whose
@@ -192,7 +191,7 @@ def _make_path_fn(clf, model, inputs, baseline, keep_special_tokens, layer, targ
         ctx = (
             contextlib.nullcontext()
             if module is None
-            else ablation.hidden_state_hook(model, clf.num_layers, module, lambda _: point)
+            else layer_hooks.hidden_state_hook(model, clf.num_layers, module, lambda _: point)
         )
         with torch.enable_grad(), ctx:
             logits = model(
@@ -226,7 +225,7 @@ def _math_attention():
 
 
 def _check_conductance_layer(clf, layer) -> int:
-    return ablation.check_layer(layer, clf.num_layers)
+    return layer_hooks.check_layer(layer, clf.num_layers)
 
 
 def make_layer_conductance_path_fn(
@@ -328,7 +327,7 @@ def _layer_points(clf, model, setup, diff, layer, points, score, jvp):
             torch.no_grad(),
             forward_ad.dual_level(),
             _math_attention(),
-            ablation.hidden_state_hook(model, clf.num_layers, layer, split),
+            layer_hooks.hidden_state_hook(model, clf.num_layers, layer, split),
         ):
             dual = forward_ad.make_dual(start, sub_diff)
             logits = model(inputs_embeds=dual, **kwargs).logits
@@ -348,7 +347,7 @@ def _layer_points(clf, model, setup, diff, layer, points, score, jvp):
         with (
             torch.enable_grad(),
             _math_attention(),
-            ablation.hidden_state_hook(model, clf.num_layers, layer, split),
+            layer_hooks.hidden_state_hook(model, clf.num_layers, layer, split),
         ):
             logits = model(inputs_embeds=state["x"], **kwargs).logits
             f = score(logits, points)
@@ -410,7 +409,7 @@ def make_neuron_conductance_path_fn(
             stack.enter_context(torch.enable_grad())
             for L in layers:
                 stack.enter_context(
-                    ablation.hidden_state_hook(
+                    layer_hooks.hidden_state_hook(
                         model, clf.num_layers, L, lambda h, L=L: seen.__setitem__(L, h)
                     )
                 )

@@ -7,7 +7,7 @@ The model's parameters are split into steps, top first:
 1. ``head``: everything outside the base model (classifier, ModernBERT's head,
    DistilBERT's pre-classifier, GPT-2's score) and the base model's pooler;
 2. ``layer L`` … ``layer 1``: the transformer blocks (the layer lookup of
-   `hf.live_ablation`); the final norm of ModernBERT and decoders (its output
+   `hf.layer_hooks`); the final norm of ModernBERT and decoders (its output
    is ``hidden_states[L]``) goes with ``layer L``. ALBERT shares one block
    across depth, so it has a single step ``layers (shared)`` for all of them;
 3. ``embeddings``: every remaining parameter of the base model (word,
@@ -41,7 +41,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from lit_plugins.hf import live_ablation
+from lit_plugins.hf import layer_hooks
 
 HEAD = "head"
 EMBEDDINGS = "embeddings"
@@ -77,8 +77,8 @@ def randomization_steps(model: torch.nn.Module) -> list[Step]:
     steps = [Step(HEAD, tuple(n for n in all_names if n in head))] if head else []
     taken = set(head)
 
-    blocks = live_ablation._blocks(model, _num_layers(model))
-    final_norm = live_ablation._final_norm(model)
+    blocks = layer_hooks.layer_blocks(model, _num_layers(model))
+    final_norm = layer_hooks.final_norm(model)
     if blocks is not None:
         for index in range(len(blocks), 0, -1):
             modules = [blocks[index - 1]]

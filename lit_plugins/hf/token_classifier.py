@@ -27,8 +27,7 @@ import transformers
 
 from lit_plugins.attribution import baselines as baselines_lib
 from lit_plugins.attribution import integrated_gradients as ig_lib
-from lit_plugins.hf import heads
-from lit_plugins.hf import live_ablation as ablation
+from lit_plugins.hf import heads, layer_hooks
 from lit_plugins.hf import paths as hf_paths
 from lit_plugins.hf.classifier import DTYPES
 from lit_plugins.hf.words import entity_spans, parse_word
@@ -369,13 +368,13 @@ class HFTokenTagger:
         embeddings, F = p(tag | word) at each point; with `layer` (a hidden_states
         index, 0 = the embedding output), the path between the baseline's and the
         input's token states of that layer instead (layer integrated gradients,
-        substituted with `hf.live_ablation.hidden_state_hook`)."""
+        substituted with `hf.layer_hooks.hidden_state_hook`)."""
         setup, chosen = self.path_setup(inputs, targets, baseline, keep_special)
         batch, other, x, b = setup.batch, setup.other, setup.x_word, setup.b_word
         score = self.target_score(batch, chosen)
         x_space, b_space = x, b
         if layer is not None:
-            ablation.check_layer(layer, self.num_layers)
+            layer_hooks.check_layer(layer, self.num_layers)
             with self.inference_lock, torch.no_grad():
                 states = [
                     self.model(inputs_embeds=e, output_hidden_states=True, **other).hidden_states
@@ -393,7 +392,9 @@ class HFTokenTagger:
             hook = (
                 contextlib.nullcontext()
                 if layer is None
-                else ablation.hidden_state_hook(self.model, self.num_layers, layer, lambda _: point)
+                else layer_hooks.hidden_state_hook(
+                    self.model, self.num_layers, layer, lambda _: point
+                )
             )
             with torch.enable_grad(), hook:
                 embs = point if layer is None else x[rows, :width]
@@ -446,7 +447,9 @@ class HFTokenTagger:
         hidden states the hooks do not know where to find)."""
         with self.inference_lock, torch.no_grad():
             plain = self.model(inputs_embeds=x, **other).logits
-            with ablation.hidden_state_hook(self.model, self.num_layers, layer, lambda _: x_space):
+            with layer_hooks.hidden_state_hook(
+                self.model, self.num_layers, layer, lambda _: x_space
+            ):
                 hooked = self.model(inputs_embeds=x, **other).logits
         if not torch.allclose(hooked, plain, rtol=1e-4, atol=1e-4):
             raise ValueError(

@@ -21,7 +21,7 @@ import torch
 
 from lit_plugins.attribution import conductance as conductance_lib
 from lit_plugins.attribution import integrated_gradients as ig_lib
-from lit_plugins.hf import live_ablation as ablation
+from lit_plugins.hf import layer_hooks
 from lit_plugins.hf import paths as hf_paths
 
 JsonDict = dict[str, Any]
@@ -47,7 +47,7 @@ def layer_conductance_path(
       baseline, keep_special: as `HFTokenTagger.integrated_gradients_path`.
       jvp: 'auto', 'forward' or 'double_backward' (see `hf.paths.conductance_path_fn`).
     """
-    layer = ablation.check_layer(layer, tagger.num_layers)
+    layer = layer_hooks.check_layer(layer, tagger.num_layers)
     setup, chosen = tagger.path_setup(inputs, targets, baseline, keep_special)
     with tagger.inference_lock, torch.no_grad():
         states = tagger.model(

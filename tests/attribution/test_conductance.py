@@ -10,7 +10,7 @@ import torch
 
 from lit_plugins.attribution import conductance as conductance_lib
 from lit_plugins.attribution import integrated_gradients as ig_lib
-from lit_plugins.hf import live_ablation as ablation
+from lit_plugins.hf import layer_hooks
 from lit_plugins.hf import paths as hf_paths
 from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import tiny_models
@@ -53,7 +53,10 @@ def test_integrand_is_gradient_times_exact_layer_derivative():
         leaf["h"] = h.detach().requires_grad_(True)
         return leaf["h"]
 
-    with torch.enable_grad(), ablation.hidden_state_hook(clf.model, clf.num_layers, layer, split):
+    with (
+        torch.enable_grad(),
+        layer_hooks.hidden_state_hook(clf.model, clf.num_layers, layer, split),
+    ):
         p = torch.softmax(clf.model(inputs_embeds=alpha * x, attention_mask=mask).logits, -1)
         (g,) = torch.autograd.grad(p[0, target], leaf["h"])
     expected = (g[0] * dh).numpy()
@@ -158,7 +161,7 @@ def _captum_setup(clf, examples, labels, layer):
     def forward(embs, m):
         return torch.softmax(clf.model(inputs_embeds=embs, attention_mask=m).logits, -1)
 
-    block = ablation.layer_modules(clf.model, clf.num_layers)[layer]
+    block = layer_hooks.layer_modules(clf.model, clf.num_layers)[layer]
     kw = dict(
         baselines=torch.zeros_like(x),
         target=target,

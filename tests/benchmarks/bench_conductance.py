@@ -28,7 +28,7 @@ from captum.attr import LayerConductance, NeuronConductance
 from lit_plugins.attribution import conductance as conductance_lib
 from lit_plugins.attribution import integrated_gradients as ig_lib
 from lit_plugins.data import loaders
-from lit_plugins.hf import live_ablation as ablation
+from lit_plugins.hf import layer_hooks
 from lit_plugins.hf import paths as hf_paths
 from lit_plugins.lit import demo_models
 from tests.benchmarks.machine import describe
@@ -54,7 +54,7 @@ class CaptumSetup:
         self.mask = batch["enc"]["attention_mask"]
         self.lengths = batch["lengths"]
         self.targets = [clf.labels.index(t) for t in targets]
-        self.block = ablation.layer_modules(clf.model, clf.num_layers)[LAYER]
+        self.block = layer_hooks.layer_modules(clf.model, clf.num_layers)[LAYER]
         with torch.no_grad():
             p_x = self.forward(self.x, self.mask)
             p_b = self.forward(torch.zeros_like(self.x), self.mask)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from lit_plugins.hf import layer_hooks
 from lit_plugins.hf import live_ablation as ablation
 from tests.kit import tiny_models
 
@@ -28,7 +29,7 @@ def test_hook_sees_and_replaces_hidden_states_on_every_family(arch):
     out = clf.forward(batch, gradients=False)
     for layer in range(clf.num_layers + 1):
         seen = []
-        with ablation.hidden_state_hook(clf.model, clf.num_layers, layer, seen.append):
+        with layer_hooks.hidden_state_hook(clf.model, clf.num_layers, layer, seen.append):
             again = clf.forward(batch, gradients=False)
         assert len(seen) == 1
         torch.testing.assert_close(seen[0], out["hidden_states"][layer], rtol=0, atol=0)
@@ -38,7 +39,7 @@ def test_hook_sees_and_replaces_hidden_states_on_every_family(arch):
     out_b = clf.forward(b, gradients=False)
     for layer in range(clf.num_layers + 1):
         swap = out_b["hidden_states"][layer]
-        with ablation.hidden_state_hook(clf.model, clf.num_layers, layer, lambda h, s=swap: s):
+        with layer_hooks.hidden_state_hook(clf.model, clf.num_layers, layer, lambda h, s=swap: s):
             swapped = clf.forward(a, gradients=False)
         torch.testing.assert_close(swapped["probs"], out_b["probs"], rtol=1e-5, atol=1e-6)
 

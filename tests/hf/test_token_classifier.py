@@ -253,7 +253,7 @@ def test_layer_integrated_gradients_complete_with_the_inputs_delta_f(arch):
     """Layer IG: Σ attributions = F(x) − F(baseline) within 1 % at the defaults, with the
     same F(x) − F(baseline) as input IG (the layer's states of the baseline input), at
     every layer: GPT-2's last one too (its state is taken after the final norm, where
-    `live_ablation.hidden_state_hook` hooks it)."""
+    `layer_hooks.hidden_state_hook` hooks it)."""
     tagger = _tagger(arch)
     examples = EXAMPLES[:4]
     plain = tagger.integrated_gradients(examples)

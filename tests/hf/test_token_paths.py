@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from lit_plugins.data import conll
-from lit_plugins.hf import live_ablation as ablation
-from lit_plugins.hf import token_paths
+from lit_plugins.hf import layer_hooks, token_paths
 from lit_plugins.hf.token_classifier import HFTokenTagger
 from tests.kit import tiny_taggers
 
@@ -50,7 +49,7 @@ def test_integrand_is_tag_gradient_times_exact_layer_derivative():
 
     with (
         torch.enable_grad(),
-        ablation.hidden_state_hook(tagger.model, tagger.num_layers, layer, split),
+        layer_hooks.hidden_state_hook(tagger.model, tagger.num_layers, layer, split),
     ):
         logits = tagger.model(inputs_embeds=alpha * x, attention_mask=mask).logits
         p = torch.softmax(logits, -1)[0, pos, tag]
@@ -123,7 +122,7 @@ def test_agrees_with_captum_layer_conductance():
         probs = torch.softmax(tagger.model(inputs_embeds=embs, attention_mask=m).logits, -1)
         return probs[torch.arange(len(embs)), p, k]
 
-    block = ablation.layer_modules(tagger.model, tagger.num_layers)[layer]
+    block = layer_hooks.layer_modules(tagger.model, tagger.num_layers)[layer]
     gaps = []
     for steps in (256, 1024):
         theirs = (
