@@ -8,7 +8,6 @@ gradients of the target probability, and builds integration paths (`hf.paths`). 
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +18,7 @@ import transformers
 from absl import logging
 
 from lit_plugins.hf import heads
+from lit_plugins.hf.loading import DTYPES, check_architecture, model_max_length, with_pad_token
 from lit_plugins.util.devices import pick_device
 
 JsonDict = dict[str, Any]
@@ -28,13 +28,6 @@ TOKENS = "tokens"
 TOKEN_EMBS = "token_embs"
 GRAD_CLASS = "grad_class"
 CLS_GRAD = "cls_grad"
-# Weight dtypes for prediction ('auto': the checkpoint's own).
-DTYPES = {
-    "auto": None,
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
 
 
 class HFClassifier:
@@ -102,7 +95,7 @@ class HFClassifier:
                     "Give model_name_or_path (a local directory or hub name) or "
                     "model= and tokenizer= objects."
                 )
-            _check_architecture(model_name_or_path)
+            check_architecture(model_name_or_path)
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 model_name_or_path, trust_remote_code=False
             )
@@ -123,11 +116,11 @@ class HFClassifier:
 
         self.head = heads.head_of(model)  # unsupported heads are refused here
         self.name_or_path = model_name_or_path or getattr(model.config, "_name_or_path", "")
-        self.tokenizer = _with_pad_token(tokenizer, self.head)
+        self.tokenizer = with_pad_token(tokenizer, self.head)
         self.text_fields = tuple(text_fields)
         self.label_field = label_field
         self.batch_size = int(batch_size)
-        self.max_length = int(min(max_length, _model_max_length(model, tokenizer)))
+        self.max_length = int(min(max_length, model_max_length(model, tokenizer)))
         self.output_attention = bool(output_attention)
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
@@ -443,61 +436,3 @@ def _text(ex: JsonDict, field: str) -> str:
     # Empty or whitespace-only text is classified from the special tokens alone
     # (byte-level tokenizers would otherwise turn blanks into tokens).
     return value if value.strip() else ""
-
-
-def _model_max_length(model, tokenizer) -> int:
-    limits = [
-        getattr(model.config, "max_position_embeddings", None),
-        getattr(tokenizer, "model_max_length", None),
-    ]
-    limits = [l for l in limits if isinstance(l, int) and 0 < l < 100_000]
-    # RoBERTa reserves two positions for the padding offset.
-    if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-        limits = [l - 2 if l == model.config.max_position_embeddings else l for l in limits]
-    return min(limits) if limits else 512
-
-
-# Saved heads that classify something else: loading one as a sequence classifier would
-# silently put a new, random head in its place. (A bare or language-model checkpoint,
-# e.g. the pre-trained model TX-Ray compares with, gets a new head too, which is what it
-# is loaded for: its activations.)
-_OTHER_TASK_HEADS = (
-    "ForTokenClassification",
-    "ForQuestionAnswering",
-    "ForMultipleChoice",
-    "ForConditionalGeneration",
-)
-
-
-def _check_architecture(path: str) -> None:
-    """Refuses a checkpoint whose saved head classifies another task (tokens, answer
-    spans, choices, generated text) before loading it."""
-    config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=False)
-    archs = list(getattr(config, "architectures", None) or [])
-    if any(a.endswith("ForSequenceClassification") for a in archs):
-        return
-    other = [a for a in archs if a.endswith(_OTHER_TASK_HEADS)]
-    if other:
-        raise ValueError(
-            f"{path!r} holds a {other[0]} head, not a sequence classifier; supported: "
-            + "; ".join(heads.SUPPORTED)
-            + "."
-        )
-
-
-def _with_pad_token(tokenizer, head: heads.Head):
-    """The tokenizer, or a copy padding with its end-of-sequence token when it has no pad
-    token (common for decoders: the padded positions are masked, so which id fills them
-    does not matter)."""
-    if tokenizer.pad_token is not None:
-        return tokenizer
-    fill = tokenizer.eos_token or tokenizer.unk_token
-    if fill is None:
-        raise ValueError(
-            "The tokenizer has no pad token and no end-of-sequence or unknown token to pad "
-            "with; set tokenizer.pad_token before wrapping."
-        )
-    tokenizer = copy.deepcopy(tokenizer)
-    tokenizer.pad_token = fill
-    logging.info("Tokenizer without a pad token: padding with %r (masked).", fill)
-    return tokenizer

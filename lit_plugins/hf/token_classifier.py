@@ -29,7 +29,7 @@ from lit_plugins.attribution import baselines as baselines_lib
 from lit_plugins.attribution import integrated_gradients as ig_lib
 from lit_plugins.hf import heads, layer_hooks
 from lit_plugins.hf import paths as hf_paths
-from lit_plugins.hf.classifier import DTYPES
+from lit_plugins.hf.loading import DTYPES
 from lit_plugins.hf.words import entity_spans, parse_word
 from lit_plugins.util import bio
 from lit_plugins.util.devices import pick_device
