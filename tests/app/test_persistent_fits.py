@@ -298,3 +298,22 @@ def test_without_the_store_nothing_is_written(tmp_path, checkpoints):
     )
     on.fit(PROBE, PROBE_CONFIG)
     assert _stored_fits(cache) == 0
+
+
+@pytest.mark.slow
+def test_the_demos_pretrained_model_has_one_key_on_every_start():
+    """Its new classification head comes from a fixed seed: the store finds its
+    predictions and TX-Ray fits against it again after a restart; the caller's
+    random state is left alone."""
+    from lit_plugins.lit import demo_models
+
+    keys, draws = [], []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        keys.append(bounded_cache.model_key(demo_models.pretrained_minilm()))
+        after = torch.rand(3)
+        torch.manual_seed(seed)
+        draws.append((after, torch.rand(3)))
+    assert keys[0] == keys[1]
+    for after, untouched in draws:
+        torch.testing.assert_close(after, untouched, rtol=0, atol=0)

@@ -350,3 +350,12 @@ def test_concurrent_reads_of_one_key_in_a_dataset_interpreter_read_once(tmp_path
     assert reader.fit_count == 1 and reader.stored_fit_count == 1
     assert all(r is again[0] for r in again)  # one read, shared from memory
     pd.testing.assert_frame_equal(again[0], results[0], check_exact=True)
+
+
+def test_output_store_delete_drops_only_the_named_rows(tmp_path):
+    store = OutputStore(str(tmp_path / "s.sqlite"))
+    store.put_many("a", {"x": {"v": 1}, "y": {"v": 2}})
+    store.put_many("b", {"x": {"v": 3}})
+    store.delete("a", ["x", "missing"])
+    assert store.get_many("a", ["x", "y"]) == {"y": {"v": 2}}
+    assert store.get_many("b", ["x"]) == {"x": {"v": 3}}
