@@ -36,16 +36,8 @@ from lit_plugins.txray.aggregate import (
 from lit_plugins.txray.features import FeatureVocab, merge_subwords
 from lit_plugins.txray.options import TXRaySettings
 from lit_plugins.txray.report import load_pair, write_report
-from lit_plugins.txray.shift import (
-    WEIGHTINGS,
-    NeuronShift,
-    RankedShifts,
-    ShiftResult,
-    compute_shift,
-    hellinger,
-    hellinger_rows,
-    rank_shifts,
-)
+from lit_plugins.txray.shift import WEIGHTINGS, compute_shift, hellinger, hellinger_rows
+from lit_plugins.txray.shift_result import NeuronShift, RankedShifts, ShiftResult, rank_shifts
 from lit_plugins.txray.synthetic import SyntheticTXRay
 
 __all__ = [

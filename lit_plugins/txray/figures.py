@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lit_plugins.txray.shift import NeuronShift, ShiftResult
+from lit_plugins.txray.shift_result import NeuronShift, ShiftResult
 
 COLOR_A = "#1f77b4"
 COLOR_B = "#d62728"

@@ -53,7 +53,7 @@ import numpy as np
 
 from lit_plugins.txray import figures
 from lit_plugins.txray.aggregate import FeatureVocab, NeuronFeatureAggregator
-from lit_plugins.txray.shift import NeuronShift, ShiftResult
+from lit_plugins.txray.shift_result import NeuronShift, ShiftResult
 
 __all__ = ["format_ranked", "load_pair", "summary_line", "write_report"]
 
