@@ -20,8 +20,8 @@ generators, which edit `TextSegment` fields):
   word written as ``_`` ("_ _ _ _ absolutely right."), so a repeated word marked
   once stays marked once.
 
-`marked_positions` reads the positional form back (the interpreter's
-`rationale_pieces` calls it); an empty string means no rationale.
+`marked_positions` reads the positional form back
+(`lit_plugins.lit.alignment.rationale_pieces` calls it); an empty string means no rationale.
 """
 
 from __future__ import annotations

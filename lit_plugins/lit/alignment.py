@@ -13,6 +13,8 @@ baselines) asks this module, so the answer is the same everywhere:
 * `word_convention`: how the tokenizer marks word boundaries (``##`` or a
   word-start marker), for `txray.merge_subwords`.
 * `tags_per_token`: the tag of the word each piece belongs to.
+* `rationale_pieces`: a human rationale (evidence words or word positions) as
+  a mask over the pieces.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 
+from lit_plugins.data import rationales
 from lit_plugins.lit import specs
 from lit_plugins.probing import representations
 
@@ -179,3 +182,44 @@ def word_convention(model: lit_model.Model) -> dict[str, Any]:
     if starts[marker] > 0:
         return dict(continuation_prefix=None, word_start_prefix=marker, special_tokens=special)
     return dict(continuation_prefix="##", special_tokens=special)
+
+
+def rationale_pieces(model, example: JsonDict, field: str, tokens, value) -> np.ndarray | None:
+    """A human rationale as a boolean mask over `tokens` (None when there is none).
+
+    `value` names words of the example's `field`: evidence words (a string or a
+    list of words; every occurrence counts, compared by `data.rationales.normalize`),
+    word indices, or a loaded rationale column's positional form ("_ _ bold _":
+    word positions, `data.rationales`). A piece is marked when it belongs to a
+    marked word. Indices outside the text, or evidence words none of which
+    occur in it, raise ValueError."""
+    if value is None or (isinstance(value, (str, list, tuple)) and len(value) == 0):
+        return None
+    text = example.get(field)
+    words = text.split() if isinstance(text, str) else []
+    if isinstance(value, str):
+        positions = rationales.marked_positions(value, words)
+        if positions == []:  # every word "_": nothing marked
+            return None
+        value = value.split() if positions is None else positions
+    values = list(value)
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        bad = [int(v) for v in values if not 0 <= int(v) < len(words)]
+        if bad:
+            raise ValueError(
+                f"rationale word indices {bad} are outside the text's {len(words)} words"
+            )
+        chosen = {int(v) for v in values}
+    elif all(isinstance(v, str) for v in values):
+        wanted = {rationales.normalize(v) for v in values} - {""}
+        chosen = {i for i, w in enumerate(words) if rationales.normalize(w) in wanted}
+        if not chosen:
+            raise ValueError(f"no rationale word {sorted(wanted)} occurs in the text")
+    else:
+        raise ValueError("a rationale is evidence words (text or a list) or word indices")
+    _, weights, kept = word_piece_weights(model, example, field, tokens, "mean")
+    mask = np.zeros(len(tokens), bool)
+    for row, w in zip(weights, kept):
+        if int(w) in chosen:
+            mask |= np.asarray(row) > 0
+    return mask

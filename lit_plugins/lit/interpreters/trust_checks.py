@@ -44,8 +44,6 @@ IG, conductance and LIME are one click away.
 from __future__ import annotations
 
 import dataclasses
-import re
-import string
 from collections.abc import Mapping
 
 import numpy as np
@@ -55,7 +53,7 @@ from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
 
-from lit_plugins.lit import alignment, dataset_level, specs
+from lit_plugins.lit import dataset_level, specs
 from lit_plugins.lit import salience_evaluation as evaluation
 from lit_plugins.lit import trust_evaluation as trust
 from lit_plugins.lit.interpreters import common
@@ -79,56 +77,10 @@ SUMMARY_PREFIX = "summary · "
 VERDICT = f"{SUMMARY_PREFIX}sanity check"
 SUMMARY_METRICS = trust.METRICS
 SUBSET_PROBABILITY = trust.SUBSET_PROBABILITY
-_PUNCTUATION = re.compile(
-    f"^[{re.escape(string.punctuation)}]+|[{re.escape(string.punctuation)}]+$"
-)
 
 
 def _chips(items) -> object:
     return common.labelled_chips(items, value_format=None)
-
-
-def _word(text: str) -> str:
-    return _PUNCTUATION.sub("", text.lower())
-
-
-def rationale_pieces(model, example: JsonDict, field: str, tokens, value) -> np.ndarray | None:
-    """The pieces of the evidence words named by `value` (see the module
-    docstring; a loaded rationale column's positional form "_ _ bold _" names
-    word positions, `data.rationales`) as a boolean mask over `tokens`; None when
-    there is none."""
-    from lit_plugins.data import rationales  # the loaders' stored form
-
-    if value is None or (isinstance(value, (str, list, tuple)) and len(value) == 0):
-        return None
-    text = example.get(field)
-    words = text.split() if isinstance(text, str) else []
-    if isinstance(value, str):
-        positions = rationales.marked_positions(value, words)
-        if positions == []:  # every word "_": nothing marked
-            return None
-        value = value.split() if positions is None else positions
-    values = list(value)
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        bad = [int(v) for v in values if not 0 <= int(v) < len(words)]
-        if bad:
-            raise ValueError(
-                f"rationale word indices {bad} are outside the text's {len(words)} words"
-            )
-        chosen = {int(v) for v in values}
-    elif all(isinstance(v, str) for v in values):
-        wanted = {_word(v) for v in values} - {""}
-        chosen = {i for i, w in enumerate(words) if _word(w) in wanted}
-        if not chosen:
-            raise ValueError(f"no rationale word {sorted(wanted)} occurs in the text")
-    else:
-        raise ValueError("a rationale is evidence words (text or a list) or word indices")
-    _, weights, kept = alignment.word_piece_weights(model, example, field, tokens, "mean")
-    mask = np.zeros(len(tokens), bool)
-    for row, w in zip(weights, kept):
-        if int(w) in chosen:
-            mask |= np.asarray(row) > 0
-    return mask
 
 
 def ticked(name: str) -> bool:

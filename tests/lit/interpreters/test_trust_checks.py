@@ -11,8 +11,8 @@ from lit_nlp.api import dtypes
 from lit_nlp.api import types as lit_types
 
 from lit_plugins.faithfulness import metrics as core
+from lit_plugins.lit import alignment, trust_evaluation
 from lit_plugins.lit import interpreters as ours
-from lit_plugins.lit import trust_evaluation
 from lit_plugins.lit.interpreters import trust_checks
 from tests.kit import tiny_models
 
@@ -179,17 +179,17 @@ def test_rationale_pieces_words_indices_and_errors():
     tokens = output["tokens"]
     # "awful," is two pieces (the tiny vocabulary has no comma: [UNK]).
     assert tokens == ["[CLS]", "the", "plot", "was", "awful", "[UNK]", "really", "[SEP]"]
-    by_word = trust_checks.rationale_pieces(model, example, "sentence", tokens, "Awful")
+    by_word = alignment.rationale_pieces(model, example, "sentence", tokens, "Awful")
     assert np.flatnonzero(by_word).tolist() == [4, 5]
-    by_index = trust_checks.rationale_pieces(model, example, "sentence", tokens, [3, 0])
+    by_index = alignment.rationale_pieces(model, example, "sentence", tokens, [3, 0])
     assert np.flatnonzero(by_index).tolist() == [1, 4, 5]
-    assert trust_checks.rationale_pieces(model, example, "sentence", tokens, []) is None
+    assert alignment.rationale_pieces(model, example, "sentence", tokens, []) is None
     with pytest.raises(ValueError, match=r"indices \[5\] are outside the text's 5 words"):
-        trust_checks.rationale_pieces(model, example, "sentence", tokens, [5])
+        alignment.rationale_pieces(model, example, "sentence", tokens, [5])
     with pytest.raises(ValueError, match="no rationale word"):
-        trust_checks.rationale_pieces(model, example, "sentence", tokens, ["brilliant"])
+        alignment.rationale_pieces(model, example, "sentence", tokens, ["brilliant"])
     with pytest.raises(ValueError, match="evidence words"):
-        trust_checks.rationale_pieces(model, example, "sentence", tokens, [1.5])
+        alignment.rationale_pieces(model, example, "sentence", tokens, [1.5])
 
 
 def test_a_pinned_class_is_kept():
