@@ -261,3 +261,28 @@ def test_bad_config_values_are_refused():
     ]:
         with pytest.raises(ValueError, match=match):
             checks.run(EXAMPLES[:1], model, dataset, config=config)
+
+
+class Broken(lit_components.Interpreter):
+    """A salience method that fails on every call."""
+
+    def run(self, inputs, model, dataset, model_outputs=None, config=None):
+        raise RuntimeError("boom")
+
+    def meta_spec(self):
+        return {"broken": lit_types.TokenSalience(autorun=False, signed=True)}
+
+
+def test_a_method_that_errors_is_named_and_the_others_still_run():
+    model = tiny_models.classifier("bert", labels=LABELS)
+    interps = {"Gradient Dot Input": ours.GradientDotInput(), "Broken grad": Broken()}
+    checks = trust_checks.TrustChecks(interps)
+    dataset = lit_dataset.Dataset(spec=SPEC, examples=list(EXAMPLES))
+    out = checks.run(EXAMPLES[:2], model, dataset, config={trust_checks.SENSITIVITY_KEY: 0})
+    for result in out:
+        assert result["Broken grad"].tokens == ["not checked (error: RuntimeError: boom)"]
+        assert "sanity: passes" in result["Gradient Dot Input"].tokens or (
+            "sanity: fails" in result["Gradient Dot Input"].tokens
+        )
+        verdict = " ".join(result[trust_checks.VERDICT].tokens)
+        assert "Broken grad" not in verdict and "Gradient Dot Input: " in verdict
