@@ -27,13 +27,13 @@ from lit_plugins import txray
 from lit_plugins.app import bounded_cache
 from lit_plugins.lit import fit_store
 from lit_plugins.lit.interpreters import faithfulness as faith_lib
-from lit_plugins.lit.interpreters import linear_probe, txray_shift
+from lit_plugins.lit.interpreters import linear_probe, trust_checks, txray_shift
 from lit_plugins.lit.model import HFSequenceClassifier
 from tests.kit import lit_apps, tiny_models
 
 LABELS = ["neg", "pos"]
 SPEC = {"sentence": lit_types.TextSegment(), "label": lit_types.CategoryLabel(vocab=LABELS)}
-PROBE, TXRAY, FAITH = "probe", "txray", "faithfulness"
+PROBE, TXRAY, FAITH, TRUST = "probe", "txray", "faithfulness", "trust"
 PROBE_CONFIG = {linear_probe.LAYER_KEY: "sweep"}
 TXRAY_CONFIG = {
     txray_shift.REFERENCE_KEY: "base",
@@ -41,6 +41,7 @@ TXRAY_CONFIG = {
     txray_shift.REPLICATES_KEY: 20,
 }
 FAITH_CONFIG = {faith_lib.SUMMARY_KEY: "whole dataset"}
+TRUST_CONFIG = {trust_checks.SUMMARY_KEY: "whole dataset", trust_checks.SENSITIVITY_KEY: 2}
 
 
 def _examples(n=24):
@@ -102,12 +103,15 @@ class _Process:
         self.forwards = 0  # HF forward passes of "m" (faithfulness drives it directly)
         for name, model in self.models.items():
             self._count(name, model)
-        self.models["m"].model.register_forward_pre_hook(self._forward)
+        # A function (copied as it is by deepcopy, unlike a bound method): the
+        # trust checks' randomized copies of "m" count their forwards here too.
+        self.models["m"].model.register_forward_pre_hook(lambda *_: self._forward())
         methods = {"Grad L2 Norm": gradient_maps.GradientNorm()}
         self.interpreters = {
             PROBE: linear_probe.LinearProbeInterpreter(batch_size=8),
             TXRAY: txray_shift.TXRayNeuronShift(self.models, default_reference="base"),
             FAITH: faith_lib.SalienceFaithfulness(methods, batch_size=8),
+            TRUST: trust_checks.TrustChecks(methods, batch_size=8),
             **methods,
         }
         self.app = bounded_cache.build(
@@ -137,9 +141,9 @@ class _Process:
         served = self.app._models["m"]  # what LIT hands interpreters
         return self.interpreters[interpreter].fit(served, self.app._datasets["d"], config)
 
-    def faithfulness(self, config):
+    def faithfulness(self, config, interpreter=FAITH):
         served, dataset = self.app._models["m"], self.app._datasets["d"]
-        return self.interpreters[FAITH].run(EXAMPLES[:1], served, dataset, config=config)
+        return self.interpreters[interpreter].run(EXAMPLES[:1], served, dataset, config=config)
 
 
 def _stored_fits(cache_dir) -> int:
@@ -255,6 +259,22 @@ def test_faithfulness_summary_survives_a_restart(tmp_path, checkpoints):
     assert _summary_tokens(got)[next(iter(_summary_tokens(got)))][0] == (
         f"{len(EXAMPLES)} examples in the dataset"
     )
+
+
+def test_trust_checks_summary_survives_a_restart(tmp_path, checkpoints):
+    cache = str(tmp_path / "cache")
+    want = _Process(checkpoints, cache).faithfulness(TRUST_CONFIG, TRUST)
+    assert _stored_fits(cache) == 1
+    alone = _Process(checkpoints, cache, use_store=False)
+    alone.faithfulness({trust_checks.SUMMARY_KEY: "none"}, TRUST)
+    again = _Process(checkpoints, cache)
+    got = again.faithfulness(TRUST_CONFIG, TRUST)
+    assert again.interpreters[TRUST].stored_fit_count == 1
+    # At most the selected example's own checks (its predictions may come from
+    # the store too): the dataset was not checked again.
+    assert again.forwards <= alone.forwards
+    assert _summary_tokens(got) == _summary_tokens(want)
+    assert got[0][trust_checks.VERDICT].tokens[0] == f"{len(EXAMPLES)} examples in the dataset"
 
 
 def test_a_damaged_stored_fit_is_refit_with_a_warning(tmp_path, checkpoints, caplog):

@@ -166,6 +166,13 @@ def fitting_methods(
     return chosen, notes
 
 
+def method_identities(chosen: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(name, class path) of each chosen method: a dataset-level cache key's
+    methods part, so a stored summary is not read for another method that an
+    app serves under the same name."""
+    return tuple((n, f"{type(i).__module__}.{type(i).__qualname__}") for n, i in chosen.items())
+
+
 # ------------------------------------------------------ labelled chips --
 # LIT 1.3's Salience Maps module shows a FeatureSalience entry as
 # "key: <the selected datapoint's field named key>", so keys that are not

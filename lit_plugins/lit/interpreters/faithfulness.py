@@ -310,7 +310,9 @@ class SalienceFaithfulness(dataset_level.DatasetInterpreter):
             examples = self.dataset_examples(dataset, "The whole-dataset faithfulness summary")
             raw = specs.unwrap(model)
             # The key holds `raw` itself, so its id cannot be reused while cached.
-            fit_key = dataclasses.replace(opts, methods=tuple(chosen), summary="")
+            fit_key = dataclasses.replace(
+                opts, methods=common.method_identities(chosen), summary=""
+            )
             summary = self.cached_fit(
                 (("model", raw), fit_key),
                 examples,

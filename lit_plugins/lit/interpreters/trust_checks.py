@@ -270,7 +270,7 @@ class TrustChecks(dataset_level.DatasetInterpreter):
             examples = self.dataset_examples(dataset, "The whole-dataset trust summary")
             raw = specs.unwrap(model)
             # The key holds `raw` itself, so its id cannot be reused while cached.
-            key = (("model", raw), ("trust", tuple(chosen), opts.settings))
+            key = (("model", raw), ("trust", common.method_identities(chosen), opts.settings))
             table = self.cached_fit(
                 key,
                 examples,
