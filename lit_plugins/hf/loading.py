@@ -27,8 +27,10 @@ DTYPES = {
 
 
 def model_max_length(model, tokenizer) -> int:
+    """The longest input the model and tokenizer take (512 when neither says)."""
     limits = [
         getattr(model.config, "max_position_embeddings", None),
+        getattr(model.config, "n_positions", None),
         getattr(tokenizer, "model_max_length", None),
     ]
     limits = [l for l in limits if isinstance(l, int) and 0 < l < 100_000]

@@ -27,7 +27,7 @@ import transformers
 
 from lit_plugins.attribution import baselines as baselines_lib
 from lit_plugins.attribution import integrated_gradients as ig_lib
-from lit_plugins.hf import heads, layer_hooks
+from lit_plugins.hf import heads, layer_hooks, loading
 from lit_plugins.hf import paths as hf_paths
 from lit_plugins.hf.loading import DTYPES
 from lit_plugins.hf.words import entity_spans, parse_word
@@ -116,7 +116,7 @@ class HFTokenTagger:
         self.text_field = text_field
         self.tags_field = tags_field
         self.batch_size = int(batch_size)
-        self.max_length = int(min(max_length, _model_max_length(model, tokenizer)))
+        self.max_length = int(min(max_length, loading.model_max_length(model, tokenizer)))
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         if DTYPES[dtype] is not None:
@@ -480,15 +480,3 @@ def _word_tokenizer(path: str):
             path, trust_remote_code=False, add_prefix_space=True
         )
     return tokenizer
-
-
-def _model_max_length(model, tokenizer) -> int:
-    limits = [
-        getattr(model.config, "max_position_embeddings", None),
-        getattr(model.config, "n_positions", None),
-        getattr(tokenizer, "model_max_length", None),
-    ]
-    limits = [l for l in limits if isinstance(l, int) and 0 < l < 100_000]
-    if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-        limits = [l - 2 if l == model.config.max_position_embeddings else l for l in limits]
-    return min(limits) if limits else 512
