@@ -5,7 +5,7 @@ run through it in batches) vs the straightforward loop (one example, one
 method, one randomization at a time: a fresh copy randomized from the top
 down to the step, the method on that one example).
 
-  .venv/bin/python -m tests.benchmarks.bench_trust_checks [--examples 16] [--threads 0] \
+  .venv/bin/python -m tests.benchmarks.bench_trust_checks [--examples 8] [--threads 0] \
       [--methods "Grad L2 Norm,Grad ⋅ Input"] [--full]
 
 Both sides compute the same Spearman ρ of every (example, method, step) with
@@ -65,7 +65,7 @@ def straightforward_loop(model, inputs, methods, seed: int) -> dict[str, np.ndar
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--examples", type=int, default=16)
+    ap.add_argument("--examples", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
