@@ -35,6 +35,10 @@ COMMANDS = {
         "lit_plugins.cli.faithfulness_report",
         "faithfulness of every salience method: tables (CSV, Markdown) and curve plots",
     ),
+    "trust-report": (
+        "lit_plugins.cli.trust_report",
+        "trust checks of every salience method (randomization, robustness, plausibility)",
+    ),
     "txray-report": (
         "lit_plugins.cli.txray_report",
         "TX-Ray plots and tables from two saved aggregations (or a synthetic demo)",

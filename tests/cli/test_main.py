@@ -27,7 +27,7 @@ def test_help_lists_every_command_and_exits_0(argv):
     proc = _run(*argv)
     assert proc.returncode == 0, proc.stderr
     listed = [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ")]
-    assert listed == ["probe", "txray", "attribute", "faithfulness", "txray-report"]
+    assert listed == ["probe", "txray", "attribute", "faithfulness", "trust-report", "txray-report"]
 
 
 @pytest.mark.parametrize(
@@ -37,6 +37,7 @@ def test_help_lists_every_command_and_exits_0(argv):
         ("txray", "--replicates"),
         ("attribute", "--ig_steps"),
         ("faithfulness", "--salience_methods"),
+        ("trust-report", "--sanity_threshold"),
         ("txray-report", "--reference_file"),
     ],
 )
