@@ -38,7 +38,6 @@ Writes to --output_dir (`write_report`):
 from __future__ import annotations
 
 import os
-import platform
 import shlex
 import sys
 import time
@@ -135,6 +134,11 @@ def has_rationales(result: trust.TrustResult) -> bool:
     return any(r is not None for scores in result.plausibility.values() for r in scores)
 
 
+def _md(value) -> str:
+    """A Markdown table cell: a '|' in it (the "|ρ|" label) escaped."""
+    return str(value).replace("|", "\\|")
+
+
 def _cell(stats: pd.Series) -> str:
     if not stats["n"]:
         return "n/a"
@@ -178,10 +182,10 @@ def markdown(
         f"passes when, with every parameter randomized, mean ρ and mean |ρ| are both below "
         f"{s.threshold:g} (Adebayo et al. 2018; the random map keeps ρ = 1 and fails).",
         "",
-        "| " + " | ".join(table.columns) + " |",
+        "| " + " | ".join(_md(c) for c in table.columns) + " |",
         "|" + "---|" * len(table.columns),
     ]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(False)]
+    lines += ["| " + " | ".join(_md(v) for v in row) + " |" for row in table.itertuples(False)]
     lines.append("")
     n_rationales = sum(not note for note in result.rationale_notes)
     if has_rationales(result):
@@ -218,7 +222,7 @@ def markdown(
 def _machine() -> str:
     import torch
 
-    return f"{platform.processor() or platform.machine()}, torch {torch.get_num_threads()} threads"
+    return f"{os.cpu_count()} logical CPUs, torch {torch.get_num_threads()} thread(s)"
 
 
 # ------------------------------------------------------------------ plots --
@@ -231,8 +235,38 @@ def _new_fig(w, h):
     return fig
 
 
-def _method_style(method: str) -> dict:
-    return RANDOM_STYLE if method == trust.RANDOM else dict(marker="o", markersize=3)
+MARKERS = "osD^vP*X"
+
+
+def _colors(methods: Sequence[str]) -> dict[str, object]:
+    """One colour per method, the same in every plot; random black."""
+    import matplotlib
+
+    cycle = matplotlib.colormaps["tab10"].colors
+    others = [m for m in methods if m != trust.RANDOM]
+    return {**{m: cycle[i % len(cycle)] for i, m in enumerate(others)}, trust.RANDOM: "black"}
+
+
+def _line_styles(methods: Sequence[str]) -> dict[str, dict]:
+    """Random dashed; each method its own colour and marker, and ours dotted
+    and thinner, so a line that coincides with LIT's (the gradient maps are the
+    same numbers) still shows under it."""
+    colors = _colors(methods)
+    styles = {}
+    for i, m in enumerate(methods):
+        if m == trust.RANDOM:
+            styles[m] = RANDOM_STYLE
+            continue
+        ours = m.startswith("lit-plugins:")
+        styles[m] = dict(
+            color=colors[m],
+            marker=MARKERS[i % len(MARKERS)],
+            markersize=4 if ours else 6,
+            linestyle=":" if ours else "-",
+            linewidth=1.2 if ours else 2.0,
+            markerfacecolor="none" if ours else colors[m],
+        )
+    return styles
 
 
 def plot_randomization(
@@ -245,13 +279,14 @@ def plot_randomization(
     curves = result.curves(independent=independent)
     steps = ([] if independent else ["original"]) + list(result.steps)
     x = np.arange(len(steps))
-    fig = _new_fig(12, 5)
+    fig = _new_fig(13, 5)
+    styles = _line_styles(result.methods)
     panels = (("rho_abs", "mean Spearman ρ of |scores|"), ("rho", "mean Spearman ρ of scores"))
     for k, (column, label) in enumerate(panels):
         ax = fig.add_subplot(1, 2, k + 1)
         for method in result.methods:
             part = curves[curves.method == method].set_index("step").reindex(steps)
-            ax.plot(x, part[column].to_numpy(float), label=method, **_method_style(method))
+            ax.plot(x, part[column].to_numpy(float), label=method, **styles[method])
         ax.axhline(result.settings.threshold, color="grey", linestyle=":", linewidth=1)
         ax.set_xticks(x)
         ax.set_xticklabels(steps, rotation=40, ha="right", fontsize=8)
@@ -260,8 +295,6 @@ def plot_randomization(
         ax.set_xlabel("randomized alone" if independent else "randomized from the top (cumulative)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        if k == 0:
-            ax.legend(fontsize=7, loc="lower left")
     kind = "independent" if independent else "cascading"
     fig.suptitle(
         (f"{title}\n" if title else "")
@@ -269,7 +302,9 @@ def plot_randomization(
         f"{result.settings.threshold:g}",
         fontsize=10,
     )
-    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.8, 0.5), fontsize=8)
     fig.savefig(path)
 
 
@@ -287,10 +322,13 @@ def plot_sensitivity(result: trust.TrustResult, path: Path, title: str = "") -> 
     ax = fig.add_subplot(111)
     data = [values[m][np.isfinite(values[m])] for m in shown]
     positions = np.arange(1, len(shown) + 1)
-    ax.boxplot(data, positions=positions, widths=0.55, showfliers=False)
+    ax.boxplot(
+        data, positions=positions, widths=0.55, showfliers=False, medianprops=dict(color="black")
+    )
     jitter = np.random.default_rng(0)
-    for pos, v in zip(positions, data):
-        ax.scatter(pos + jitter.uniform(-0.18, 0.18, v.size), v, s=9, alpha=0.45)
+    colors = _colors(result.methods)
+    for pos, v, m in zip(positions, data, shown):
+        ax.scatter(pos + jitter.uniform(-0.18, 0.18, v.size), v, s=10, alpha=0.5, color=colors[m])
     ax.set_xticks(positions)
     ax.set_xticklabels([_short(m) for m in shown], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("max-sensitivity  max ||s - s'|| / ||s||  (lower is steadier)")
@@ -434,8 +472,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         check_flags(argv)
         settings = settings_from_flags()
-        _, model = corpus.one_model(distributed.Comm())  # a world of one
-        dataset = corpus.dataset_of(model)
+        model_name, model = corpus.one_model(distributed.Comm())  # a world of one
+        ((data_name, dataset),) = model_data.load_dataset({model_name: model}).items()
         start = time.time()
         result = trust.evaluate(
             model,
@@ -449,7 +487,9 @@ def main(argv: Sequence[str]) -> int:
     except ValueError as e:
         print(f"lit_plugins {COMMAND}: error: {e}", file=sys.stderr, flush=True)
         return 2
-    title = cli_flags.TITLE.value or f"Trust checks: {model.description()}"
+    title = cli_flags.TITLE.value or (
+        f"Trust checks: {model_name} on {data_name}, {result.num_examples} examples"
+    )
     paths = write_report(
         result, cli_flags.OUTPUT_DIR.value, title, command_line(FLAGS_USED), wall_s
     )
