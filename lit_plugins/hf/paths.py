@@ -104,8 +104,14 @@ def _setup(clf, model, inputs, baseline, keep_special_tokens, targets, hidden_st
     else:
         given = [None if targets is None else targets[i] for i in range(len(inputs))]
         argmax = out_x.logits.argmax(-1).tolist()
+        # The class to explain: the one asked for, else the example's own
+        # `grad_class` (as the wrapper's gradients and LIT's IG read it), else
+        # the predicted class.
+        own = batch["targets"]
         target_idx = [
-            argmax[i] if t in (None, "") else clf._target_index({"grad_class": t})
+            clf._target_index({"grad_class": t})
+            if t not in (None, "")
+            else (argmax[i] if own[i] is None else int(own[i]))
             for i, t in enumerate(given)
         ]
     return _Setup(batch, other, positions, tokens, x_word, b_word, target_idx, out_x)

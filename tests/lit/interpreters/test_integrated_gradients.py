@@ -92,6 +92,32 @@ def test_fast_path_equals_lit_predict_path(tiny_classifier):
             np.testing.assert_allclose(ca[1:], cb[1:], rtol=1e-3, atol=1e-6)
 
 
+def test_an_examples_own_grad_class_is_explained(tiny_classifier):
+    """An input pinned with `grad_class` (as Trust Checks pins the randomized
+    models' inputs) is explained for that class, on the fast path as on the
+    generic LIT path, and as when the class is asked for in the config."""
+    examples = [{"sentence": t} for t in TEXTS]
+    predicted = [o["grad_class"] for o in tiny_classifier.predict(examples)]
+    labels = list(tiny_classifier.labels)
+    other = [labels[1 - labels.index(p)] for p in predicted]
+    pinned = [{**ex, "grad_class": c} for ex, c in zip(examples, other)]
+    ig = interpreters.IntegratedGradients()
+    fast = ig.run(pinned, tiny_classifier, None)
+    slow = ig.run(pinned, fake_models.LitApiOnly(tiny_classifier), None)
+    asked = [
+        ig.run([ex], tiny_classifier, None, config={"Class to explain": c})[0]
+        for ex, c in zip(examples, other)
+    ]
+    unpinned = ig.run(examples, tiny_classifier, None)
+    for f, s, a, u in zip(fast, slow, asked, unpinned):
+        np.testing.assert_allclose(f["token_grads"].salience, s["token_grads"].salience, atol=2e-5)
+        np.testing.assert_allclose(f["token_grads"].salience, a["token_grads"].salience, atol=1e-6)
+        # Two classes: p(other) = 1 − p(predicted), so the map is the other's
+        # negated, up to float32 rounding of the two softmax outputs (~3e-5 here).
+        np.testing.assert_allclose(f["token_grads"].salience, -u["token_grads"].salience, atol=1e-4)
+        assert not np.allclose(f["token_grads"].salience, u["token_grads"].salience, atol=1e-2)
+
+
 def test_layer_attribution_is_complete(tiny_classifier):
     examples = [{"sentence": t} for t in TEXTS]
     ig = interpreters.IntegratedGradients()
