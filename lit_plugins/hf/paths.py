@@ -104,9 +104,8 @@ def _setup(clf, model, inputs, baseline, keep_special_tokens, targets, hidden_st
     else:
         given = [None if targets is None else targets[i] for i in range(len(inputs))]
         argmax = out_x.logits.argmax(-1).tolist()
-        # The class to explain: the one asked for, else the example's own
-        # `grad_class` (as the wrapper's gradients and LIT's IG read it), else
-        # the predicted class.
+        # The class asked for, else the example's own `grad_class` (as the
+        # wrapper's gradients and LIT's IG read it), else the predicted class.
         own = batch["targets"]
         target_idx = [
             clf._target_index({"grad_class": t})
