@@ -64,6 +64,7 @@ DEFAULT_HEAVY_CACHE_MB = 512
 DEFAULT_STORE_MB = 4096
 STORE_FILE = "served-outputs.sqlite"
 PROGRESS_MIN_EXAMPLES = 256  # fewer print no progress bar
+STORE_WRITE_ROWS = 1000  # rows per store transaction when a whole dataset is written
 # Fields that need a backward pass or hold one vector per token (or per token
 # pair): kept only for recently explained examples.
 HEAVY_TYPES = (
@@ -209,9 +210,10 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
     def _write_store(self, keys: list[tuple | None], lights: list[JsonDict]) -> None:
         if self._store_key is None:
             return
-        rows = {k[1]: light for k, light in zip(keys, lights) if k is not None}
-        if rows:
-            self._store.put_many(self._store_key, rows)
+        rows = [(k[1], light) for k, light in zip(keys, lights) if k is not None]
+        # In chunks: the encoded rows of a whole dataset are not held at once.
+        for start in range(0, len(rows), STORE_WRITE_ROWS):
+            self._store.put_many(self._store_key, dict(rows[start : start + STORE_WRITE_ROWS]))
 
     def _keep_light(self, key: tuple | None, output: JsonDict) -> JsonDict:
         light = {k: v for k, v in output.items() if k in self._light_keys}
@@ -241,10 +243,12 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
         )
         order = sorted(range(len(inputs)), key=lambda i: -_text_length(inputs[i]))
         kw = {"gradients": False} if specs.hf_classifier(self.wrapped) is not None else {}
-        outputs = list(self.wrapped.predict(progress([inputs[i] for i in order]), **kw))
+        outputs = self.wrapped.predict(progress([inputs[i] for i in order]), **kw)
         result: list[JsonDict] = [{}] * len(inputs)
+        # Each output cut to its light fields as its batch arrives: the whole
+        # dataset's token embeddings (~50 KB an example for MiniLM) never exist at once.
         for i, out in zip(order, outputs):
-            result[i] = out
+            result[i] = {k: v for k, v in out.items() if k in self._light_keys}
         return result
 
 

@@ -9,8 +9,10 @@ never read old rows.
 
 Safety and robustness:
 
-* values are stored as JSON (plain values) and `.npz` (arrays) and read back
-  with ``allow_pickle=False``: a foreign file cannot run code;
+* values are stored as JSON (plain values, and each array's dtype, shape and
+  offset) and the arrays' raw bytes, read back with `numpy.frombuffer`: no
+  pickle, so a foreign file cannot run code, and a row decodes in ~20 µs (an
+  ``.npz`` per row took 650 µs: 65 s of a restart on 100,000 examples);
 * a file that is not SQLite, or not ours, or fails SQLite's quick check is
   moved aside (``<name>.unreadable-<time>``) with a warning and a new store is
   started: the server never fails on it;
@@ -22,7 +24,6 @@ Safety and robustness:
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sqlite3
@@ -35,7 +36,7 @@ import numpy as np
 from absl import logging
 
 APP_ID = "lit-plugins output store"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: raw array bytes (1: one .npz per row)
 _ARRAY = "__array__"
 
 
@@ -44,16 +45,20 @@ class StoreError(ValueError):
 
 
 def encode(output: Mapping[str, Any]) -> tuple[str, bytes] | None:
-    """(JSON of the plain values, .npz of the arrays), or None if a value is
-    neither an array nor JSON-serialisable (such an output is not stored)."""
+    """(JSON of the plain values and of each array's dtype, shape and offset,
+    the arrays' bytes one after the other), or None if a value is neither an
+    array nor JSON-serialisable (such an output is not stored)."""
     plain: dict[str, Any] = {}
-    arrays: dict[str, np.ndarray] = {}
+    parts: list[bytes] = []
+    offset = 0
     for key, value in output.items():
         if isinstance(value, np.ndarray):
             if value.dtype.hasobject:
                 return None
-            arrays[key] = value
-            plain[key] = _ARRAY
+            data = np.ascontiguousarray(value).tobytes()
+            plain[key] = {_ARRAY: [value.dtype.str, list(value.shape), offset]}
+            parts.append(data)
+            offset += len(data)
         elif isinstance(value, np.generic):
             plain[key] = value.item()
         else:
@@ -62,16 +67,31 @@ def encode(output: Mapping[str, Any]) -> tuple[str, bytes] | None:
         text = json.dumps(plain, allow_nan=True)
     except (TypeError, ValueError):
         return None
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return text, buffer.getvalue()
+    return text, b"".join(parts)
+
+
+def _array(spec, blob: bytes) -> np.ndarray:
+    dtype_text, shape, offset = spec
+    dtype = np.dtype(str(dtype_text))
+    if dtype.hasobject:
+        raise ValueError("a stored array of Python objects")
+    shape = tuple(int(n) for n in shape)
+    count = int(np.prod(shape, dtype=np.int64))
+    if not 0 <= int(offset) <= len(blob) - count * dtype.itemsize:
+        raise ValueError("a stored array outside its row's bytes")
+    # A copy: writable, aligned, and not holding the whole row's bytes.
+    return np.frombuffer(blob, dtype, count, int(offset)).reshape(shape).copy()
 
 
 def decode(text: str, blob: bytes) -> dict[str, Any]:
-    """The output `encode` stored (arrays read without pickle)."""
+    """The output `encode` stored (ValueError for a row that does not read back)."""
     plain = json.loads(text)
-    with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
-        return {k: (arrays[k] if v == _ARRAY else v) for k, v in plain.items()}
+    if not isinstance(plain, dict):
+        raise ValueError("a stored output that is not a JSON object")
+    return {
+        k: _array(v[_ARRAY], blob) if isinstance(v, dict) and _ARRAY in v else v
+        for k, v in plain.items()
+    }
 
 
 class OutputStore:

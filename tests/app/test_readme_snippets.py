@@ -205,6 +205,7 @@ def _assert_refuses_foreign_host(port):
     )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
+    refused.value.close()  # the single-threaded server's connection, released now
     assert refused.value.code == 400
 
 

@@ -21,7 +21,7 @@ from tests.kit.threads import call_in_threads
 
 # ------------------------------------------------------------------ codecs
 def _round_trip(value):
-    """Through the codec and the store's own JSON + npz encoding, as on disk."""
+    """Through the codec and the store's own JSON + raw-bytes encoding, as on disk."""
     from lit_plugins.util import store as store_lib
 
     encoded = fit_codecs.encode_fit(value)
@@ -282,7 +282,7 @@ def _damage(path, sql):
 @pytest.mark.parametrize(
     "sql, message",
     [
-        # The arrays are not an .npz: the store drops the row itself.
+        # The arrays are not the bytes the JSON describes: the store drops the row itself.
         ("UPDATE outputs SET arrays = x'00ff00'", "unreadable stored output"),
         # The JSON is fine, the codec cannot read it (a column missing).
         (
@@ -292,7 +292,7 @@ def _damage(path, sql):
         # Another key's value under this key's digest.
         ("UPDATE outputs SET plain = replace(plain, 'kkkk', 'kkkq')", "unreadable stored fit"),
     ],
-    ids=["npz", "codec", "key"],
+    ids=["arrays", "codec", "key"],
 )
 def test_a_damaged_row_is_dropped_recomputed_and_stored_again(tmp_path, caplog, sql, message):
     parts = (("model", _Model("a")), _Settings(1, ()))

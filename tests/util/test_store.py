@@ -49,6 +49,32 @@ def test_round_trip_keyed_by_model_and_example(tmp_path):
     assert reopened.stats()["rows"] == 5
 
 
+def test_arrays_of_every_kind_read_back_exactly():
+    """Dtype, shape (0-d, empty, 3-d, Fortran order) and bytes survive the raw layout."""
+    arrays = {
+        "f16": np.array([1.5, -2.25], np.float16),
+        "f64": np.array(np.pi),
+        "i64": np.arange(24, dtype=np.int64).reshape(2, 3, 4),
+        "fortran": np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3)),
+        "empty": np.zeros((0, 5), np.float32),
+        "flags": np.array([True, False]),
+        "big_endian": np.array([1, 2], dtype=">i4"),
+    }
+    back = store_lib.decode(*store_lib.encode({**arrays, "note": "x"}))
+    assert back["note"] == "x"
+    _assert_same(arrays, {k: v for k, v in back.items() if k != "note"})
+    assert all(back[k].flags.writeable for k in arrays)
+
+
+def test_a_row_whose_bytes_do_not_match_is_refused():
+    text, blob = store_lib.encode(_output(0))
+    for damaged in (blob[:-4], b""):
+        with pytest.raises(ValueError, match="outside its row's bytes"):
+            store_lib.decode(text, damaged)
+    with pytest.raises(ValueError, match="objects"):
+        store_lib.decode('{"x": {"__array__": ["|O", [1], 0]}}', b"\0" * 8)
+
+
 def test_values_it_cannot_store_safely_are_skipped(tmp_path):
     store = store_lib.OutputStore(str(tmp_path / "s.sqlite"))
     odd = {"x": np.array([object()], dtype=object)}
