@@ -9,6 +9,7 @@ both exit 0.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -105,4 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> None:
     """Console-script entry point (``lit-plugins <command> ...``)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    sys.exit(main())
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A rank of a launched world has left its process group and closed its
+        # outputs by now. Interpreter finalization can still abort it: gloo's
+        # worker threads are destroyed while joinable ("terminate called without
+        # an active exception", SIGABRT; pytorch/pytorch#179291), which turns a
+        # finished run into a failed one. Flush and leave without finalization.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
