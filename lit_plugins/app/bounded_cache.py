@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import sys
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -53,10 +54,11 @@ from lit_nlp.lib import caching
 from lit_nlp.lib import serialize as lit_serialize
 from lit_nlp.lib import utils as lit_utils
 
+from lit_plugins.app.light_outputs import STORE_WRITE_ROWS, LightOutputs, light_fields
 from lit_plugins.hf import finetune
 from lit_plugins.lit import dataset_level, methods, specs
 from lit_plugins.lit.fit_store import FitStore
-from lit_plugins.util.lru import ByteLRU, nbytes
+from lit_plugins.util.lru import ByteLRU
 from lit_plugins.util.store import SCHEMA_VERSION, OutputStore
 
 JsonDict = dict[str, Any]
@@ -64,38 +66,23 @@ DEFAULT_HEAVY_CACHE_MB = 512
 DEFAULT_STORE_MB = 4096
 STORE_FILE = "served-outputs.sqlite"
 PROGRESS_MIN_EXAMPLES = 256  # fewer print no progress bar
-STORE_WRITE_ROWS = 1000  # rows per store transaction when a whole dataset is written
-# Fields that need a backward pass or hold one vector per token (or per token
-# pair): kept only for recently explained examples.
-HEAVY_TYPES = (
-    lit_types.TokenEmbeddings,
-    lit_types.TokenGradients,
-    lit_types.Gradients,
-    lit_types.AttentionHeads,
-    lit_types.ImageGradients,
-)
-
-
 # Set while the app serves a request that reads predictions only (metrics, the
-# embeddings projector): predict calls without `fields` return light outputs.
+# embeddings projector): predict calls without `fields` return the resident
+# light fields and the ones named (`LightOutputs`).
 _light_request = threading.local()
 
 
 @contextlib.contextmanager
-def predictions_only():
+def predictions_only(fields: Collection[str] = ()):
     """Within this block, this thread's `predict` calls without `fields` compute
-    and return the light fields only."""
-    before = getattr(_light_request, "on", False)
-    _light_request.on = True
+    and return light fields only: the resident ones (predictions, labels,
+    tokens) and the light `fields` named (e.g. the projector's embedding)."""
+    before = getattr(_light_request, "fields", None)
+    _light_request.fields = frozenset(fields)
     try:
         yield
     finally:
-        _light_request.on = before
-
-
-def light_fields(output_spec: lit_types.Spec) -> frozenset[str]:
-    """The output fields kept for every example: all but `HEAVY_TYPES`."""
-    return frozenset(k for k, v in output_spec.items() if not isinstance(v, HEAVY_TYPES))
+        _light_request.fields = before
 
 
 class BoundedCachingModelWrapper(lit_model.ModelWrapper):
@@ -115,11 +102,8 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
     ):
         super().__init__(model)
         self._name = name
-        self._store = store
         self._store_key = model_key(model) if store is not None else None
-        self.store_hits = 0  # light outputs read from the store
-        self._light_keys = light_fields(model.output_spec())
-        self._light: dict[tuple, JsonDict] = {}
+        self._light = LightOutputs(model.output_spec(), store, self._store_key)
         self._heavy = ByteLRU(int(heavy_cache_mb * 2**20))
         self._lock = threading.RLock()
         self.model_calls = 0  # predict calls on the wrapped model (for tests and logs)
@@ -130,7 +114,18 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
 
     @property
     def light_keys(self) -> frozenset[str]:
-        return self._light_keys
+        return self._light.light_keys
+
+    @property
+    def resident_keys(self) -> frozenset[str]:
+        """The light fields held in memory for every example (all of them
+        without a store; with one, the pooled embeddings are read from disk)."""
+        return self._light.resident_keys
+
+    @property
+    def store_hits(self) -> int:
+        """Light outputs read from the store."""
+        return self._light.store_hits
 
     @property
     def store_key(self) -> str | None:
@@ -142,7 +137,7 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
         with self._lock:
             return {
                 "examples": len(self._light),
-                "light_bytes": sum(nbytes(v) for v in self._light.values()),
+                "light_bytes": self._light.resident_bytes(),
                 "heavy_examples": len(self._heavy),
                 "heavy_bytes": self._heavy.bytes,
             }
@@ -159,20 +154,21 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
         inputs = list(inputs)
         progress = progress_indicator or self._console_progress
         keys = [self.key_fn(ex) for ex in inputs]
-        if fields is None and getattr(_light_request, "on", False):
-            fields = self._light_keys
-        light_only = fields is not None and set(fields) <= self._light_keys
+        if fields is None and getattr(_light_request, "fields", None) is not None:
+            fields = self._light.resident_keys | _light_request.fields
+        light_only = fields is not None and set(fields) <= self.light_keys
         with self._lock:
-            lights = [self._light.get(k) if k is not None else None for k in keys]
-            self._read_store(keys, lights)
             if light_only:
+                lights = self._light.get(keys, fields)
                 missing = [i for i, light in enumerate(lights) if light is None]
                 if missing:
-                    computed = self._predict_light([inputs[i] for i in missing], progress)
-                    for i, out in zip(missing, computed):
-                        lights[i] = self._keep_light(keys[i], out)
-                    self._write_store([keys[i] for i in missing], [lights[i] for i in missing])
+                    wanted = self.resident_keys | set(fields)
+                    for i, light in self._predict_light(inputs, keys, missing, progress):
+                        lights[i] = {k: v for k, v in light.items() if k in wanted}
                 return [dict(light) for light in lights]
+            # The heavy part is everything not resident (with a store, the pooled
+            # embeddings too): computed with the token-level fields, kept in the LRU.
+            lights = self._light.get(keys, self.resident_keys)
             heavies = [self._heavy.get(k) if k is not None else None for k in keys]
             missing = [i for i in range(len(inputs)) if lights[i] is None or heavies[i] is None]
             if missing:
@@ -183,43 +179,20 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
                         f"Model {self._name!r} returned {len(computed)} outputs "
                         f"for {len(missing)} inputs."
                     )
-                new_light = [i for i in missing if lights[i] is None]
+                new = [(i, out) for i, out in zip(missing, computed) if lights[i] is None]
+                kept = self._light.put([keys[i] for i, _ in new], [out for _, out in new])
+                for (i, _), light in zip(new, kept):
+                    lights[i] = light
                 for i, out in zip(missing, computed):
-                    heavy = {k: v for k, v in out.items() if k not in self._light_keys}
+                    heavy = {k: v for k, v in out.items() if k not in self.resident_keys}
                     if keys[i] is not None:
                         self._heavy.put(keys[i], heavy)
-                    # A light part kept earlier stays what the data table shows.
-                    lights[i] = lights[i] or self._keep_light(keys[i], out)
                     heavies[i] = heavy
-                self._write_store([keys[i] for i in new_light], [lights[i] for i in new_light])
-            return [{**light, **heavy} for light, heavy in zip(lights, heavies)]
-
-    def _read_store(self, keys: list[tuple | None], lights: list[JsonDict | None]) -> None:
-        """Fills `lights` (and memory) from the store where memory has nothing."""
-        if self._store_key is None:
-            return
-        wanted = [k[1] for k, light in zip(keys, lights) if k is not None and light is None]
-        if not wanted:
-            return
-        found = self._store.get_many(self._store_key, wanted)
-        self.store_hits += len(found)
-        for i, key in enumerate(keys):
-            if lights[i] is None and key is not None and key[1] in found:
-                lights[i] = self._light[key] = found[key[1]]
-
-    def _write_store(self, keys: list[tuple | None], lights: list[JsonDict]) -> None:
-        if self._store_key is None:
-            return
-        rows = [(k[1], light) for k, light in zip(keys, lights) if k is not None]
-        # In chunks: the encoded rows of a whole dataset are not held at once.
-        for start in range(0, len(rows), STORE_WRITE_ROWS):
-            self._store.put_many(self._store_key, dict(rows[start : start + STORE_WRITE_ROWS]))
-
-    def _keep_light(self, key: tuple | None, output: JsonDict) -> JsonDict:
-        light = {k: v for k, v in output.items() if k in self._light_keys}
-        if key is not None:
-            self._light[key] = light
-        return light
+            # A light part kept earlier stays what the data table shows.
+            return [
+                {**heavy, **{k: v for k, v in light.items() if k in self.resident_keys}}
+                for light, heavy in zip(lights, heavies)
+            ]
 
     def _console_progress(self, examples: list[JsonDict]) -> Iterable[JsonDict]:
         """Examples/s and time left in the server's console for whole-dataset work
@@ -233,23 +206,33 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
             disable=len(examples) < PROGRESS_MIN_EXAMPLES,
         )
 
-    def _predict_light(self, inputs: list[JsonDict], progress) -> list[JsonDict]:
-        """Forward passes without gradients over `inputs`, longest texts first so
-        each batch holds similar lengths (little padding); outputs in input order."""
+    def _predict_light(
+        self, inputs: list[JsonDict], keys: list, todo: list[int], progress
+    ) -> Iterator[tuple[int, JsonDict]]:
+        """(index, light output) for each of `todo`, kept as it comes: forward
+        passes without gradients, longest texts first so each batch holds similar
+        lengths (little padding)."""
         self.model_calls += 1
         self.light_calls += 1
-        logging.info(
-            "%s: %d predictions without gradients (light fields).", self._name, len(inputs)
-        )
-        order = sorted(range(len(inputs)), key=lambda i: -_text_length(inputs[i]))
+        logging.info("%s: %d predictions without gradients (light fields).", self._name, len(todo))
+        order = sorted(todo, key=lambda i: -_text_length(inputs[i]))
         kw = {"gradients": False} if specs.hf_classifier(self.wrapped) is not None else {}
-        outputs = self.wrapped.predict(progress([inputs[i] for i in order]), **kw)
-        result: list[JsonDict] = [{}] * len(inputs)
-        # Each output cut to its light fields as its batch arrives: the whole
-        # dataset's token embeddings (~50 KB an example for MiniLM) never exist at once.
-        for i, out in zip(order, outputs):
-            result[i] = {k: v for k, v in out.items() if k in self._light_keys}
-        return result
+        outputs = iter(self.wrapped.predict(progress([inputs[i] for i in order]), **kw))
+        # Kept (and written to the store) STORE_WRITE_ROWS at a time, each output
+        # cut to its light fields as its batch arrives: neither the dataset's token
+        # embeddings (~50 KB an example for MiniLM) nor all its pooled embeddings
+        # (~12 KB) exist at once.
+        for start in range(0, len(order), STORE_WRITE_ROWS):
+            chunk = order[start : start + STORE_WRITE_ROWS]
+            lights = [
+                {k: v for k, v in out.items() if k in self.light_keys}
+                for out in itertools.islice(outputs, len(chunk))
+            ]
+            if len(lights) != len(chunk):
+                raise ValueError(
+                    f"Model {self._name!r} returned {len(lights)} outputs for {len(chunk)} inputs."
+                )
+            yield from zip(chunk, self._light.put([keys[i] for i in chunk], lights))
 
 
 def _text_length(example: JsonDict) -> int:
@@ -369,9 +352,14 @@ class BoundedLitApp(lit_app.LitApp):
             return super()._get_metrics(*args, **kw)
 
     def _get_interpretations(self, data, model=None, dataset_name=None, interpreter=None, **kw):
-        # The embeddings projector reads pooled embeddings (light) of every example.
+        # The embeddings projector reads one pooled embedding (light) of every example.
         light = isinstance(self._interpreters.get(interpreter), projection.ProjectionManager)
-        with predictions_only() if light else contextlib.nullcontext():
+        projected = (data.get("config") or {}).get("field_name")
+        with (
+            predictions_only([projected] if projected else ())
+            if light
+            else contextlib.nullcontext()
+        ):
             key = self._stored_interpretation_key(data, model, interpreter)
             if key is None:
                 return super()._get_interpretations(data, model, dataset_name, interpreter, **kw)

@@ -12,7 +12,7 @@ import transformers
 from lit_nlp import app as lit_app
 from lit_nlp.api import dataset as lit_dataset
 from lit_nlp.api import types as lit_types
-from lit_nlp.components import gradient_maps
+from lit_nlp.components import gradient_maps, projection
 from lit_nlp.lib import caching
 
 from lit_plugins.app import bounded_cache
@@ -246,6 +246,58 @@ def test_app_build_with_and_without_the_store(tmp_path, classifier, examples):
     assert off.store is None and off._models["m"]._store_key is None
 
 
+def test_with_a_store_pooled_embeddings_are_read_from_disk(tmp_path, examples):
+    clf = tiny_models.classifier("bert", labels=sentiment_data.LABELS, batch_size=4)
+    store = OutputStore(str(tmp_path / "outputs.sqlite"))
+    wrapper = bounded_cache.BoundedCachingModelWrapper(clf, "m", 64, store)
+    assert "cls_emb" in wrapper.light_keys and "cls_emb" not in wrapper.resident_keys
+    assert {"probas", "grad_class", "tokens"} <= wrapper.resident_keys
+    wrapper.predict(examples, fields={"probas"})
+    fields = {"cls_emb", "layer_1/avg_emb"}
+    got = wrapper.predict(examples, fields=fields)
+    assert wrapper.model_calls == 1 and wrapper.store_hits == len(examples)
+    want = list(clf.predict(examples))
+    for g, w in zip(got, want):
+        _assert_outputs_close(g, w, [*fields, "probas", "tokens"])
+    # Rows the store dropped (its size cap) are computed again, those only.
+    store.delete(wrapper.store_key, [ex["_id"] for ex in examples[:2]])
+    again = wrapper.predict(examples, fields=fields)
+    assert wrapper.light_calls == 2 and wrapper.memory()["examples"] == len(examples)
+    for g, w in zip(again[:2], want[:2]):
+        _assert_outputs_close(g, w, fields)
+    # Complete outputs carry the embeddings with the token-level fields.
+    (full,) = wrapper.predict(examples[:1])
+    assert set(full) == set(want[0])
+    _assert_outputs_close(full, want[0], want[0])
+
+
+def test_with_a_store_the_projector_equals_lits_own_app(tmp_path, classifier, examples):
+    from lit_nlp.components import pca
+
+    kw = dict(
+        interpreters={"pca": projection.ProjectionManager(pca.PCAModel)},
+        metrics={},
+        client_root=lit_apps.CLIENT_ROOT,
+    )
+    datasets = {"d": sentiment_data.indexed_dataset()}
+    ours = bounded_cache.build({"m": classifier}, datasets, cache_dir=str(tmp_path), **kw)
+    theirs = lit_app.LitApp({"m": classifier}, datasets, **kw)
+    ours._get_preds(_inputs(examples), model="m", requested_types="MulticlassPreds")
+    request = {
+        **_inputs(examples),
+        "config": {"field_name": "layer_2/avg_emb", "proj_kw": {"n_components": 3}},
+    }
+    args = dict(model="m", dataset_name="d", interpreter="pca")
+    got = ours._get_interpretations(request, **args)
+    want = theirs._get_interpretations(request, **args)
+    wrapper = ours._models["m"]
+    assert wrapper.light_calls == 1 and wrapper.memory()["heavy_examples"] == 0
+    # PCA's axes are defined up to sign.
+    np.testing.assert_allclose(
+        np.abs([g["z"] for g in got]), np.abs([w["z"] for w in want]), rtol=1e-4, atol=1e-5
+    )
+
+
 class _CountingGradientNorm(gradient_maps.GradientNorm):
     calls = 0
 
@@ -284,27 +336,27 @@ def test_salience_maps_persist_and_are_computed_once_per_example(tmp_path, examp
 # ------------------------------------------------- memory at MiniLM's size
 def _retained_bytes(outputs) -> int:
     """Memory the outputs keep alive: every array's outermost buffer (a view of a
-    batch keeps the whole batch array), each counted once, plus the Python
-    objects. Independent of `lru.nbytes`, which counts each view's own size."""
-    roots, other = {}, 0
+    batch keeps the whole batch array) and every other object, each counted once
+    (a token string shared by many examples is one string). Independent of
+    `lru.nbytes`, which counts each view's own size and each use of a string."""
+    seen: dict[int, int] = {}
     for out in outputs:
-        other += sys.getsizeof(out)
+        seen[id(out)] = sys.getsizeof(out)
         for value in out.values():
             if isinstance(value, np.ndarray):
                 while isinstance(value.base, np.ndarray):
                     value = value.base
-                roots[id(value)] = value.nbytes
+                seen[id(value)] = value.nbytes
             else:
-                other += sys.getsizeof(value) + sum(map(sys.getsizeof, value or ()))
-    return sum(roots.values()) + other
+                seen[id(value)] = sys.getsizeof(value)
+                for item in value if isinstance(value, (list, tuple)) else ():
+                    seen[id(item)] = sys.getsizeof(item)
+    return sum(seen.values())
 
 
-@pytest.mark.slow
-def test_memory_per_example_at_minilm_size_stays_under_20_kb():
-    """2,000 examples (the bundled sentences, each with a number) through a
-    random model of MiniLM-L6's shape and tokenizer: what the light store keeps
-    alive per example is under the 20 KB the served app allows per example and
-    model, and no view keeps a token-level array alive."""
+def _minilm_sized_wrapper(store=None):
+    """A random model of MiniLM-L6's shape and tokenizer, bounded, and 2,000
+    examples (the bundled sentences, each with a number)."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(finetune.default_model_dir())
     config = transformers.BertConfig(
         vocab_size=tokenizer.vocab_size,
@@ -314,6 +366,7 @@ def test_memory_per_example_at_minilm_size_stays_under_20_kb():
         intermediate_size=1536,
         num_labels=2,
     )
+    torch.manual_seed(0)
     model = transformers.BertForSequenceClassification(config).eval()
     clf = HFSequenceClassifier(
         model=model, tokenizer=tokenizer, labels=loaders.SENTIMENT_LABELS, batch_size=64
@@ -325,12 +378,39 @@ def test_memory_per_example_at_minilm_size_stays_under_20_kb():
         base=lit_dataset.Dataset(spec=spec, examples=[{"sentence": t} for t in texts]),
         id_fn=caching.input_hash,
     )
-    wrapper = bounded_cache.BoundedCachingModelWrapper(clf, "m", heavy_cache_mb=64)
-    outputs = wrapper.predict(ds.examples, fields={"probas"})
-    assert wrapper.light_calls == 1 and wrapper.memory()["examples"] == len(texts)
-    retained = _retained_bytes(outputs) / len(texts)
-    counted = wrapper.memory()["light_bytes"] / len(texts)
+    return bounded_cache.BoundedCachingModelWrapper(clf, "m", 64, store), ds.examples
+
+
+@pytest.mark.slow
+def test_memory_per_example_at_minilm_size_stays_under_20_kb():
+    """Without a store, what the light store keeps alive per example is under
+    the 20 KB the served app allows per example and model, and no view keeps a
+    token-level array alive."""
+    wrapper, examples = _minilm_sized_wrapper()
+    outputs = wrapper.predict(examples, fields={"probas"})
+    assert wrapper.light_calls == 1 and wrapper.memory()["examples"] == len(examples)
+    retained = _retained_bytes(outputs) / len(examples)
+    counted = wrapper.memory()["light_bytes"] / len(examples)
     print(f"light store per example: {retained:.0f} B retained, {counted:.0f} B counted")
     assert retained < 20_000 and counted < 20_000, (retained, counted)
     # 8 vectors of 384 float32 (pooled embeddings) are 12 KB: the floor.
     assert retained > 8 * 384 * 4 and retained < 1.2 * counted, (retained, counted)
+
+
+@pytest.mark.slow
+def test_with_a_store_memory_per_example_is_the_resident_fields_only(tmp_path):
+    """With a store the pooled embeddings live on disk: memory keeps the
+    predictions, label and tokens (shared strings), under 1.5 KB an example;
+    the projector's embeddings come back from disk equal to the model's."""
+    wrapper, examples = _minilm_sized_wrapper(OutputStore(str(tmp_path / "s.sqlite")))
+    computed = wrapper.predict(examples, fields={"probas", "layer_3/avg_emb"})
+    assert "cls_emb" not in computed[0]  # only what was asked, and the resident fields
+    kept = wrapper.predict(examples, fields={"probas"})  # what memory holds
+    assert wrapper.model_calls == 1 and set(kept[0]) == wrapper.resident_keys
+    retained = _retained_bytes(kept) / len(examples)
+    print(f"resident per example: {retained:.0f} B")
+    assert retained < 1500, retained
+    embs = wrapper.predict(examples, fields={"layer_3/avg_emb"})
+    assert wrapper.model_calls == 1 and wrapper.store_hits == len(examples)
+    for got, want in zip(embs[::97], computed[::97]):
+        np.testing.assert_array_equal(got["layer_3/avg_emb"], want["layer_3/avg_emb"])
