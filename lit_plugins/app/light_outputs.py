@@ -102,7 +102,13 @@ class LightOutputs:
         fields = set(fields)
         lacking = [r is None or not fields <= r.keys() for r in rows]
         wanted = [k[1] for k, lack in zip(keys, lacking) if k is not None and lack]
-        found = self._store.get_many(self._store_key, wanted) if wanted else {}
+        # Only the fields asked for and the resident ones are decoded: a projection
+        # of 100,000 examples reads one embedding each, not all of them.
+        found = (
+            self._store.get_many(self._store_key, wanted, fields | self.resident_keys)
+            if wanted
+            else {}
+        )
         self.store_hits += len(found)
         for i, key in enumerate(keys):
             if not lacking[i]:

@@ -29,7 +29,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -83,14 +83,16 @@ def _array(spec, blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype, count, int(offset)).reshape(shape).copy()
 
 
-def decode(text: str, blob: bytes) -> dict[str, Any]:
-    """The output `encode` stored (ValueError for a row that does not read back)."""
+def decode(text: str, blob: bytes, fields: Collection[str] | None = None) -> dict[str, Any]:
+    """The output `encode` stored, or its `fields` only (ValueError for a row
+    that does not read back)."""
     plain = json.loads(text)
     if not isinstance(plain, dict):
         raise ValueError("a stored output that is not a JSON object")
     return {
         k: _array(v[_ARRAY], blob) if isinstance(v, dict) and _ARRAY in v else v
         for k, v in plain.items()
+        if fields is None or k in fields
     }
 
 
@@ -159,9 +161,12 @@ class OutputStore:
             )
 
     # ------------------------------------------------------------------ API
-    def get_many(self, model: str, examples: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The stored outputs of `examples` under `model` (missing ones left out;
-        a row that cannot be decoded is dropped and reported missing)."""
+    def get_many(
+        self, model: str, examples: Iterable[str], fields: Collection[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """The stored outputs of `examples` under `model`, or their `fields` only
+        (missing ones left out; a row that cannot be decoded is dropped and
+        reported missing)."""
         wanted = list(dict.fromkeys(examples))
         found: dict[str, dict[str, Any]] = {}
         bad: list[str] = []
@@ -176,7 +181,7 @@ class OutputStore:
                 ).fetchall()
                 for example, plain, arrays in rows:
                     try:
-                        found[example] = decode(plain, arrays)
+                        found[example] = decode(plain, arrays, fields)
                     except (ValueError, OSError, KeyError, TypeError) as e:
                         logging.warning("Dropping an unreadable stored output (%s).", e)
                         bad.append(example)

@@ -49,6 +49,13 @@ def test_round_trip_keyed_by_model_and_example(tmp_path):
     assert reopened.stats()["rows"] == 5
 
 
+def test_named_fields_only_are_read_back(tmp_path):
+    store = store_lib.OutputStore(str(tmp_path / "s.sqlite"))
+    store.put_many("m", {"a": _output(0)})
+    (got,) = store.get_many("m", ["a"], fields={"cls_emb", "tokens"}).values()
+    _assert_same({k: _output(0)[k] for k in ("cls_emb", "tokens")}, got)
+
+
 def test_arrays_of_every_kind_read_back_exactly():
     """Dtype, shape (0-d, empty, 3-d, Fortran order) and bytes survive the raw layout."""
     arrays = {
