@@ -58,6 +58,7 @@ from lit_plugins.app.light_outputs import STORE_WRITE_ROWS, LightOutputs, light_
 from lit_plugins.hf import finetune
 from lit_plugins.lit import dataset_level, methods, specs
 from lit_plugins.lit.fit_store import FitStore
+from lit_plugins.util import heap
 from lit_plugins.util.lru import ByteLRU
 from lit_plugins.util.store import SCHEMA_VERSION, OutputStore
 
@@ -233,6 +234,8 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
                     f"Model {self._name!r} returned {len(lights)} outputs for {len(chunk)} inputs."
                 )
             yield from zip(chunk, self._light.put([keys[i] for i in chunk], lights))
+        if len(todo) >= PROGRESS_MIN_EXAMPLES:
+            heap.trim()  # the passes' freed batches back to the system (util/heap.py)
 
 
 def _text_length(example: JsonDict) -> int:
