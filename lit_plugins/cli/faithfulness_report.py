@@ -135,17 +135,7 @@ def write_report(
 
 FLAGS_USED = (
     "output_dir",
-    "model",
-    "models",
-    "labels",
-    "dataset",
-    "split",
-    "text_fields",
-    "label_column",
-    "max_examples",
-    "max_length",
-    "batch_size",
-    "device",
+    *model_data.REPORT_FLAGS,
     "salience_methods",
     "removal",
     "seed",

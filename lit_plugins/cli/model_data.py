@@ -260,3 +260,18 @@ MODEL_DATA_FLAGS = (
     "max_length",
     "dtype",
 )
+# What the report commands (faithfulness, trust-report) read: one model (--model,
+# or the first of --models), a labelled dataset, and how to run the model.
+REPORT_FLAGS = (
+    "model",
+    "models",
+    "labels",
+    "dataset",
+    "split",
+    "text_fields",
+    "label_column",
+    "max_examples",
+    "max_length",
+    "batch_size",
+    "device",
+)
