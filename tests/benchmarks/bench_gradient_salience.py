@@ -10,11 +10,8 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from lit_nlp.components import gradient_maps
 
-from lit_plugins import (
-    demo_models,
-    interpreters,
-)
 from lit_plugins.data import loaders
+from lit_plugins.lit import demo_models, interpreters
 from tests.benchmarks import machine
 
 

@@ -7,7 +7,7 @@ command line and the parsed arguments; part (b) prints its own.
 
 Data: the bundled sentiment train split (probes are fit on it) and dev split
 (probes are scored on it); model: the fine-tuned MiniLM-L6 checkpoint
-(`lit_plugins.demo_models.finetuned_minilm()`, 6 layers + embeddings).
+(`lit_plugins.lit.demo_models.finetuned_minilm()`, 6 layers + embeddings).
 
 (a) Ours: ONE streamed pass of `model.predict(..., activation_layers='all',
     gradients=False)` over train + dev, mean-pooled per layer with
@@ -39,12 +39,9 @@ import time
 import numpy as np
 import torch
 
-from lit_plugins import (
-    demo_models,
-    probe_inputs,
-    probing,
-)
+from lit_plugins import probing
 from lit_plugins.data import loaders
+from lit_plugins.lit import demo_models, probe_inputs
 from tests.benchmarks.bench_probe_training import print_header
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
