@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 from lit_nlp.api import model as lit_model
 from lit_nlp.api import types as lit_types
-from lit_nlp.components import core as lit_core
 from lit_nlp.components import metrics as lit_metrics
 from sklearn import metrics as sk_metrics
 from sklearn import preprocessing as sk_preprocessing
@@ -135,6 +134,11 @@ class ThresholdMultilabelMetrics(lit_metrics.MultilabelMetrics):
 def plugin_metrics() -> dict[str, Any]:
     """LIT 1.3's default metrics with the multi-label ones at the model's threshold
     (for `dev_server.Server(..., metrics=...)`)."""
+    # Imported here: LIT's components core imports every LIT component (SHAP,
+    # UMAP, ...), ~200 MiB that every corpus process paid when it was imported
+    # with this module (tests/test_import_weight.py).
+    from lit_nlp.components import core as lit_core  # pylint: disable=g-import-not-at-top
+
     found = dict(lit_core.default_metrics())
     found[METRICS_NAME] = ThresholdMultilabelMetrics()
     return found
