@@ -13,7 +13,7 @@ from lit_nlp.components import salience_clustering
 from lit_plugins.app import bounded_cache
 from lit_plugins.hf import kinds
 from lit_plugins.lit import interpreters as ours
-from lit_plugins.lit import methods, multilabel, saved_results, tag_metrics, token_model
+from lit_plugins.lit import methods, multilabel_metrics, saved_results, tag_metrics, token_model
 from lit_plugins.lit.interpreters import tag_salience, trust_checks, txray_shift
 from lit_plugins.lit.model import HFSequenceClassifier
 from lit_plugins.lit.token_model import HFTokenClassifier
@@ -259,7 +259,9 @@ def serve(
         if warning:
             logging.warning(warning)
     # LIT's metrics, the multi-label ones at each model's own threshold.
-    server_kw.setdefault("metrics", {**multilabel.plugin_metrics(), **tag_metrics.plugin_metrics()})
+    server_kw.setdefault(
+        "metrics", {**multilabel_metrics.plugin_metrics(), **tag_metrics.plugin_metrics()}
+    )
     lit_app = bounded_cache.build(
         models,
         datasets,

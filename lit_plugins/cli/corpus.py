@@ -27,7 +27,6 @@ from collections.abc import Sequence
 
 from absl import app, logging
 
-from lit_plugins import probing
 from lit_plugins.cli import flags as cli_flags
 from lit_plugins.cli import model_data, shards
 from lit_plugins.txray import options as txray_options
@@ -328,6 +327,7 @@ def _probe_layer(value: str) -> int | None:
 
 
 def cmd_probe(comm: distributed.Comm) -> None:
+    from lit_plugins import probing  # pylint: disable=g-import-not-at-top
     from lit_plugins.cli import probe  # pylint: disable=g-import-not-at-top
 
     opts = probing.ProbeSettings(

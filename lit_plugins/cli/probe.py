@@ -39,10 +39,10 @@ from lit_nlp.api import model as lit_model
 
 from lit_plugins import probing
 from lit_plugins.cli import shards
-from lit_plugins.lit import probe_inputs, saved_results, specs
+from lit_plugins.lit import probe_inputs, specs
 from lit_plugins.lit.interpreters import linear_probe
 from lit_plugins.probing import persistence
-from lit_plugins.util import distributed
+from lit_plugins.util import distributed, run_files
 
 ROWS_SUFFIX = ".rows.npz"  # the row shards' extension
 
@@ -183,7 +183,7 @@ def _load_rows(plan: shards.ShardPlan, lo: int, hi: int, layers) -> tuple[dict, 
 def _write(out_dir, model_name, fit, state, opts, world_size) -> None:
     shards.check_writable(out_dir)
     shards.atomic_write(
-        os.path.join(out_dir, saved_results.SWEEP_FILE),
+        os.path.join(out_dir, run_files.SWEEP_FILE),
         lambda tmp: persistence.save_sweep(tmp, state.sweep),
     )
     rankings = {}
@@ -197,7 +197,7 @@ def _write(out_dir, model_name, fit, state, opts, world_size) -> None:
             "top_neurons": {str(c): [int(i) for i in v] for c, v in per_class.items()},
         }
     results = {
-        "format": saved_results.PROBE_FORMAT,
+        "format": run_files.PROBE_FORMAT,
         "model": model_name,
         "fit_options": dataclasses.asdict(fit),
         "run_options": dataclasses.asdict(opts),
@@ -212,5 +212,5 @@ def _write(out_dir, model_name, fit, state, opts, world_size) -> None:
         "neurons": rankings,
     }
     shards.write_json(
-        os.path.join(out_dir, saved_results.RESULTS_FILE), json.loads(json.dumps(results))
+        os.path.join(out_dir, run_files.RESULTS_FILE), json.loads(json.dumps(results))
     )

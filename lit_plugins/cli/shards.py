@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from lit_plugins.cli import progress
-from lit_plugins.lit.saved_results import RUN_MANIFEST as MANIFEST
 from lit_plugins.util import distributed
+from lit_plugins.util.run_files import RUN_MANIFEST as MANIFEST
 
 CHECKPOINTS_KEY = "checkpoints"  # config entry: {role: checkpoint_digest or None}
 COMPLETE = "COMPLETE"

@@ -49,9 +49,9 @@ from lit_nlp.api import model as lit_model
 
 from lit_plugins import txray
 from lit_plugins.cli import shards
-from lit_plugins.lit import dataset_level, saved_results, specs, txray_inputs
+from lit_plugins.lit import dataset_level, specs, txray_inputs
 from lit_plugins.txray import merge as txray_merge
-from lit_plugins.util import distributed
+from lit_plugins.util import distributed, run_files
 
 JsonDict = specs.JsonDict
 SHARD_SUFFIX = ".model.npz"
@@ -155,11 +155,11 @@ def write_results(
     )
     out = plan.out_dir
     shards.atomic_write(
-        os.path.join(out, saved_results.REFERENCE_FILE),
+        os.path.join(out, run_files.REFERENCE_FILE),
         lambda tmp: agg_ref.save(tmp, vocab, **meta),
     )
     shards.atomic_write(
-        os.path.join(out, saved_results.MODEL_FILE), lambda tmp: agg_model.save(tmp, vocab, **meta)
+        os.path.join(out, run_files.MODEL_FILE), lambda tmp: agg_model.save(tmp, vocab, **meta)
     )
     result = txray.compute_shift(
         agg_ref,

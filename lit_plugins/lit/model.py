@@ -81,7 +81,7 @@ class HFSequenceClassifier(HFClassifier, lit_model.BatchedModel):
     def __init__(self, *args, threshold: float = multilabel.DEFAULT_THRESHOLD, **kw):
         """`HFClassifier`'s arguments, and for a multi-label head the `threshold`: a
         label is predicted when its sigmoid probability is above it (LIT's
-        multi-label metrics as served by `lit.multilabel.plugin_metrics`)."""
+        multi-label metrics as served by `lit.multilabel_metrics.plugin_metrics`)."""
         super().__init__(*args, **kw)
         self.threshold = multilabel.check_threshold(threshold)
 

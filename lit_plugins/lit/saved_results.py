@@ -1,6 +1,6 @@
 """Results of the corpus commands (`python -m lit_plugins probe|txray|attribute`) as
-the LIT interpreters preload them: the file names both sides agree on, and their
-loaders."""
+the LIT interpreters preload them: their loaders (the file names both sides agree
+on are in `util.run_files`)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,15 @@ from lit_plugins import txray
 from lit_plugins.lit.interpreters import linear_probe
 from lit_plugins.lit.interpreters.precomputed import AttributionRun
 from lit_plugins.probing import persistence
-
-# `probe`'s output directory
-SWEEP_FILE = "sweep.npz"
-RESULTS_FILE = "probe.json"
-PROBE_FORMAT = "lit_plugins.corpus.probe/1"  # a file-format id, kept across the package move
-# Every corpus run's manifest: {"config": {...}, "num_items": ..., ...} (cli/shards.py)
-RUN_MANIFEST = "run.json"
-# `attribute`'s rows: Parquet shards beside the manifest
-ATTRIBUTE_SHARDS = "shard-*.parquet"
-# `txray`'s output directory
-REFERENCE_FILE = "reference.npz"
-MODEL_FILE = "model.npz"
+from lit_plugins.util.run_files import (  # re-exported: the names both sides agree on
+    ATTRIBUTE_SHARDS,
+    MODEL_FILE,
+    PROBE_FORMAT,
+    REFERENCE_FILE,
+    RESULTS_FILE,
+    RUN_MANIFEST,
+    SWEEP_FILE,
+)
 
 
 def load_probe_results(

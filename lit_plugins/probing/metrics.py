@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from sklearn import metrics as skm
 
 METRICS = (
     "accuracy",
@@ -29,6 +28,14 @@ METRICS = (
     "pearson_and_spearman",
     "matthews_corrcoef",
 )
+
+
+def _sklearn_metrics():
+    # Imported on first use: scikit-learn's metrics cost ~75 MiB, which every corpus
+    # process paid at import (tests/test_import_weight.py); only F1 and MCC need it.
+    from sklearn import metrics  # pylint: disable=g-import-not-at-top
+
+    return metrics
 
 
 def _pair(preds, labels):
@@ -52,14 +59,14 @@ def accuracy(preds, labels) -> float:
 def f1(preds, labels) -> float:
     """Macro-averaged F1 (each class counts equally, rare tags included)."""
     preds, labels = _pair(preds, labels)
-    return float(skm.f1_score(labels, preds, average="macro", zero_division=0))
+    return float(_sklearn_metrics().f1_score(labels, preds, average="macro", zero_division=0))
 
 
 def f1_per_class(preds, labels) -> dict:
     """{class: F1} for every class present in labels or predictions."""
     preds, labels = _pair(preds, labels)
     classes = np.unique(np.concatenate([labels, preds]))
-    scores = skm.f1_score(labels, preds, labels=classes, average=None, zero_division=0)
+    scores = _sklearn_metrics().f1_score(labels, preds, labels=classes, average=None, zero_division=0)
     return {_key(c): float(s) for c, s in zip(classes, scores)}
 
 
@@ -95,7 +102,7 @@ def pearson_and_spearman(preds, labels) -> float:
 def matthews_corrcoef(preds, labels) -> float:
     """Matthews correlation (multi-class generalisation), chance-corrected."""
     preds, labels = _pair(preds, labels)
-    return float(skm.matthews_corrcoef(labels, preds))
+    return float(_sklearn_metrics().matthews_corrcoef(labels, preds))
 
 
 _FUNCS = {

@@ -24,7 +24,7 @@ from lit_plugins.app import registration
 from lit_plugins.data import loaders
 from lit_plugins.hf import heads
 from lit_plugins.lit import interpreters as ours
-from lit_plugins.lit import multilabel
+from lit_plugins.lit import multilabel, multilabel_metrics
 from lit_plugins.lit.interpreters import common
 from lit_plugins.lit.interpreters import integrated_gradients as ig_interp
 from lit_plugins.lit.model import HFSequenceClassifier
@@ -267,7 +267,7 @@ def test_lit_multilabel_metrics_match_sklearn_at_the_models_threshold():
     at_half = _by_hand(gold, probs, 0.5)
     assert lit_result["metrics"] == pytest.approx(at_half, rel=1e-9)
     # Ours, as served: the model's threshold.
-    served = multilabel.plugin_metrics()[multilabel.METRICS_NAME]
+    served = multilabel_metrics.plugin_metrics()[multilabel_metrics.METRICS_NAME]
     assert isinstance(served, lit_metrics.MultilabelMetrics)
     (result,) = served.run(ds.examples, model, ds)
     at_model = _by_hand(gold, probs, 0.3)
