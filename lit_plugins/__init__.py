@@ -16,6 +16,8 @@ The packages, top layer first (imports only flow down; `lint-imports` checks it)
     util/            devices, torch.distributed, statistics (the one bootstrap)
 """
 
+from lit_plugins.util import lazy
+
 # Lazy, so that importing a math package (`lit_plugins.probing`, ...) does not load LIT.
 _PUBLIC = {
     "HFSequenceClassifier": "lit_plugins.lit.model",
@@ -25,11 +27,4 @@ _PUBLIC = {
     "wrap_model": "lit_plugins.app.registration",
 }
 __all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name):
-    if name not in _PUBLIC:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_PUBLIC[name]), name)
+__getattr__, __dir__ = lazy.exports(__name__, _PUBLIC)

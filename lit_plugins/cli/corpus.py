@@ -228,6 +228,18 @@ def _finished(out_dir: str, config: dict, comm: distributed.Comm) -> bool:
     return False
 
 
+def _begin(command: str, comm: distributed.Comm, **config_extra):
+    """(out_dir, config, model name, model, dataset) of a run to do, or None when
+    --output_dir already holds it finished. `config_extra` joins the run's identity."""
+    out_dir, config = cli_flags.OUTPUT_DIR.value, run_config(command)
+    config.update(config_extra)
+    if _finished(out_dir, config, comm):
+        return None
+    shards.check_output_dir(out_dir, comm)
+    name, model = one_model(comm)
+    return out_dir, config, name, model, dataset_of(model)
+
+
 def cmd_attribute(comm: distributed.Comm) -> None:
     from lit_plugins.cli import attribute  # pylint: disable=g-import-not-at-top
 
@@ -242,12 +254,10 @@ def cmd_attribute(comm: distributed.Comm) -> None:
         max_steps=cli_flags.IG_MAX_STEPS.value,
         conductance_layer=cli_flags.CONDUCTANCE_LAYER.value,
     )
-    out_dir, config = cli_flags.OUTPUT_DIR.value, run_config("attribute")
-    if _finished(out_dir, config, comm):
+    run = _begin("attribute", comm)
+    if run is None:
         return
-    shards.check_output_dir(out_dir, comm)
-    name, model = one_model(comm)
-    dataset = dataset_of(model)
+    out_dir, config, name, model, dataset = run
     attribute.check_model(model, opts)
     examples = list(dataset.examples)
     plan = shards.ShardPlan(out_dir, config, len(examples), _shard_size(examples), ".parquet")
@@ -280,14 +290,15 @@ def cmd_txray(comm: distributed.Comm) -> None:
         seed=cli_flags.SEED.value,
         confidence=cli_flags.CONFIDENCE.value,
     )
-    out_dir, config = cli_flags.OUTPUT_DIR.value, run_config("txray")
-    config["reference_model"] = model_data.REFERENCE_MODEL.value or model_data.DEFAULT_REFERENCE
-    if _finished(out_dir, config, comm):
+    run = _begin(
+        "txray",
+        comm,
+        reference_model=model_data.REFERENCE_MODEL.value or model_data.DEFAULT_REFERENCE,
+    )
+    if run is None:
         return
-    shards.check_output_dir(out_dir, comm)
-    name, model = one_model(comm)
+    out_dir, config, name, model, dataset = run
     ref_name, reference = _reference(comm, name)
-    dataset = dataset_of(model)
     examples = list(dataset.examples)
     opts = txray.resolve(model, reference, ref_name, examples, opts)
     plan = shards.ShardPlan(
@@ -340,12 +351,10 @@ def cmd_probe(comm: distributed.Comm) -> None:
         seed=cli_flags.SEED.value,
         top_mass=cli_flags.TOP_MASS.value,
     )
-    out_dir, config = cli_flags.OUTPUT_DIR.value, run_config("probe")
-    if _finished(out_dir, config, comm):
+    run = _begin("probe", comm)
+    if run is None:
         return
-    shards.check_output_dir(out_dir, comm)
-    name, model = one_model(comm)
-    dataset = dataset_of(model)
+    out_dir, config, name, model, dataset = run
     probe.parse(model, dataset, opts)  # bad options: an error before any work
     state = probe.run(
         model,

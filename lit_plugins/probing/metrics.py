@@ -66,7 +66,9 @@ def f1_per_class(preds, labels) -> dict:
     """{class: F1} for every class present in labels or predictions."""
     preds, labels = _pair(preds, labels)
     classes = np.unique(np.concatenate([labels, preds]))
-    scores = _sklearn_metrics().f1_score(labels, preds, labels=classes, average=None, zero_division=0)
+    scores = _sklearn_metrics().f1_score(
+        labels, preds, labels=classes, average=None, zero_division=0
+    )
     return {_key(c): float(s) for c, s in zip(classes, scores)}
 
 
