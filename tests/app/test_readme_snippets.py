@@ -168,6 +168,9 @@ def lit_subprocess(args, cwd, log_path):
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
+    # The apps' output store (and offline client copy) in the test's directory, not the
+    # user's ~/.cache/lit_plugins: a test run leaves nothing there and reads nothing back.
+    env["LIT_PLUGINS_CACHE"] = str(cwd / "lit_plugins_cache")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, *args, f"--port={port}", f"--data_dir={cwd / 'lit_cache'}"],
