@@ -67,6 +67,12 @@ DEFAULT_HEAVY_CACHE_MB = 512
 DEFAULT_STORE_MB = 4096
 STORE_FILE = "served-outputs.sqlite"
 PROGRESS_MIN_EXAMPLES = 256  # fewer print no progress bar
+# A heavy pass over this many examples or more gives its freed memory back
+# (`util/heap.py`). Measured on MiniLM with 10,000 examples served: explaining 8
+# examples left 62 MB more resident, 32 left 268 MB, 100 left 367-397 MB, of a heavy
+# cache of 1-12 MiB; a trim took 7-28 ms (1-2 % of those requests) and returned it
+# all. One example (4 MB) is left to the allocator to reuse.
+HEAVY_TRIM_MIN_EXAMPLES = 8
 # Set while the app serves a request that reads predictions only (metrics, the
 # embeddings projector): predict calls without `fields` return the resident
 # light fields and the ones named (`LightOutputs`).
@@ -189,6 +195,8 @@ class BoundedCachingModelWrapper(lit_model.ModelWrapper):
                     if keys[i] is not None:
                         self._heavy.put(keys[i], heavy)
                     heavies[i] = heavy
+                if len(missing) >= HEAVY_TRIM_MIN_EXAMPLES:
+                    heap.trim()  # the pass's freed activations and gradients (util/heap.py)
             # A light part kept earlier stays what the data table shows.
             return [
                 {**heavy, **{k: v for k, v in light.items() if k in self.resident_keys}}

@@ -103,6 +103,31 @@ def test_examples_without_ids_are_computed_not_kept(classifier):
     assert wrapper.model_calls == 2 and wrapper.memory()["examples"] == 0
 
 
+def test_large_passes_give_their_freed_memory_back(classifier, monkeypatch):
+    """heap.trim runs after a heavy pass of HEAVY_TRIM_MIN_EXAMPLES or more and after
+    a light pass of PROGRESS_MIN_EXAMPLES or more, and not after smaller ones or
+    cached answers (what it returns is measured in tests/util/test_heap.py)."""
+    trims = []
+    monkeypatch.setattr(bounded_cache.heap, "trim", lambda: trims.append(1) or True)
+    n_light = bounded_cache.PROGRESS_MIN_EXAMPLES
+    examples = [
+        {"_id": f"ex{i}", "sentence": f"film number {i} was {'good' if i % 2 else 'bad'}"}
+        for i in range(n_light)
+    ]
+    wrapper = bounded_cache.BoundedCachingModelWrapper(classifier, "m", heavy_cache_mb=64)
+    n_heavy = bounded_cache.HEAVY_TRIM_MIN_EXAMPLES
+    wrapper.predict(examples[: n_heavy - 1])
+    assert trims == []
+    wrapper.predict(examples[: 2 * n_heavy - 1])  # n_heavy new ones
+    assert len(trims) == 1
+    wrapper.predict(examples[: 2 * n_heavy - 1])  # cached
+    wrapper.predict(examples[n_heavy : n_light - 1], fields={"probas"})  # light, one short
+    assert len(trims) == 1
+    wrapper = bounded_cache.BoundedCachingModelWrapper(classifier, "m2", heavy_cache_mb=64)
+    wrapper.predict(examples, fields={"probas"})
+    assert len(trims) == 2
+
+
 # ------------------------------------------------------------------ the app
 def _apps(classifier):
     datasets = {"d": sentiment_data.indexed_dataset()}
